@@ -1,0 +1,3 @@
+from segnas.cli import main
+
+main()

@@ -1,0 +1,111 @@
+"""LightningModule for semantic segmentation (training, retraining, distillation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from segnas.lit.losses import distillation_kl, hard_pixel_ce
+from segnas.lit.optim import poly_scheduler, sgd
+from segnas.metrics.segmentation import SegmentationMetric, miou, pixel_accuracy
+
+
+def build_net(net_config: dict[str, Any] | DictConfig, num_classes: int) -> nn.Module:
+    """Instantiate a network from a ``_target_`` config with ``num_classes`` outputs."""
+    return instantiate(OmegaConf.create(dict(net_config)), num_classes=num_classes, _convert_="all")
+
+
+class SegmentationModule(L.LightningModule):
+    """Trains a segmenter with SGD + poly schedule and (top-k) cross-entropy; validates dataset-level mIoU.
+
+    The network is built from ``net_config`` (a ``_target_`` dict), which is stored in the checkpoint,
+    so :meth:`load_from_checkpoint` rebuilds the model without any other config. An optional
+    ``teacher`` adds a pixel-wise KL distillation term.
+    """
+
+    def __init__(
+        self,
+        net_config: dict[str, Any],
+        num_classes: int,
+        class_names: list[str] | None = None,
+        ignore_index: int = 255,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        nesterov: bool = False,
+        poly_power: float = 0.9,
+        warmup_steps: int = 0,
+        warmup_factor: float = 0.1,
+        top_k_percent: float = 1.0,
+        distill_weight: float = 0.0,
+        distill_temperature: float = 1.0,
+        teacher: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["teacher"])
+        self.net = build_net(net_config, num_classes)
+        self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
+        self.val_metric = SegmentationMetric(num_classes, ignore_index)
+        self.best_miou = 0.0
+        self.last_per_class: list[float] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        hp = self.hparams
+        losses = {"ce": hard_pixel_ce(logits, batch["mask"], hp.ignore_index, hp.top_k_percent)}
+        if self.teacher is not None and hp.distill_weight > 0:
+            with torch.no_grad():
+                teacher_logits = self.teacher(batch["image"])
+            losses["kd"] = hp.distill_weight * distillation_kl(logits, teacher_logits, hp.distill_temperature)
+        losses["total"] = sum(losses.values())
+        return losses
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = self.loss(self(batch["image"]), batch)
+        for name, value in losses.items():
+            self.log(f"train/loss_{name}" if name != "total" else "train/loss", value, prog_bar=name == "total",
+                     on_step=True, on_epoch=True, batch_size=batch["image"].shape[0])
+        return losses["total"]
+
+    def on_train_start(self) -> None:
+        if self.teacher is not None:
+            self.teacher.eval()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch["image"])
+        self.val_metric.update(logits, batch["mask"])
+
+    def on_validation_epoch_end(self) -> None:
+        confmat = self.val_metric.confmat.clone()
+        mean_iou, per_class = miou(confmat)
+        self.val_metric.reset()
+        self.last_per_class = per_class
+        if not self.trainer.sanity_checking:
+            self.best_miou = max(self.best_miou, mean_iou)
+        self.log("val/mIoU", mean_iou, prog_bar=True, sync_dist=True)
+        self.log("val/pixel_acc", pixel_accuracy(confmat), sync_dist=True)
+        self.log("val/mIoU_best", self.best_miou, sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        optimizer = sgd(self.net.parameters(), hp.lr, hp.momentum, hp.weight_decay, hp.nesterov)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = poly_scheduler(optimizer, total, hp.poly_power, hp.warmup_steps, hp.warmup_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["best_miou"] = self.best_miou
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.best_miou = checkpoint.get("best_miou", 0.0)
+        if self.teacher is not None:
+            prefix = "teacher."
+            checkpoint["state_dict"].update({prefix + k: v for k, v in self.teacher.state_dict().items()})

@@ -1,0 +1,27 @@
+"""Metrics usable without Lightning: mIoU, MACs/params, latency, rank correlations."""
+
+from segnas.metrics.complexity import count_macs, count_macs_params, count_params
+from segnas.metrics.correlation import rank_correlations
+from segnas.metrics.latency import LatencyResult, measure_latency
+from segnas.metrics.segmentation import (
+    SegmentationMetric,
+    confusion_matrix,
+    iou_per_class,
+    miou,
+    pixel_accuracy,
+)
+
+__all__ = [
+    "LatencyResult",
+    "SegmentationMetric",
+    "confusion_matrix",
+    "count_macs",
+    "count_macs_params",
+    "count_params",
+    "iou_per_class",
+    "measure_latency",
+    "miou",
+    "pixel_accuracy",
+    "rank_correlations",
+]
+from segnas.metrics.panoptic import pq_compute  # noqa: F401

@@ -1,0 +1,63 @@
+"""Pieces every training-like stage uses: data, callbacks, loggers, trainer, checkpoint lookup."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from segnas.data.base import SegmentationDataModule
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig) -> SegmentationDataModule:
+    """Instantiate ``cfg.data``."""
+    return instantiate(cfg.data, _convert_="all")
+
+
+def _instantiate_group(group: DictConfig | None) -> list[Any]:
+    if not group:
+        return []
+    if not isinstance(group, DictConfig):
+        raise TypeError(f"expected a mapping of name -> config, got {type(group).__name__}")
+    return [instantiate(node, _convert_="all") for node in group.values() if node is not None and "_target_" in node]
+
+
+def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None, **overrides: Any) -> L.Trainer:
+    """The Lightning trainer of ``cfg.trainer`` with ``cfg.callbacks`` and ``cfg.logger``."""
+    callbacks = _instantiate_group(cfg.get("callbacks")) + list(extra_callbacks or [])
+    loggers = _instantiate_group(cfg.get("logger"))
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all", **overrides)
+
+
+def resolve_ckpt(cfg: DictConfig, out_dir: Path) -> str | None:
+    """``cfg.ckpt_path`` if set (must exist), else this run folder's ``last.ckpt`` when ``cfg.resume``."""
+    if cfg.get("ckpt_path"):
+        path = Path(cfg.ckpt_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ckpt_path={path} does not exist")
+        return str(path)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if cfg.get("resume", True) and last.is_file():
+        log.info("Resuming from %s", last)
+        return str(last)
+    return None
+
+
+def to_container(node: DictConfig) -> dict[str, Any]:
+    """A resolved plain-dict copy of a config node."""
+    return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+
+
+def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
+    """Paths of the best and last checkpoints written by the trainer's ModelCheckpoint (may be empty)."""
+    ckpt = trainer.checkpoint_callback
+    if ckpt is None:
+        return {}
+    paths = {"best_ckpt": getattr(ckpt, "best_model_path", ""), "last_ckpt": getattr(ckpt, "last_model_path", "")}
+    return {k: v for k, v in paths.items() if v}

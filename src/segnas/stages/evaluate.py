@@ -1,0 +1,107 @@
+"""``stage=evaluate``: mIoU, per-class IoU, MACs, params and FPS of a trained checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from segnas.callbacks.history import write_rows_csv  # noqa: E402
+from segnas.lit.segmentation import SegmentationModule  # noqa: E402
+from segnas.metrics import count_macs_params, measure_latency  # noqa: E402
+from segnas.stages.common import build_datamodule  # noqa: E402
+from segnas.utils.run import output_dir  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def load_checkpoint(path: str | Path | None) -> SegmentationModule:
+    """Load a ``stage=train`` checkpoint (the network config travels inside it)."""
+    if not path:
+        raise ValueError("stage=evaluate needs ckpt_path=PATH (a checkpoint written by stage=train)")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={path} does not exist")
+    return SegmentationModule.load_from_checkpoint(path, map_location="cpu")
+
+
+def plot_per_class(per_class: dict[str, float], path: Path) -> None:
+    """Horizontal bar chart of per-class IoU."""
+    names = list(per_class)
+    values = [0.0 if math.isnan(v) else v for v in per_class.values()]
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(names) + 1))
+    ax.barh(names, values, color="tab:blue")
+    ax.set_xlabel("IoU (%)")
+    ax.set_xlim(0, 100)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """A Markdown summary of the evaluation."""
+    lines = [
+        "| metric | value |",
+        "|---|---|",
+        f"| val mIoU (%) | {results['val/mIoU']:.2f} |",
+        f"| MACs (G) @ {results['input']} | {results['flops_g']:.3f} |",
+        f"| params (M) | {results['params_m']:.3f} |",
+        f"| latency (ms, median) | {results['latency_ms']:.2f} |",
+        f"| FPS ({results['latency']['device']}, {results['latency']['dtype']}) | {results['fps']:.1f} |",
+        "",
+        "| class | IoU (%) |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {iou:.2f} |" for name, iou in results["val/per_class_iou"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Validate the checkpoint on ``cfg.data``'s validation split and measure its cost."""
+    out = output_dir(cfg)
+    module = load_checkpoint(cfg.ckpt_path)
+    datamodule = build_datamodule(cfg)
+    meta = datamodule.metadata()
+    if meta["num_classes"] != module.hparams.num_classes:
+        raise ValueError(
+            f"checkpoint {cfg.ckpt_path} predicts {module.hparams.num_classes} classes but data "
+            f"{cfg.data._target_} has {meta['num_classes']}"
+        )
+    datamodule.setup("validate")
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False, _convert_="all")
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    per_class = dict(zip(meta["class_names"], module.last_per_class, strict=True))
+
+    stage = cfg.stage
+    height, width = stage.input_size or datamodule.val_set[0]["image"].shape[-2:]
+    shape = (1, 3, int(height), int(width))
+    net = module.net.eval()
+    macs, params = count_macs_params(net, shape)
+    latency = measure_latency(net, shape, device=stage.latency_device, duration_s=stage.latency_duration_s)
+    results = {
+        "val/mIoU": float(trainer.callback_metrics["val/mIoU"]),
+        "val/pixel_acc": float(trainer.callback_metrics["val/pixel_acc"]),
+        "val/per_class_iou": per_class,
+        "flops_g": macs / 1e9,
+        "params_m": params / 1e6,
+        "latency_ms": latency.median_ms,
+        "fps": latency.fps,
+        "latency": latency.as_dict(),
+        "input": f"{height}x{width}",
+        "ckpt_path": str(cfg.ckpt_path),
+    }
+    write_rows_csv(out / "per_class_iou.csv", [{"class": k, "iou": v} for k, v in per_class.items()])
+    plot_per_class(per_class, out / "per_class_iou.png")
+    (out / "evaluation.md").write_text(markdown_table(results))
+    log.info("val/mIoU %.2f, %.3f GMACs, %.3f M params, %.1f FPS", results["val/mIoU"], results["flops_g"],
+             results["params_m"], results["fps"])
+    return results

@@ -1,0 +1,195 @@
+"""``stage=proxy_evaluate``: zero-cost proxies vs TransNAS-Bench-101 ground truth (SasWOT Table 3).
+
+For each space (micro, macro): ``repeats`` samples of ``sample_size`` benchmark architectures; each
+architecture is built (:mod:`segnas.spaces.transnas`) and scored by every proxy on one batch (random
+tensors or a dataset batch); Kendall/Spearman/Pearson against the benchmark target per sample, mean
+and std over samples. Writes ``scores_<space>.csv`` (resumable), ``correlations.csv``,
+``correlations.md``, ``correlations.png`` and returns the results dict (``results.json``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig
+from scipy import stats
+
+from segnas.metrics.complexity import count_macs_params
+from segnas.proxies import calibrate_cached, compute
+from segnas.proxies.benchmark import Record, load
+from segnas.proxies.evaluation import COEFFICIENTS, ScoreFile, draw_samples, score_all, summarize
+from segnas.spaces import transnas
+from segnas.utils.run import output_dir
+
+log = logging.getLogger(__name__)
+
+
+def _batch(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scoring batch: random N(0,1) images with uniform labels, or one training batch of ``cfg.data``."""
+    size, res = int(cfg.stage.batch_size), int(cfg.stage.resolution)
+    if cfg.stage.inputs == "random":
+        gen = torch.Generator().manual_seed(int(cfg.seed))
+        x = torch.randn(size, 3, res, res, generator=gen)
+        return x, torch.randint(0, transnas.NUM_CLASSES, (size, res, res), generator=gen)
+    if cfg.stage.inputs == "data":
+        datamodule = instantiate(cfg.data, batch_size=size, crop_size=[res, res])
+        datamodule.setup("fit")
+        batch = next(iter(datamodule.train_dataloader()))
+        labels = batch["mask"].clone()
+        labels[labels >= transnas.NUM_CLASSES] = 255
+        return batch["image"], labels
+    raise ValueError(f"stage.inputs must be 'random' or 'data', got {cfg.stage.inputs!r}")
+
+
+def _build(arch: str, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)  # an arch's init does not depend on what was scored before it
+    return transnas.build(arch)
+
+
+def _proxy_options(cfg: DictConfig, space: str, batch: tuple[torch.Tensor, ...], out: Path) -> dict:
+    sas = cfg.stage.saswot
+    reduce = {"elem_reduce": sas.elem_reduce, "layer_reduce": sas.layer_reduce}
+    options: dict[str, dict[str, Any]] = {"saswot_minus": dict(reduce)}
+    if "saswot" in cfg.stage.proxies:
+        ranges = calibrate_cached(
+            lambda rng: _build(transnas.sample(rng, space), rng.randrange(2**31)),
+            int(sas.calibration_archs),
+            *batch,
+            space=f"transnas-{space}",
+            cache=out / "saswot_avt.json",
+            seed=int(cfg.seed),
+            **reduce,
+        )
+        log.info("saswot AVT ranges (%s): %s", space, ranges)
+        options["saswot"] = {"ranges": ranges, **reduce}
+    return options
+
+
+def _builder_check(records: list[Record], num_archs: int, resolution: int, rng: random.Random) -> dict:
+    """Spearman between our MACs/params and the benchmark CSV's own flops/params columns, on up to
+    ``num_archs`` archs that carry them (MACs scale uniformly with resolution, so any valid one works).
+    """
+    with_ref = [r for r in records if math.isfinite(r.reference.get("flops", math.nan))]
+    if len(with_ref) < 3:
+        return {}
+    chosen = rng.sample(with_ref, min(num_archs, len(with_ref)))
+    ours = [count_macs_params(transnas.build(r.arch), (1, 3, resolution, resolution)) for r in chosen]
+    return {
+        "flops": float(
+            stats.spearmanr([m for m, _ in ours], [r.reference["flops"] for r in chosen]).statistic
+        ),
+        "params": float(
+            stats.spearmanr([p for _, p in ours], [r.reference["params"] for r in chosen]).statistic
+        ),
+        "n": len(chosen),
+    }
+
+
+def _fmt(row: dict[str, float], coef: str) -> str:
+    if not math.isfinite(row[coef]):
+        return "n/a"
+    return f"{row[coef]:.3f} ± {row[f'{coef}_std']:.3f}"
+
+
+def write_tables(results: dict[str, Any], spaces: list[str], out: Path) -> None:
+    """``correlations.csv`` (one row per proxy and space) and ``correlations.md`` (paper-style)."""
+    proxies = results["proxies"]
+    lines = ["proxy,space,valid," + ",".join(f"{c},{c}_std" for c in COEFFICIENTS)]
+    for name, per_space in proxies.items():
+        for space in spaces:
+            row = per_space[space]
+            values = ",".join(f"{row[c]:.6f},{row[c + '_std']:.6f}" for c in COEFFICIENTS)
+            lines.append(f"{name},{space},{row['valid']:.1f},{values}")
+    (out / "correlations.csv").write_text("\n".join(lines) + "\n")
+    head = " | ".join(f"{s} {c[:2].title()}" for s in spaces for c in ("kd", "sp", "ps"))
+    md = [f"| proxy | {head} |", "|---" * (1 + 3 * len(spaces)) + "|"]
+    for name, per_space in proxies.items():
+        cells = " | ".join(_fmt(per_space[s], c) for s in spaces for c in COEFFICIENTS)
+        md.append(f"| {name} | {cells} |")
+    (out / "correlations.md").write_text("\n".join(md) + "\n")
+
+
+def plot(results: dict[str, Any], spaces: list[str], out: Path) -> None:
+    """Bar chart of mean Kendall tau (± std) per proxy and space: ``correlations.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["proxies"])
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names)), 4))
+    width = 0.8 / len(spaces)
+    for i, space in enumerate(spaces):
+        rows = [results["proxies"][n][space] for n in names]
+        ax.bar(
+            [k + i * width for k in range(len(names))],
+            [r["kendall"] for r in rows],
+            width,
+            yerr=[r["kendall_std"] for r in rows],
+            label=space,
+        )
+    ax.set_xticks(
+        [k + width * (len(spaces) - 1) / 2 for k in range(len(names))], names, rotation=45, ha="right"
+    )
+    ax.set_ylabel("Kendall tau vs ground truth")
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "correlations.png", dpi=120)
+    plt.close(fig)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Score sampled benchmark architectures with every proxy and correlate with the ground truth."""
+    stage = cfg.stage
+    out = output_dir(cfg)
+    names, spaces = list(stage.proxies), list(stage.spaces)
+    csv_path = to_absolute_path(str(cfg.benchmark.csv))
+    records = load(csv_path, str(cfg.benchmark.target))
+    batch = _batch(cfg)
+    rng = random.Random(int(cfg.seed))
+    results: dict[str, Any] = {
+        "proxies": {n: {} for n in names},
+        "builder_check": {},
+        "setup": {
+            "csv": csv_path,
+            "target": str(cfg.benchmark.target),
+            "inputs": str(stage.inputs),
+            "batch_shape": list(batch[0].shape),
+            "sample_size": int(stage.sample_size),
+            "repeats": int(stage.repeats),
+            "pool_size": stage.pool_size,
+        },
+    }
+    for space in spaces:
+        by_arch = {r.arch: r for r in records if r.space == space}
+        samples = draw_samples(
+            sorted(by_arch), int(stage.sample_size), int(stage.repeats), rng, stage.pool_size
+        )
+        options = _proxy_options(cfg, space, batch, out)
+        store = ScoreFile(out / f"scores_{space}.csv", names)
+        scores = score_all(
+            [a for sample in samples for a in sample],
+            lambda arch, options=options: compute(
+                names, _build(arch, int(cfg.seed)), *batch, options=options
+            ),
+            store,
+            bool(stage.progress),
+        )
+        summary = summarize(samples, scores, {a: by_arch[a].target for a in scores}, names)
+        for name in names:
+            results["proxies"][name][space] = summary[name]
+        results["builder_check"][space] = _builder_check(
+            list(by_arch.values()), int(stage.builder_check_archs), int(stage.resolution), rng
+        )
+        results["setup"][f"num_scored_{space}"] = len(scores)
+        log.info("%s: builder check %s", space, results["builder_check"][space])
+    write_tables(results, spaces, out)
+    plot(results, spaces, out)
+    return results

@@ -1,0 +1,1 @@
+"""Small helpers shared by stages: output folders, seeding, file I/O."""
