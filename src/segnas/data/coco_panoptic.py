@@ -167,6 +167,10 @@ class COCOPanopticDataModule(SegmentationDataModule):
         return PanopticDataset(records, self.category_ids, self.thing_ids, transform, self.image_scale,
                                self.ignore_index)
 
+    def panoptic_files(self, split: str) -> tuple[Path, Path]:
+        """Ground-truth JSON and PNG folder of ``split``, for :func:`segnas.metrics.pq_compute`."""
+        return coco_panoptic_paths(self.root, split)
+
     def metadata(self) -> dict[str, Any]:
         """Base metadata plus ``thing_ids`` (train ids), ``category_ids`` (train id -> category id), ``categories``."""
         return {**super().metadata(), "thing_ids": sorted(self.thing_ids), "category_ids": self.category_ids,

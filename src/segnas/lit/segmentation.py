@@ -72,6 +72,7 @@ class SegmentationModule(L.LightningModule):
         for name, value in losses.items():
             self.log(f"train/loss_{name}" if name != "total" else "train/loss", value, prog_bar=name == "total",
                      on_step=True, on_epoch=True, batch_size=batch["image"].shape[0])
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True)
         return losses["total"]
 
     def on_train_start(self) -> None:

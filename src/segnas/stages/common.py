@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -15,9 +16,19 @@ from segnas.data.base import SegmentationDataModule
 log = logging.getLogger(__name__)
 
 
+def instantiate_unwrapped(node: DictConfig, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, re-raising our own clear input errors instead of Hydra's wrapper."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, FileNotFoundError | ValueError | TypeError):
+            raise err.__cause__ from None
+        raise
+
+
 def build_datamodule(cfg: DictConfig) -> SegmentationDataModule:
     """Instantiate ``cfg.data``."""
-    return instantiate(cfg.data, _convert_="all")
+    return instantiate_unwrapped(cfg.data, _convert_="all")
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:

@@ -10,15 +10,15 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+import matplotlib.pyplot as plt
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
-from segnas.callbacks.history import write_rows_csv  # noqa: E402
-from segnas.lit.segmentation import SegmentationModule  # noqa: E402
-from segnas.metrics import count_macs_params, measure_latency  # noqa: E402
-from segnas.stages.common import build_datamodule  # noqa: E402
-from segnas.utils.run import output_dir  # noqa: E402
+from segnas.callbacks.history import write_rows_csv
+from segnas.lit.segmentation import SegmentationModule
+from segnas.metrics import count_macs_params, measure_latency
+from segnas.stages.common import build_datamodule
+from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
 

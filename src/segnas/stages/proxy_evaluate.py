@@ -3,8 +3,10 @@
 For each space (micro, macro): ``repeats`` samples of ``sample_size`` benchmark architectures; each
 architecture is built (:mod:`segnas.spaces.transnas`) and scored by every proxy on one batch (random
 tensors or a dataset batch); Kendall/Spearman/Pearson against the benchmark target per sample, mean
-and std over samples. Writes ``scores_<space>.csv`` (resumable), ``correlations.csv``,
-``correlations.md``, ``correlations.png`` and returns the results dict (``results.json``).
+and std over samples. Also checks the builder (our MACs/params vs the CSV's flops/params, Spearman) and
+reports how our scores rank against NASLib's scores in the CSV. Writes ``scores_<space>.csv``
+(resumable), ``correlations.csv``, ``correlations.md``, ``correlations.png`` and returns the results
+dict (``results.json``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _batch(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.randn(size, 3, res, res, generator=gen)
         return x, torch.randint(0, transnas.NUM_CLASSES, (size, res, res), generator=gen)
     if cfg.stage.inputs == "data":
-        datamodule = instantiate(cfg.data, batch_size=size, crop_size=[res, res])
+        datamodule = instantiate(cfg.data, batch_size=size, crop_size=[res, res], _convert_="all")
         datamodule.setup("fit")
         batch = next(iter(datamodule.train_dataloader()))
         labels = batch["mask"].clone()
@@ -89,6 +91,22 @@ def _builder_check(records: list[Record], num_archs: int, resolution: int, rng: 
         ),
         "n": len(chosen),
     }
+
+
+def _naslib_agreement(scores: dict[str, dict[str, float]], records: dict[str, Record]) -> dict:
+    """Spearman between our scores and NASLib's scores of the same proxy in the CSV (other batch and
+    inputs, so only a rough check), over the scored archs that carry both."""
+    out = {}
+    for name in next(iter(scores.values()), {}):
+        pairs = [
+            (s[name], records[a].reference.get(name, math.nan))
+            for a, s in scores.items()
+            if math.isfinite(s[name]) and math.isfinite(records[a].reference.get(name, math.nan))
+        ]
+        if len(pairs) >= 5:
+            rho = stats.spearmanr(*zip(*pairs, strict=True)).statistic
+            out[name] = {"spearman": float(rho), "n": len(pairs)}
+    return out
 
 
 def _fmt(row: dict[str, float], coef: str) -> str:
@@ -157,6 +175,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results: dict[str, Any] = {
         "proxies": {n: {} for n in names},
         "builder_check": {},
+        "naslib_agreement": {},
         "setup": {
             "csv": csv_path,
             "target": str(cfg.benchmark.target),
@@ -188,6 +207,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         results["builder_check"][space] = _builder_check(
             list(by_arch.values()), int(stage.builder_check_archs), int(stage.resolution), rng
         )
+        results["naslib_agreement"][space] = _naslib_agreement(scores, by_arch)
         results["setup"][f"num_scored_{space}"] = len(scores)
         log.info("%s: builder check %s", space, results["builder_check"][space])
     write_tables(results, spaces, out)

@@ -1,0 +1,28 @@
+# segnas developer commands. `make install` once, then `make test`.
+PY ?= .venv/bin/python
+PIP ?= .venv/bin/pip
+
+.PHONY: install test test-slow lint bench clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install:  ## create .venv and install segnas with its dev extras
+	python3 -m venv .venv
+	$(PIP) install --upgrade pip
+	$(PIP) install -e ".[dev]"
+
+test:  ## fast test suite (what CI runs)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+test-slow:  ## only the slow tests (real training budgets)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m slow
+
+lint:  ## ruff
+	$(PY) -m ruff check src tests benchmarks
+
+bench:  ## speed/memory benchmarks -> benchmarks/results/*.md
+	$(PY) benchmarks/run.py
+
+clean:  ## remove caches and run outputs
+	rm -rf outputs multirun .pytest_cache .ruff_cache build dist src/*.egg-info

@@ -1,0 +1,228 @@
+"""Cell operators of the HyCTAS search space, all with the constructor shape ``(c_in, c_out, stride)``.
+
+Every operator works at stride 1 and 2 with any input/output width and is slimmable: ``forward(x,
+c_out=None)`` reads the input width from ``x`` and runs on leading weight slices when ``c_out`` is
+smaller than the width it was built with (see :mod:`segnas.nn.slim`). Stride-2 outputs have
+``ceil(H/2) x ceil(W/2)`` pixels for every operator. Operators with a bypass put a :class:`DropPath`
+on their main branch; operators without one (``conv``, ``skip``) are never dropped, because dropping
+them would zero the whole feature map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from segnas.nn.drop import DropPath
+from segnas.nn.slim import ConvBNAct, SlimConv2d, SlimLayerNorm, SlimLinear
+
+
+def half_size(x: Tensor) -> tuple[int, int]:
+    """Spatial size of ``x`` after a stride-2 operator: ``(ceil(H/2), ceil(W/2))``."""
+    h, w = x.shape[-2:]
+    return (h + 1) // 2, (w + 1) // 2
+
+
+def pool2(x: Tensor) -> Tensor:
+    """2x2 average pooling with ceil-mode output size."""
+    return F.avg_pool2d(x, 2, ceil_mode=True)
+
+
+def to_tokens(x: Tensor) -> Tensor:
+    """``(B, C, H, W)`` -> ``(B, H*W, C)``."""
+    return x.flatten(2).transpose(1, 2)
+
+
+def to_map(t: Tensor, size: tuple[int, int]) -> Tensor:
+    """``(B, H*W, C)`` -> ``(B, C, H, W)``."""
+    return t.transpose(1, 2).reshape(t.shape[0], t.shape[2], *size)
+
+
+class Skip(nn.Module):
+    """Identity when stride 1 and width unchanged; otherwise (2x2 avg-pool) + 1x1 conv + BN.
+
+    ``project=True`` forces the projection weights to exist (a supernet op must be able to change
+    widths even when built with ``c_in == c_out``).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, project: bool | None = None) -> None:
+        super().__init__()
+        self.c_out, self.stride = c_out, stride
+        if project is None:
+            project = stride != 1 or c_in != c_out
+        self.proj = ConvBNAct(c_in, c_out, 1, act=False) if project else None
+
+    def forward(self, x: Tensor, c_out: int | None = None) -> Tensor:
+        c_out = self.c_out if c_out is None else c_out
+        if self.stride == 1 and x.shape[1] == c_out:
+            return x
+        if self.proj is None:
+            raise RuntimeError("Skip built without projection cannot change shape")
+        return self.proj(pool2(x) if self.stride == 2 else x, c_out)
+
+
+class Conv3x3(ConvBNAct):
+    """3x3 convolution + BN + ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__(c_in, c_out, 3, stride)
+
+
+class LightweightConv(nn.Module):
+    """Zoomed 3x3 conv(s) at half resolution plus a full-resolution 1x1 bypass, summed, then ReLU.
+
+    Main path: bilinear resize to half size -> ``num_convs`` 3x3 conv-BN (ReLU between them) ->
+    bilinear resize back; bypass: 1x1 conv-BN. At stride 2 the output stays at half resolution and
+    there is no bypass (the reference ``conv_downup`` down cell).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, num_convs: int = 1) -> None:
+        super().__init__()
+        self.c_out, self.stride = c_out, stride
+        widths = [c_in] + [c_out] * num_convs
+        self.convs = nn.ModuleList(
+            ConvBNAct(widths[i], c_out, 3, act=i < num_convs - 1) for i in range(num_convs)
+        )
+        self.bypass = ConvBNAct(c_in, c_out, 1, act=False) if stride == 1 else None
+        self.drop_path = DropPath()
+
+    def forward(self, x: Tensor, c_out: int | None = None) -> Tensor:
+        c_out = self.c_out if c_out is None else c_out
+        y = F.interpolate(x, size=half_size(x), mode="bilinear", align_corners=False)
+        for conv in self.convs:
+            y = conv(y, c_out)
+        if self.bypass is None:
+            return F.relu(y)
+        y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.relu(self.drop_path(y) + self.bypass(x, c_out))
+
+
+class LightweightConv2x(LightweightConv):
+    """:class:`LightweightConv` with two 3x3 convs at half resolution (reference ``conv_2x_downup``)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__(c_in, c_out, stride, num_convs=2)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head self-attention on tokens ``(B, N, C)`` via ``F.scaled_dot_product_attention``.
+
+    q/k/v project ``C -> inner`` and the output projection ``inner -> C``; ``inner`` must be divisible
+    by ``num_heads`` and may be smaller than the width the module was built with (slicing).
+    """
+
+    def __init__(self, dim: int, inner_dim: int, num_heads: int) -> None:
+        super().__init__()
+        if inner_dim % num_heads:
+            raise ValueError(f"inner_dim {inner_dim} is not divisible by num_heads {num_heads}")
+        self.inner_dim, self.num_heads = inner_dim, num_heads
+        self.q = SlimLinear(dim, inner_dim)
+        self.k = SlimLinear(dim, inner_dim)
+        self.v = SlimLinear(dim, inner_dim)
+        self.proj = SlimLinear(inner_dim, dim)
+
+    def forward(self, t: Tensor, inner_dim: int | None = None) -> Tensor:
+        inner = self.inner_dim if inner_dim is None else inner_dim
+        b, n, c = t.shape
+        q, k, v = (
+            lin(t, inner).view(b, n, self.num_heads, -1).transpose(1, 2) for lin in (self.q, self.k, self.v)
+        )
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, n, inner), c)
+
+
+class SelfAttention(nn.Module):
+    """Memory-efficient self-attention: 1x1 reduce -> MHSA (no FFN) -> 1x1 expand, plus a 1x1 bypass.
+
+    The attention runs on ``attn_width(c_out)`` channels (``c_out / reduction``, a multiple of
+    ``num_heads``) at the operator's output resolution (2x2 average pooling first at stride 2), with a
+    residual connection around it; output = ReLU(expand + bypass).
+    """
+
+    def __init__(
+        self, c_in: int, c_out: int, stride: int = 1, num_heads: int = 2, reduction: int = 4
+    ) -> None:
+        super().__init__()
+        self.c_out, self.stride = c_out, stride
+        self.num_heads, self.reduction = num_heads, reduction
+        c_attn = self.attn_width(c_out)
+        self.reduce = ConvBNAct(c_in, c_attn, 1)
+        self.attn = MultiHeadSelfAttention(c_attn, c_attn, num_heads)
+        self.expand = ConvBNAct(c_attn, c_out, 1, act=False)
+        self.bypass = ConvBNAct(c_in, c_out, 1, act=False)
+        self.drop_path = DropPath()
+
+    def attn_width(self, c_out: int) -> int:
+        """Attention width for output width ``c_out``."""
+        return self.num_heads * max(1, round(c_out / (self.reduction * self.num_heads)))
+
+    def forward(self, x: Tensor, c_out: int | None = None) -> Tensor:
+        c_out = self.c_out if c_out is None else c_out
+        if self.stride == 2:
+            x = pool2(x)
+        c_attn = self.attn_width(c_out)
+        z = self.reduce(x, c_attn)
+        t = to_tokens(z)
+        z = to_map(t + self.attn(t, c_attn), z.shape[-2:])
+        return F.relu(self.drop_path(self.expand(z, c_out)) + self.bypass(x, c_out))
+
+
+class TransformerBlock(nn.Module):
+    """Standard pre-norm transformer block (MHSA + GELU MLP) on a 1x1-projected feature map.
+
+    1x1 conv embedding ``c_in -> c_out`` (after 2x2 average pooling at stride 2), then
+    ``t + MHSA(LN(t))`` and ``t + MLP(LN(t))`` with ``mlp_ratio * c_out`` hidden units.
+    """
+
+    def __init__(
+        self, c_in: int, c_out: int, stride: int = 1, num_heads: int = 4, mlp_ratio: float = 4.0
+    ) -> None:
+        super().__init__()
+        self.c_out, self.stride = c_out, stride
+        self.num_heads, self.mlp_ratio = num_heads, mlp_ratio
+        self.embed = SlimConv2d(c_in, c_out, 1)
+        self.norm1 = SlimLayerNorm(c_out)
+        self.attn = MultiHeadSelfAttention(c_out, self.inner_width(c_out), num_heads)
+        self.norm2 = SlimLayerNorm(c_out)
+        self.fc1 = SlimLinear(c_out, self.hidden_width(c_out))
+        self.fc2 = SlimLinear(self.hidden_width(c_out), c_out)
+        self.drop_path = DropPath()
+
+    def inner_width(self, c_out: int) -> int:
+        """Attention width: ``c_out`` rounded up to a multiple of ``num_heads``."""
+        return -(-c_out // self.num_heads) * self.num_heads
+
+    def hidden_width(self, c_out: int) -> int:
+        """MLP hidden width."""
+        return round(c_out * self.mlp_ratio)
+
+    def forward(self, x: Tensor, c_out: int | None = None) -> Tensor:
+        c_out = self.c_out if c_out is None else c_out
+        if self.stride == 2:
+            x = pool2(x)
+        z = self.embed(x, c_out)
+        t = to_tokens(z)
+        t = t + self.drop_path(self.attn(self.norm1(t), self.inner_width(c_out)))
+        t = t + self.drop_path(self.fc2(F.gelu(self.fc1(self.norm2(t), self.hidden_width(c_out))), c_out))
+        return to_map(t, z.shape[-2:])
+
+
+OPS: dict[str, Callable[..., nn.Module]] = {
+    "skip": Skip,
+    "conv": Conv3x3,
+    "lightweight_conv": LightweightConv,
+    "lightweight_conv2x": LightweightConv2x,
+    "self_attention": SelfAttention,
+    "transformer": TransformerBlock,
+}
+
+
+def build_op(name: str, c_in: int, c_out: int, stride: int = 1, **kwargs: object) -> nn.Module:
+    """Build the operator ``name`` (a key of :data:`OPS`) for ``c_in -> c_out`` channels at ``stride``."""
+    if name not in OPS:
+        raise KeyError(f"unknown operator {name!r}; expected one of {sorted(OPS)}")
+    if stride not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2, got {stride}")
+    return OPS[name](c_in, c_out, stride, **kwargs)

@@ -1,0 +1,36 @@
+"""Zero-cost proxies behind one registry.
+
+``compute(names, model, inputs, targets, loss_fn=None)`` scores a model with several proxies, sharing
+one forward/backward pass among those that read activations, gradients or weights; ``available()``
+lists the names. Invalid scores (not applicable, NaN/inf, errors) are NaN in ``compute`` and carry a
+reason in ``evaluate``.
+"""
+
+from segnas.proxies import measures, own_pass, saswot  # noqa: F401  (registration)
+from segnas.proxies.registry import (
+    Context,
+    NotApplicable,
+    ProxyResult,
+    ProxySpec,
+    available,
+    compute,
+    evaluate,
+    get,
+    register,
+)
+from segnas.proxies.saswot import AvtRanges, calibrate, calibrate_cached
+
+__all__ = [
+    "AvtRanges",
+    "Context",
+    "NotApplicable",
+    "ProxyResult",
+    "ProxySpec",
+    "available",
+    "calibrate",
+    "calibrate_cached",
+    "compute",
+    "evaluate",
+    "get",
+    "register",
+]

@@ -1,0 +1,58 @@
+"""Ground truth of TransNAS-Bench-101 segmentsemantic: architecture strings with their accuracy.
+
+The CSV (``shared/data/transnas/tnb101_segmentsemantic_dev.csv``) has the columns ``space``,
+``tnb_arch_str``, the targets ``valid_acc_final_epoch`` (all rows) and ``valid_acc_best_epoch_early``
+(a subset), and NASLib's own proxy scores (``flops``, ``params``, ``nwot`` ...; empty where not computed).
+The accuracy is pixel accuracy in %, not mIoU.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REQUIRED_COLUMNS = ("space", "tnb_arch_str", "valid_acc_final_epoch")
+DEFAULT_TARGET = "valid_acc_final_epoch"
+NASLIB_SENTINEL = -1e8  # NASLib's score for NaN/inf proxies
+
+
+@dataclass(frozen=True)
+class Record:
+    """One benchmark architecture: its string, space, target and the CSV's other numeric columns."""
+
+    arch: str
+    space: str
+    target: float
+    reference: dict[str, float] = field(default_factory=dict)
+
+
+def _number(text: str) -> float:
+    if text == "":
+        return math.nan
+    value = float(text)
+    return math.nan if value == NASLIB_SENTINEL else value
+
+
+def load(path: str | Path, target: str = DEFAULT_TARGET, space: str | None = None) -> list[Record]:
+    """Records of the CSV at ``path`` with a finite ``target`` (optionally only one ``space``).
+
+    NASLib's -1e8 sentinel and empty cells become NaN in ``Record.reference``.
+    """
+    path = Path(path)
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        missing = [c for c in (*REQUIRED_COLUMNS, target) if c not in columns]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; found {columns}")
+        numeric = [c for c in columns if c not in ("space", "tnb_arch_str", target)]
+        records = []
+        for row in reader:
+            value = _number(row[target])
+            if (space is not None and row["space"] != space) or not math.isfinite(value):
+                continue
+            reference = {c: _number(row[c]) for c in numeric}
+            records.append(Record(row["tnb_arch_str"], row["space"], value, reference))
+    return records

@@ -1,0 +1,96 @@
+"""Rank correlation of proxies against benchmark ground truth over repeated architecture samples.
+
+The protocol of SasWOT's Table 3: draw ``sample_size`` architectures (50) ``repeats`` times, compute
+Kendall / Spearman / Pearson between each proxy and the target on every sample, report mean and std.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from segnas.metrics.correlation import rank_correlations
+
+COEFFICIENTS = ("kendall", "spearman", "pearson")
+Scores = dict[str, dict[str, float]]  # arch -> proxy -> score
+
+
+def draw_samples(
+    archs: Sequence[str], sample_size: int, repeats: int, rng: random.Random, pool_size: int | None = None
+) -> list[list[str]]:
+    """``repeats`` samples of ``sample_size`` distinct archs, drawn from a random pool of ``pool_size``
+    (all of ``archs`` when None; a smaller pool makes samples overlap but costs fewer proxy evaluations).
+    """
+    pool = list(archs) if pool_size is None else rng.sample(list(archs), min(pool_size, len(archs)))
+    if sample_size > len(pool):
+        raise ValueError(f"sample_size {sample_size} exceeds the {len(pool)} architectures available")
+    return [rng.sample(pool, sample_size) for _ in range(repeats)]
+
+
+def summarize(
+    samples: Sequence[Sequence[str]], scores: Scores, targets: Mapping[str, float], names: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Per proxy: mean and std (``<coef>_std``) of each coefficient over the samples; ``valid`` = the
+    mean number of architectures with a finite score per sample. Samples with an undefined coefficient
+    (e.g. a constant proxy) are skipped for that coefficient.
+    """
+    out = {}
+    for name in names:
+        per_coef: dict[str, list[float]] = {c: [] for c in COEFFICIENTS}
+        valid = []
+        for sample in samples:
+            x = [scores[a][name] for a in sample]
+            corr = rank_correlations(x, [targets[a] for a in sample])
+            valid.append(sum(math.isfinite(v) for v in x))
+            for coef in COEFFICIENTS:
+                if math.isfinite(corr[coef]):
+                    per_coef[coef].append(corr[coef])
+        row: dict[str, float] = {"valid": float(np.mean(valid))}
+        for coef, values in per_coef.items():
+            row[coef] = float(np.mean(values)) if values else math.nan
+            row[f"{coef}_std"] = float(np.std(values)) if values else math.nan
+        out[name] = row
+    return out
+
+
+class ScoreFile:
+    """Per-architecture proxy scores in a CSV (``arch`` + one column per proxy), appended as computed,
+    so an interrupted run resumes where it stopped."""
+
+    def __init__(self, path: Path, names: Sequence[str]) -> None:
+        self.path, self.header = path, ["arch", *names]
+        self.scores: Scores = {}
+        if path.exists():
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                if reader.fieldnames == self.header:
+                    self.scores = {r["arch"]: {n: float(r[n]) for n in names} for r in reader}
+        if not self.scores:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.header)
+
+    def add(self, arch: str, values: Mapping[str, float]) -> None:
+        """Record (and append to the file) the scores of ``arch``."""
+        self.scores[arch] = dict(values)
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow([arch, *(repr(float(values[n])) for n in self.header[1:])])
+
+
+def score_all(
+    archs: Sequence[str], score_fn: Callable[[str], Mapping[str, float]], store: ScoreFile, progress: bool
+) -> Scores:
+    """Scores of ``archs`` by ``score_fn``, reusing those already in ``store``."""
+    todo = [a for a in dict.fromkeys(archs) if a not in store.scores]
+    if progress:
+        from tqdm import tqdm
+
+        todo = tqdm(todo, desc=store.path.stem, unit="arch")
+    for arch in todo:
+        store.add(arch, score_fn(arch))
+    return {a: store.scores[a] for a in archs}

@@ -1,0 +1,192 @@
+"""The HyCTAS search space: sampling with the branch-count prior, pymoo encoding and constraints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+
+from segnas.spaces.base import SearchSpace
+from segnas.spaces.hyctas.genotype import HEADS, MAX_BRANCHES, Branch, HyCTASGenotype
+from segnas.spaces.hyctas.plan import build_plan
+
+DEFAULT_OPS = ("skip", "conv", "lightweight_conv", "lightweight_conv2x", "self_attention")
+DEFAULT_WIDTHS = tuple(i / 12 for i in (4, 6, 8, 10, 12))
+
+# Approximate number of saved feature maps of the output's size per operator during training, and
+# the attention maps (one per head, N x N) an attention operator keeps when it runs without a fused
+# kernel. Used only by the memory constraint.
+_ACTIVATION_MAPS = {
+    "skip": 1,
+    "conv": 3,
+    "lightweight_conv": 4,
+    "lightweight_conv2x": 5,
+    "self_attention": 8,
+    "transformer": 12,
+}
+_ATTENTION_HEADS = {"self_attention": 2, "transformer": 4}
+_MAX_TRIES = 10_000
+
+
+class HyCTASSpace(SearchSpace):
+    """Multi-branch hybrid convolution/self-attention space of HyCTAS (paper sections 3.2-3.4).
+
+    Args:
+        layers: cells per branch (the supernet depth).
+        ops: operator names a cell may choose (keys of :data:`segnas.nn.ops.OPS`).
+        width_mults: width multipliers a cell output may choose.
+        filter_multiplier: ``F`` in ``channels = round(stride * F * width)``.
+        branch_prior: sampling probabilities of 1, 2 and 3 branches.
+        memory_limit_mb: optional limit of the estimated training activation memory (cells only).
+        memory_input: ``(batch, height, width)`` of the training input the memory estimate assumes.
+    """
+
+    name: ClassVar[str] = "hyctas"
+    genotype_cls: ClassVar[type] = HyCTASGenotype
+
+    def __init__(
+        self,
+        layers: int = 12,
+        ops: Sequence[str] = DEFAULT_OPS,
+        width_mults: Sequence[float] = DEFAULT_WIDTHS,
+        filter_multiplier: int = 16,
+        branch_prior: Sequence[float] = (0.2, 0.3, 0.5),
+        memory_limit_mb: float | None = None,
+        memory_input: Sequence[int] = (16, 256, 512),
+    ) -> None:
+        if layers < MAX_BRANCHES:
+            raise ValueError(f"layers must be at least {MAX_BRANCHES}, got {layers}")
+        if len(branch_prior) != MAX_BRANCHES or abs(sum(branch_prior) - 1.0) > 1e-6 or min(branch_prior) < 0:
+            raise ValueError(
+                f"branch_prior must be {MAX_BRANCHES} probabilities summing to 1, got {branch_prior}"
+            )
+        if "skip" in ops and len(ops) == 1:
+            raise ValueError("ops needs at least one operator besides skip (downsampling cells cannot skip)")
+        self.layers = int(layers)
+        self.ops = tuple(ops)
+        self.width_mults = tuple(float(w) for w in width_mults)
+        self.filter_multiplier = int(filter_multiplier)
+        self.branch_prior = tuple(float(p) for p in branch_prior)
+        self.memory_limit_mb = memory_limit_mb
+        self.memory_input = tuple(int(v) for v in memory_input)
+        self._down_ops = tuple(o for o in self.ops if o != "skip")
+
+    # ----------------------------------------------------------------------------------- sampling
+    def sample(self, rng: np.random.Generator) -> HyCTASGenotype:
+        """Branch count from ``branch_prior``, head uniform among those with that many branches,
+        everything else uniform; redrawn (keeping branch count and head) until no constraint is violated."""
+        n = int(rng.choice(MAX_BRANCHES, p=self.branch_prior)) + 1
+        heads = [h for h in HEADS if len(h) == n]
+        head = heads[int(rng.integers(len(heads)))]
+        for _ in range(_MAX_TRIES):
+            genotype = HyCTASGenotype(
+                tuple(self._sample_branch(rng, stride) for stride in head),
+                tuple(int(f) for f in rng.integers(0, 2, self.layers - 1))
+                if n > 1
+                else (0,) * (self.layers - 1),
+            )
+            if not self.violations(genotype):
+                return genotype
+        raise RuntimeError(
+            f"no valid genotype with head {head} after {_MAX_TRIES} draws (memory limit too low?)"
+        )
+
+    def _sample_branch(self, rng: np.random.Generator, out_stride: int) -> Branch:
+        n_down = {8: 0, 16: 1, 32: 2}[out_stride]
+        down_layers = set(rng.choice(self.layers, size=n_down, replace=False).tolist())
+        ops = tuple(
+            self._down_ops[rng.integers(len(self._down_ops))]
+            if i in down_layers
+            else self.ops[rng.integers(len(self.ops))]
+            for i in range(self.layers)
+        )
+        widths = tuple(self.width_mults[i] for i in rng.integers(len(self.width_mults), size=self.layers))
+        return Branch(ops, widths, tuple(int(i in down_layers) for i in range(self.layers)))
+
+    # ----------------------------------------------------------------------------------- encoding
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Layout: ``[branches-1] + 3 x ([op]*L + [width]*L + [down]*L) + [fusion]*(L-1)``."""
+        L = self.layers
+        slot = [len(self.ops) - 1] * L + [len(self.width_mults) - 1] * L + [1] * L
+        upper = [MAX_BRANCHES - 1] + slot * MAX_BRANCHES + [1] * (L - 1)
+        return np.zeros(len(upper), dtype=np.int64), np.array(upper, dtype=np.int64)
+
+    def encode(self, genotype: HyCTASGenotype) -> np.ndarray:
+        """Integer vector; unused branch slots (and fusion of a one-branch net) are zeros."""
+        if genotype.depth != self.layers or not 1 <= genotype.num_branches <= MAX_BRANCHES:
+            raise ValueError(
+                f"cannot encode a genotype with {genotype.num_branches} branches of depth {genotype.depth} "
+                f"in a space of depth {self.layers}"
+            )
+        L = self.layers
+        x = np.zeros(self.n_var, dtype=np.int64)
+        x[0] = genotype.num_branches - 1
+        for k, b in enumerate(genotype.branches):
+            base = 1 + 3 * L * k
+            x[base : base + L] = [self._index(self.ops, o, "operator") for o in b.ops]
+            x[base + L : base + 2 * L] = [self._width_index(w) for w in b.widths]
+            x[base + 2 * L : base + 3 * L] = b.downs
+        x[1 + 3 * L * MAX_BRANCHES :] = genotype.fusion
+        return x
+
+    def decode(self, x: np.ndarray | Sequence[int]) -> HyCTASGenotype:
+        """Genotype of an encoding (inverse of :meth:`encode` on its image)."""
+        x = np.asarray(x, dtype=np.int64)
+        lower, upper = self.bounds()
+        if x.shape != lower.shape or np.any(x < lower) or np.any(x > upper):
+            raise ValueError(f"encoding must be {len(lower)} integers within bounds")
+        L, n = self.layers, int(x[0]) + 1
+        branches = []
+        for k in range(n):
+            base = 1 + 3 * L * k
+            branches.append(
+                Branch(
+                    tuple(self.ops[i] for i in x[base : base + L]),
+                    tuple(self.width_mults[i] for i in x[base + L : base + 2 * L]),
+                    tuple(int(d) for d in x[base + 2 * L : base + 3 * L]),
+                )
+            )
+        fusion = tuple(int(f) for f in x[1 + 3 * L * MAX_BRANCHES :]) if n > 1 else (0,) * (L - 1)
+        return HyCTASGenotype(tuple(branches), fusion)
+
+    @staticmethod
+    def _index(options: Sequence[str], value: str, what: str) -> int:
+        if value not in options:
+            raise ValueError(f"{what} {value!r} is not in the space ({list(options)})")
+        return options.index(value)
+
+    def _width_index(self, width: float) -> int:
+        for i, w in enumerate(self.width_mults):
+            if abs(w - width) < 1e-9:
+                return i
+        raise ValueError(f"width multiplier {width} is not in the space ({list(self.width_mults)})")
+
+    # -------------------------------------------------------------------------------- constraints
+    def violations(self, genotype: HyCTASGenotype) -> list[str]:
+        """The genotype's own rules plus this space's depth, operators, widths and memory limit."""
+        out = genotype.rule_violations()
+        if genotype.num_branches and genotype.depth != self.layers:
+            out.append(f"depth: {genotype.depth} cells per branch, the space has {self.layers}")
+        for i, b in enumerate(genotype.branches):
+            foreign = sorted(set(b.ops) - set(self.ops))
+            if foreign:
+                out.append(f"space-ops: branch {i} uses operators {foreign} outside {list(self.ops)}")
+            if any(all(abs(w - m) > 1e-9 for m in self.width_mults) for w in b.widths):
+                out.append(f"space-widths: branch {i} uses widths outside {list(self.width_mults)}")
+        if self.memory_limit_mb is not None and not out:
+            mem = self.memory_mb(genotype)
+            if mem > self.memory_limit_mb:
+                out.append(f"memory-limit: estimated {mem:.0f} MB > limit {self.memory_limit_mb:.0f} MB")
+        return out
+
+    def memory_mb(self, genotype: HyCTASGenotype) -> float:
+        """Rough fp32 training activation memory of the cells for :attr:`memory_input` (MB)."""
+        batch, height, width = self.memory_input
+        elements = 0
+        for nodes in build_plan(genotype, self.filter_multiplier).layers:
+            for node in nodes:
+                pixels = -(-height // node.out_stride) * -(-width // node.out_stride)
+                elements += _ACTIVATION_MAPS.get(node.op, 4) * node.c_out * pixels
+                elements += _ATTENTION_HEADS.get(node.op, 0) * pixels**2
+        return 4.0 * batch * elements / 2**20

@@ -1,0 +1,104 @@
+"""The Hydra CLI: stages run end to end, errors name what is wrong, launchers compose, sweeps run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from segnas.stages import run_stage
+
+from conftest import REPO, TINY_TRAIN, compose_config
+
+
+def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, "-m", "segnas", *args], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    cfg = compose_config(["stage=train", *TINY_TRAIN], out)
+    return out, run_stage(cfg)
+
+
+def test_train_stage_writes_results_config_and_plain_outputs(trained):
+    out, results = trained
+    on_disk = json.loads((out / "results.json").read_text())
+    assert 0.0 <= on_disk["val/mIoU"] <= 100.0
+    assert on_disk["val/mIoU"] == pytest.approx(results["val/mIoU"])
+    assert set(on_disk["val/per_class_iou"]) == {"sky", "ground", "disc_0", "box_1", "context_a", "context_b"}
+    resolved = OmegaConf.load(out / "config.yaml")
+    assert resolved.stage.name == "train" and resolved.paths.output_dir == str(out)
+    for name in ("history.csv", "curves.png", "per_class_iou.csv", "checkpoints/last.ckpt", "csv/metrics.csv"):
+        assert (out / name).is_file(), name
+    assert on_disk["fps"] > 0
+
+
+def test_evaluate_stage_reports_miou_macs_params_fps(trained, tmp_path):
+    _, train_results = trained
+    cfg = compose_config(["stage=evaluate", *TINY_TRAIN, f"ckpt_path={train_results['last_ckpt']}",
+                          "stage.latency_duration_s=0.05"], tmp_path)
+    results = run_stage(cfg)
+    assert results["val/mIoU"] == pytest.approx(train_results["val/mIoU"], abs=1e-4)
+    assert results["flops_g"] > 0 and results["params_m"] > 0 and results["fps"] > 0
+    assert results["input"] == "64x64"
+    for name in ("results.json", "evaluation.md", "per_class_iou.png", "per_class_iou.csv"):
+        assert (tmp_path / name).is_file(), name
+
+
+def test_evaluate_without_checkpoint_says_what_is_needed(tmp_path):
+    with pytest.raises(ValueError, match="needs ckpt_path=PATH"):
+        run_stage(compose_config(["stage=evaluate"], tmp_path))
+
+
+def test_unknown_stage_lists_choices():
+    proc = _cli("stage=nonexistent", timeout=120)
+    assert proc.returncode != 0
+    assert "Could not find 'stage/nonexistent'" in proc.stderr
+    assert "Available options" in proc.stderr and "train" in proc.stderr
+
+
+def test_unknown_config_key_is_rejected():
+    with pytest.raises(ConfigCompositionException, match=r"trainer\.max_epoch"):
+        compose_config(["trainer.max_epoch=3"])
+
+
+def test_missing_dataset_root_is_reported(tmp_path):
+    cfg = compose_config(["data=camvid", f"data.root={tmp_path / 'missing'}"], tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match=r"CamVid root .*missing.* does not exist"):
+        run_stage(cfg)
+
+
+def test_slurm_launcher_composes_with_settable_keys():
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="segnas.conf", version_base="1.3"):
+        cfg = compose(
+            config_name="config",
+            overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=2",
+                       "hydra.launcher.cpus_per_task=16", "hydra.launcher.mem_gb=64", "hydra.launcher.timeout_min=90",
+                       "hydra.launcher.account=proj", "hydra.launcher.setup=[module load cuda]"],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.partition, launcher.gpus_per_node, launcher.cpus_per_task) == ("gpu", 2, 16)
+    assert (launcher.mem_gb, launcher.timeout_min, launcher.account) == (64, 90, "proj")
+    assert list(launcher.setup) == ["module load cuda"]
+
+
+def test_local_submitit_sweep_runs_two_jobs(tmp_path):
+    proc = _cli("-m", "hydra/launcher=local", f"hydra.sweep.dir={tmp_path}", "seed=0,1", *TINY_TRAIN,
+                "logger=none", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads((tmp_path / str(i) / "results.json").read_text()) for i in (0, 1)]
+    seeds = [OmegaConf.load(tmp_path / str(i) / "config.yaml").seed for i in (0, 1)]
+    assert seeds == [0, 1]
+    assert all(0 <= r["val/mIoU"] <= 100 for r in results)

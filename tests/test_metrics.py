@@ -1,0 +1,98 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassJaccardIndex
+
+from segnas.metrics import (
+    confusion_matrix,
+    count_macs_params,
+    measure_latency,
+    miou,
+    pixel_accuracy,
+    rank_correlations,
+)
+
+
+def test_confusion_matrix_and_miou_by_hand():
+    target = torch.tensor([[0, 0, 1, 1], [2, 2, 255, 255]])
+    pred = torch.tensor([[0, 1, 1, 1], [2, 0, 2, 0]])
+    cm = confusion_matrix(pred, target, num_classes=3)
+    # rows = target, cols = pred; the two ignored pixels are dropped
+    assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    mean, per_class = miou(cm)
+    # IoU0 = 1 / (2 + 2 - 1) = 1/3, IoU1 = 2 / (2 + 3 - 2) = 2/3, IoU2 = 1 / (2 + 1 - 1) = 1/2
+    assert per_class == pytest.approx([100 / 3, 200 / 3, 50.0])
+    assert mean == pytest.approx((100 / 3 + 200 / 3 + 50) / 3)
+    assert pixel_accuracy(cm) == pytest.approx(400 / 6)
+
+
+def test_miou_skips_absent_classes_and_is_dataset_level():
+    # class 2 never appears: excluded from the mean, reported as NaN
+    cm = confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]), num_classes=3)
+    mean, per_class = miou(cm)
+    assert math.isnan(per_class[2])
+    assert mean == pytest.approx((50 + 50) / 2)
+
+
+def test_miou_matches_torchmetrics_jaccard_over_batches():
+    gen = torch.Generator().manual_seed(0)
+    metric = MulticlassJaccardIndex(num_classes=5, ignore_index=255, average="macro")
+    total = torch.zeros(5, 5, dtype=torch.long)
+    for _ in range(4):
+        target = torch.randint(0, 5, (2, 16, 16), generator=gen)
+        target[:, :3] = 255
+        pred = torch.where(torch.rand(2, 16, 16, generator=gen) < 0.6, target.clamp(max=4), torch.randint(0, 5, (2, 16, 16), generator=gen))
+        metric.update(pred, target)
+        total += confusion_matrix(pred, target, 5)
+    assert miou(total)[0] == pytest.approx(100 * metric.compute().item(), abs=1e-4)
+
+
+def test_confusion_matrix_rejects_labels_outside_class_set():
+    with pytest.raises(ValueError, match=r"target holds labels \[7\]"):
+        confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 7]), num_classes=3)
+
+
+def test_rank_correlations_known_values():
+    assert rank_correlations([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(
+        {"kendall": 1.0, "spearman": 1.0, "pearson": 1.0}
+    )
+    assert rank_correlations([1, 2, 3], [3, 2, 1])["kendall"] == pytest.approx(-1.0)
+    # tau-b with a tie in y: concordant 2, discordant 0, tied-in-y 1 of 3 pairs
+    # tau_b = (2 - 0) / sqrt(3 * 2) = 0.8165
+    assert rank_correlations([1, 2, 3], [1, 2, 2])["kendall"] == pytest.approx(2 / math.sqrt(6))
+    out = rank_correlations([1, 2, float("nan"), 4], [1, 2, 3, 4])
+    assert out["kendall"] == pytest.approx(1.0)
+    assert math.isnan(rank_correlations([1, 1, 1], [1, 2, 3])["kendall"])
+
+
+def test_macs_of_conv_and_linear_match_formula():
+    conv = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+    macs, params = count_macs_params(conv, (1, 16, 8, 8))
+    assert macs == 16 * 32 * 9 * 8 * 8
+    assert params == 16 * 32 * 9
+
+
+class _Attention(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = x.flatten(2).transpose(1, 2).reshape(b, h * w, 2, c // 2).transpose(1, 2)  # 2 heads
+        return F.scaled_dot_product_attention(q, q, q)
+
+
+def test_macs_include_attention_matmuls():
+    macs, _ = count_macs_params(_Attention(), (1, 8, 4, 4))
+    n, heads, d = 16, 2, 4
+    assert macs == heads * (n * n * d + n * n * d)
+
+
+def test_latency_result_fields_and_model_state_restored():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
+    res = measure_latency(model, (1, 3, 16, 16), warmup=1, duration_s=0.01, min_iters=5)
+    assert res.n_iters >= 5
+    assert res.fps == pytest.approx(1000 / res.median_ms)
+    assert res.p90_ms >= res.median_ms > 0
+    assert res.device == "cpu" and res.dtype == "float32" and res.input_shape == (1, 3, 16, 16)
+    assert model.training

@@ -1,0 +1,51 @@
+"""A killed training run, resumed in the same folder, ends exactly like an uninterrupted one."""
+
+import json
+
+import lightning as L
+import pytest
+import torch
+
+from segnas.stages import run_stage
+
+from conftest import TINY_TRAIN, compose_config
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+class CrashAfterEpoch(L.Callback):
+    """Simulates a job killed in the middle of the epoch after ``epoch`` (whose checkpoints are on disk)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
+        if trainer.current_epoch == self.epoch + 1:
+            raise _Crash(f"killed during epoch {self.epoch + 1}")
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_killed_and_resumed_training_matches_uninterrupted(tmp_path):
+    overrides = [*TINY_TRAIN, "trainer.max_epochs=3", "logger=none"]
+    straight = run_stage(compose_config(overrides, tmp_path / "straight"))
+
+    resumed_dir = tmp_path / "resumed"
+    with pytest.raises(_Crash):
+        run_stage(compose_config(overrides, resumed_dir), extra_callbacks=[CrashAfterEpoch(0)])
+    assert (resumed_dir / "checkpoints" / "last.ckpt").is_file()
+    assert not (resumed_dir / "results.json").exists()
+    resumed = run_stage(compose_config(overrides, resumed_dir))
+
+    assert resumed["global_step"] == straight["global_step"]
+    assert resumed["val/mIoU"] == pytest.approx(straight["val/mIoU"], abs=1e-6)
+    assert resumed["val/per_class_iou"] == pytest.approx(straight["val/per_class_iou"], abs=1e-6, nan_ok=True)
+    a, b = _weights(straight["last_ckpt"]), _weights(resumed["last_ckpt"])
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    history = (resumed_dir / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
+    assert json.loads((resumed_dir / "results.json").read_text())["epochs"] == 3
