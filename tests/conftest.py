@@ -30,6 +30,7 @@ TINY_TRAIN = [
     "trainer.max_epochs=1",
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",
     "callbacks.latency_monitor.input_shape=[1,3,64,64]",
     "callbacks.latency_monitor.duration_s=0.05",
 ]

@@ -28,6 +28,9 @@ def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 class MetricHistory(L.Callback):
     """Keeps one row of epoch-level metrics per validation; the rows live in the checkpoint for resume.
 
+    Rows are taken at ``on_validation_end``, after the LightningModule's epoch-end logging, so a
+    module should log its epoch-level training statistics from ``on_validation_epoch_end`` too.
+
     The CSV and PNG are written whatever loggers are configured, so every run leaves plain files.
     """
 
@@ -37,14 +40,13 @@ class MetricHistory(L.Callback):
         self.plot = plot
         self.rows: list[dict[str, Any]] = []
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         for key, value in sorted(trainer.callback_metrics.items()):
-            if key.endswith("_step"):
-                continue
-            row[key.removesuffix("_epoch")] = round(float(value), 6)
+            if not key.endswith("_step"):
+                row[key.removesuffix("_epoch")] = round(float(value), 6)
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         self.write()
 

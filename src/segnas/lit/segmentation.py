@@ -9,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torchmetrics import MeanMetric
 
 from segnas.lit.losses import distillation_kl, hard_pixel_ce
 from segnas.lit.optim import poly_scheduler, sgd
@@ -51,6 +52,7 @@ class SegmentationModule(L.LightningModule):
         self.net = build_net(net_config, num_classes)
         self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
         self.val_metric = SegmentationMetric(num_classes, ignore_index)
+        self.train_loss = MeanMetric()
         self.best_miou = 0.0
         self.last_per_class: list[float] = []
 
@@ -70,12 +72,13 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses = self.loss(self(batch["image"]), batch)
         for name, value in losses.items():
-            self.log(f"train/loss_{name}" if name != "total" else "train/loss", value, prog_bar=name == "total",
-                     on_step=True, on_epoch=True, batch_size=batch["image"].shape[0])
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True)
+            key = "train/loss_step" if name == "total" else f"train/loss_{name}_step"
+            self.log(key, value, prog_bar=name == "total")
+        self.train_loss.update(losses["total"].detach())
         return losses["total"]
 
-    def on_train_start(self) -> None:
+    def on_train_epoch_start(self) -> None:
+        self.train_loss.reset()
         if self.teacher is not None:
             self.teacher.eval()
 
@@ -90,6 +93,9 @@ class SegmentationModule(L.LightningModule):
         self.last_per_class = per_class
         if not self.trainer.sanity_checking:
             self.best_miou = max(self.best_miou, mean_iou)
+            if self.train_loss.update_count:
+                self.log("train/loss", self.train_loss.compute())
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         self.log("val/mIoU", mean_iou, prog_bar=True, sync_dist=True)
         self.log("val/pixel_acc", pixel_accuracy(confmat), sync_dist=True)
         self.log("val/mIoU_best", self.best_miou, sync_dist=True)

@@ -57,10 +57,14 @@ class SupernetModule(L.LightningModule):
         self.save_hyperparameters()
         config = dict(space_config)
         self.space = get_space(config.pop("name"), **config)
-        self.supernet = HyCTASSupernet.from_space(self.space, num_classes=num_classes, output_stride=output_stride)
+        self.supernet = HyCTASSupernet.from_space(
+            self.space, num_classes=num_classes, output_stride=output_stride
+        )
         val_rng = np.random.default_rng([seed, _VAL_STREAM])
         self.val_genotypes: list[HyCTASGenotype] = [self.space.sample(val_rng) for _ in range(val_archs)]
-        self.val_metrics = nn.ModuleList(SegmentationMetric(num_classes, ignore_index) for _ in range(val_archs))
+        self.val_metrics = nn.ModuleList(
+            SegmentationMetric(num_classes, ignore_index) for _ in range(val_archs)
+        )
 
     def sample_genotype(self, step: int) -> HyCTASGenotype:
         """The genotype trained at ``step`` (a pure function of the seed and the step)."""
