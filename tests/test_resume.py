@@ -49,3 +49,4 @@ def test_killed_and_resumed_training_matches_uninterrupted(tmp_path):
     history = (resumed_dir / "history.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
     assert json.loads((resumed_dir / "results.json").read_text())["epochs"] == 3
+    assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=False)["epoch"] == 2

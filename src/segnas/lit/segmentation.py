@@ -95,7 +95,8 @@ class SegmentationModule(L.LightningModule):
             self.best_miou = max(self.best_miou, mean_iou)
             if self.train_loss.update_count:
                 self.log("train/loss", self.train_loss.compute())
-            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+            if self.trainer.optimizers:
+                self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         self.log("val/mIoU", mean_iou, prog_bar=True, sync_dist=True)
         self.log("val/pixel_acc", pixel_accuracy(confmat), sync_dist=True)
         self.log("val/mIoU_best", self.best_miou, sync_dist=True)

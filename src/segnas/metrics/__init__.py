@@ -1,8 +1,9 @@
-"""Metrics usable without Lightning: mIoU, MACs/params, latency, rank correlations."""
+"""Metrics usable without Lightning: mIoU, panoptic quality, MACs/params, latency, rank correlations."""
 
 from segnas.metrics.complexity import count_macs, count_macs_params, count_params
 from segnas.metrics.correlation import rank_correlations
 from segnas.metrics.latency import LatencyResult, measure_latency
+from segnas.metrics.panoptic import PanopticQuality, pq_compute
 from segnas.metrics.segmentation import (
     SegmentationMetric,
     confusion_matrix,
@@ -13,6 +14,7 @@ from segnas.metrics.segmentation import (
 
 __all__ = [
     "LatencyResult",
+    "PanopticQuality",
     "SegmentationMetric",
     "confusion_matrix",
     "count_macs",
@@ -22,6 +24,6 @@ __all__ = [
     "measure_latency",
     "miou",
     "pixel_accuracy",
+    "pq_compute",
     "rank_correlations",
 ]
-from segnas.metrics.panoptic import pq_compute  # noqa: F401

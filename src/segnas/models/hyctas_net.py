@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segnas.nn import AggregationHead, DropPath, FuseEdge, Stem, build_op
+from segnas.spaces import load_genotype
 from segnas.spaces.hyctas import HyCTASGenotype, Node, Plan, build_plan
 
 CellFn = Callable[[int, int, Node, Tensor], Tensor]
@@ -108,3 +109,16 @@ class HyCTASNet(nn.Module):
             lambda layer, u, t, h, size: self.fuse[layer][f"{u}_{t}"](h, size),
         )
         return self.head(feats, x4, x.shape[-2:])
+
+
+def build_hyctas_net(
+    genotype: str | HyCTASGenotype,
+    num_classes: int = 19,
+    filter_multiplier: int = 16,
+    output_stride: int = 8,
+    drop_path_rate: float = 0.0,
+) -> HyCTASNet:
+    """:class:`HyCTASNet` from a genotype or a genotype YAML (path or ``pkg://NAME``), for ``_target_`` configs."""
+    if not isinstance(genotype, HyCTASGenotype):
+        genotype = load_genotype(genotype)
+    return HyCTASNet(genotype, num_classes, filter_multiplier, output_stride, drop_path_rate)

@@ -1,9 +1,9 @@
 """Weight-sharing HyCTAS supernet: one lattice of slimmable cells that runs any genotype of the space.
 
 Cell weights are indexed by (layer, input stride, downsampling, operator) and built at the largest
-width; a genotype's cell uses the leading slices of the weights at its position, so branches that
-pass the same position with the same operator share weights (and identical branch prefixes are
-computed once). Fusion edges are indexed by (layer, source stride, target stride) and the six output
+width (no skip at downsampling positions, which the constraints forbid); a genotype's cell uses the
+leading slices of the weights at its position, so branches that pass the same position with the same
+operator share weights (and identical branch prefixes are computed once). Fusion edges are indexed by (layer, source stride, target stride) and the six output
 heads by their branch output strides, with slimmable 1x1 convs adapting the branch widths.
 """
 
@@ -39,7 +39,7 @@ class HyCTASSupernet(nn.Module):
         self,
         layers: int = 12,
         ops: Sequence[str] = DEFAULT_OPS,
-        filter_multiplier: int = 16,
+        filter_multiplier: int = 8,
         max_width: float = 1.0,
         num_classes: int = 19,
         output_stride: int = 8,
@@ -62,7 +62,11 @@ class HyCTASSupernet(nn.Module):
                 for down in (0, 1) if k < 2 else (0,):
                     c_in, c_out = c_max[stride], c_max[stride * (1 + down)]
                     self.cells[f"{layer}_{stride}_{down}"] = nn.ModuleDict(
-                        {op: self._op(op, c_in, c_out, 1 + down) for op in self.ops}
+                        {
+                            op: self._op(op, c_in, c_out, 1 + down)
+                            for op in self.ops
+                            if not (down and op == "skip")
+                        }
                     )
             reachable = (8, 16, 32)[: min(layer + 1, 2) + 1]
             if layer < layers - 1:

@@ -81,7 +81,10 @@ def _jacobian(ctx: Context) -> np.ndarray:
 @register("jacov", needs=[JACOBIAN])
 def jacov(ctx: Context) -> float:
     """``-sum_i [log(v_i + k) + 1/(v_i + k)]`` over the eigenvalues of the input-Jacobian correlation."""
-    eig = np.linalg.eigvalsh(np.corrcoef(_jacobian(ctx)))
+    corr = np.corrcoef(_jacobian(ctx))
+    if not np.isfinite(corr).all():
+        raise ValueError("Jacobian correlation undefined (a sample's Jacobian is constant, e.g. zero)")
+    eig = np.linalg.eigvalsh(corr)
     return float(-np.sum(np.log(eig + _JACOV_EPS) + 1.0 / (eig + _JACOV_EPS)))
 
 

@@ -151,8 +151,9 @@ def collect(
         for handle in grad_hooks:
             handle.remove()
         if JACOBIAN in needs:
-            (jac,) = torch.autograd.grad(out.sum(), x)
-            stats.jacobian = jac.detach().flatten(1)
+            (jac,) = torch.autograd.grad(out.sum(), x, allow_unused=True)
+            # an output that ignores the input (e.g. a TNB cell of only 'none' edges) has J = 0
+            stats.jacobian = (torch.zeros_like(x) if jac is None else jac).detach().flatten(1)
     finally:
         for handle in hooks + grad_hooks:
             handle.remove()

@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from segnas.data.base import SegmentationDataModule
@@ -66,9 +67,9 @@ def to_container(node: DictConfig) -> dict[str, Any]:
 
 
 def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
-    """Paths of the best and last checkpoints written by the trainer's ModelCheckpoint (may be empty)."""
-    ckpt = trainer.checkpoint_callback
-    if ckpt is None:
-        return {}
-    paths = {"best_ckpt": getattr(ckpt, "best_model_path", ""), "last_ckpt": getattr(ckpt, "last_model_path", "")}
-    return {k: v for k, v in paths.items() if v}
+    """Paths of the best (monitored) and last (unmonitored) checkpoints of the trainer's ModelCheckpoints."""
+    paths: dict[str, str] = {}
+    for ckpt in trainer.checkpoint_callbacks:
+        if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path:
+            paths["best_ckpt" if ckpt.monitor else "last_ckpt"] = ckpt.best_model_path
+    return paths

@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 def build_module(cfg: DictConfig, metadata: dict[str, Any]) -> SupernetModule:
     """The supernet LightningModule of ``cfg.space`` (+ ``cfg.stage.space_overrides``) and ``cfg.stage``."""
-    space_config = {**to_container(cfg.space), **to_container(cfg.stage.space_overrides)}
+    overrides = cfg.stage.get("space_overrides")
+    space_config = {**to_container(cfg.space), **(to_container(overrides) if overrides else {})}
     return SupernetModule(
         space_config=space_config,
         num_classes=metadata["num_classes"],

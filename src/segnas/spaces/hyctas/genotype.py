@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from segnas.nn.ops import OPS
-
+# Operator names a cell may use (the keys of ``segnas.nn.ops.OPS``; kept here so that spaces do not
+# import torch).
+KNOWN_OPS = ("skip", "conv", "lightweight_conv", "lightweight_conv2x", "self_attention", "transformer")
 STRIDES = (8, 16, 32)
 HEADS: tuple[tuple[int, ...], ...] = ((8,), (16,), (32,), (8, 16), (8, 32), (8, 16, 32))
 MAX_BRANCHES = 3
@@ -123,7 +124,7 @@ class HyCTASGenotype:
         if self.num_branches > MAX_BRANCHES:
             out.append(f"max-branches: {self.num_branches} branches, at most {MAX_BRANCHES} allowed")
         for i, b in enumerate(self.branches):
-            unknown = sorted(set(b.ops) - set(OPS))
+            unknown = sorted(set(b.ops) - set(KNOWN_OPS))
             if unknown:
                 out.append(f"known-ops: branch {i} uses unknown operators {unknown}")
             if any(d not in (0, 1) for d in b.downs):

@@ -50,7 +50,7 @@ class HyCTASSpace(SearchSpace):
         layers: int = 12,
         ops: Sequence[str] = DEFAULT_OPS,
         width_mults: Sequence[float] = DEFAULT_WIDTHS,
-        filter_multiplier: int = 16,
+        filter_multiplier: int = 8,
         branch_prior: Sequence[float] = (0.2, 0.3, 0.5),
         memory_limit_mb: float | None = None,
         memory_input: Sequence[int] = (16, 256, 512),

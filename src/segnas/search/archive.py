@@ -1,0 +1,94 @@
+"""Append-only JSONL archive of evaluated architectures: the search's memory, cache and resume point.
+
+Each line is one record ``{"key", "genotype", "metrics", ...}``; a genotype's metrics are merged over
+its lines (later lines add metrics, never recompute them). A line cut short by a killed process is
+ignored on load, so a search restarted on the same file resumes without re-evaluating anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from segnas.spaces.base import Genotype
+
+log = logging.getLogger(__name__)
+
+
+def genotype_key(genotype: Genotype) -> str:
+    """Canonical string of a genotype (equal genotypes, equal keys)."""
+    return json.dumps(genotype.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+class Archive:
+    """Records of evaluated genotypes, kept in memory and appended to ``path`` as they arrive.
+
+    Args:
+        path: the JSONL file (created on the first append; read when it exists).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._records: dict[str, dict[str, Any]] = {}
+        self.n_loaded = 0
+        if self.path.is_file():
+            self._load()
+
+    def _load(self) -> None:
+        text = self.path.read_text()
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:  # the last write of a killed run
+                    log.warning("%s: ignoring a truncated last line", self.path)
+                    continue
+                raise ValueError(f"{self.path}: line {i + 1} is not valid JSON") from None
+            self._merge(record)
+            self.n_loaded += 1
+        if text and not text.endswith("\n"):  # the next append starts a fresh line after a cut one
+            with self.path.open("a") as f:
+                f.write("\n")
+
+    def _merge(self, record: dict[str, Any]) -> dict[str, Any]:
+        key = record["key"]
+        old = self._records.get(key)
+        if old is None:
+            merged = {**record, "metrics": dict(record.get("metrics", {}))}
+        else:
+            merged = {**record, **old, "metrics": {**record.get("metrics", {}), **old["metrics"]}}
+        self._records[key] = merged
+        return merged
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._records.values())
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The merged record of ``key`` (None when never seen)."""
+        return self._records.get(key)
+
+    def metrics(self, key: str) -> dict[str, float]:
+        """The metrics known for ``key`` (empty when never seen)."""
+        record = self._records.get(key)
+        return dict(record["metrics"]) if record else {}
+
+    def append(self, genotype: Genotype, metrics: dict[str, float], **info: Any) -> dict[str, Any]:
+        """Write one record line now (flushed) and merge it into memory; returns the merged record."""
+        record = {"key": genotype_key(genotype), "genotype": genotype.to_dict(), "metrics": metrics, **info}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.flush()
+        return self._merge(record)

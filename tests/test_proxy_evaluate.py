@@ -1,0 +1,125 @@
+"""stage=proxy_evaluate and its correlation helpers."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from segnas.proxies.evaluation import ScoreFile, draw_samples, score_all, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV_CSV = ROOT.parent / "shared/data/transnas/tnb101_segmentsemantic_dev.csv"
+
+
+def test_draw_samples_from_pool() -> None:
+    archs = [f"a{i}" for i in range(100)]
+    samples = draw_samples(archs, 5, 4, random.Random(0), pool_size=8)
+    assert len(samples) == 4 and all(len(set(s)) == 5 for s in samples)
+    assert len({a for s in samples for a in s}) <= 8
+    with pytest.raises(ValueError, match="exceeds"):
+        draw_samples(archs, 10, 1, random.Random(0), pool_size=8)
+
+
+def test_summarize_hand_cases() -> None:
+    targets = {f"a{i}": float(i) for i in range(6)}
+    scores = {
+        a: {"up": t, "down": -t, "flat": 1.0, "holes": t if t % 2 else math.nan} for a, t in targets.items()
+    }
+    samples = [["a0", "a1", "a2", "a3"], ["a2", "a3", "a4", "a5"]]
+    out = summarize(samples, scores, targets, ["up", "down", "flat", "holes"])
+    assert out["up"]["kendall"] == pytest.approx(1) and out["up"]["kendall_std"] == 0
+    assert out["down"]["spearman"] == pytest.approx(-1) and out["down"]["pearson"] == pytest.approx(-1)
+    assert math.isnan(out["flat"]["kendall"])
+    assert out["holes"]["valid"] == 2 and out["holes"]["kendall"] == pytest.approx(1)
+
+
+def test_score_file_resumes(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def score(arch: str) -> dict[str, float]:
+        calls.append(arch)
+        return {"p": float(len(arch)), "q": math.nan}
+
+    store = ScoreFile(tmp_path / "s.csv", ["p", "q"])
+    first = score_all(["ab", "abc", "ab"], score, store, progress=False)
+    assert calls == ["ab", "abc"]
+    again = score_all(["ab", "abc", "abcd"], score, ScoreFile(tmp_path / "s.csv", ["p", "q"]), progress=False)
+    assert calls == ["ab", "abc", "abcd"]
+    assert again["abc"]["p"] == first["abc"]["p"] == 3 and math.isnan(again["ab"]["q"])
+
+
+@pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
+def test_stage_writes_results_tables_and_plot(tmp_path: Path) -> None:
+    from segnas.stages.proxy_evaluate import run
+
+    stage = OmegaConf.load(ROOT / "conf/stage/proxy_evaluate.yaml")
+    stage.pop("defaults")
+    stage.update(
+        {"sample_size": 4, "repeats": 2, "pool_size": 5, "batch_size": 2, "resolution": 64,
+         "progress": False, "builder_check_archs": 5,
+         "proxies": ["params", "flops", "nwot", "epe_nas", "saswot_minus", "saswot"]}
+    )  # fmt: skip
+    stage.saswot.calibration_archs = 3
+    benchmark = {"csv": str(DEV_CSV), "target": "valid_acc_final_epoch"}
+    cfg = OmegaConf.create({"seed": 0, "paths": {"output_dir": str(tmp_path)}, "benchmark": benchmark})
+    cfg.stage = stage
+    results = run(cfg)
+    for name in stage.proxies:
+        for space in ("micro", "macro"):
+            assert set(results["proxies"][name][space]) >= {"kendall", "spearman", "pearson"}
+    assert results["proxies"]["params"]["micro"]["valid"] == 4
+    assert math.isnan(results["proxies"]["epe_nas"]["macro"]["kendall"])
+    assert results["builder_check"]["micro"]["params"] == pytest.approx(1.0)
+    for name in ("correlations.csv", "correlations.md", "correlations.png", "saswot_avt.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "| saswot |" in (tmp_path / "correlations.md").read_text()
+    assert len(json.loads((tmp_path / "saswot_avt.json").read_text())) == 2  # one calibration per space
+    rows = (tmp_path / "scores_micro.csv").read_text().splitlines()
+    assert run(cfg)["proxies"] == results["proxies"]  # resumed from the score files, same numbers
+    assert (tmp_path / "scores_micro.csv").read_text().splitlines() == rows
+
+
+def test_hydra_config_composes_with_benchmark_override() -> None:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["stage=proxy_evaluate", "benchmark.csv=/x/y.csv"])
+    assert cfg.stage._target_ == "segnas.stages.proxy_evaluate.run"
+    assert cfg.benchmark.csv == "/x/y.csv" and cfg.benchmark.target == "valid_acc_final_epoch"
+    assert "saswot" in cfg.stage.proxies and cfg.stage.sample_size == 50
+
+
+def test_scoring_batch_random_or_from_data() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from segnas.stages.proxy_evaluate import _batch
+
+    overrides = ["stage=proxy_evaluate", "data=synthetic", "stage.batch_size=3", "stage.resolution=64"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*overrides, "stage.inputs=data"])
+        random_cfg = compose("config", overrides=overrides)
+    x, y = _batch(cfg)
+    assert x.shape == (3, 3, 64, 64) and y.shape == (3, 64, 64) and y.dtype == torch.int64
+    assert ((y < 17) | (y == 255)).all()
+    xr, yr = _batch(random_cfg)
+    assert xr.shape == x.shape and torch.equal(xr, _batch(random_cfg)[0])  # seeded
+    assert int(yr.max()) <= 16
+
+
+def test_naslib_agreement_uses_archs_with_both_scores() -> None:
+    from segnas.proxies.benchmark import Record
+    from segnas.stages.proxy_evaluate import _naslib_agreement
+
+    records = {
+        f"a{i}": Record(f"a{i}", "micro", 90.0, {"p": float(i**2) if i != 3 else math.nan}) for i in range(8)
+    }
+    scores = {a: {"p": float(i), "q": 1.0} for i, a in enumerate(records)}
+    scores["a5"]["p"] = math.nan
+    out = _naslib_agreement(scores, records)
+    assert out == {"p": {"spearman": pytest.approx(1.0), "n": 6}}  # a3 (no reference) and a5 (NaN) dropped
