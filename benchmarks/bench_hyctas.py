@@ -1,0 +1,66 @@
+"""HyCTAS benchmarks: supernet vs standalone forward time, self-attention vs transformer cost."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from registry import Table, benchmark
+
+from segnas.metrics import count_macs_params, measure_latency
+from segnas.models.supernet import HyCTASSupernet
+from segnas.nn import build_op
+from segnas.spaces import get_space
+
+
+class _Bound(torch.nn.Module):
+    """The supernet with one genotype fixed, so it can be timed like any model."""
+
+    def __init__(self, supernet: HyCTASSupernet, genotype) -> None:
+        super().__init__()
+        self.supernet, self.genotype = supernet, genotype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.supernet(x, self.genotype)
+
+
+@benchmark
+def hyctas_supernet_overhead() -> Table:
+    """Forward time of sampled genotypes in the supernet vs their standalone networks (goal <= 1.15x)."""
+    space = get_space("hyctas", layers=12, filter_multiplier=8)
+    supernet = HyCTASSupernet.from_space(space, num_classes=19).eval()
+    shape = (1, 3, 512, 1024) if torch.cuda.is_available() else (1, 3, 256, 512)
+    rows: Table = []
+    for seed in range(3):
+        genotype = space.sample(np.random.default_rng(seed))
+        shared = measure_latency(_Bound(supernet, genotype), shape, warmup=3, duration_s=2.0).median_ms
+        alone = measure_latency(supernet.extract(genotype), shape, warmup=3, duration_s=2.0).median_ms
+        rows.append({"genotype": f"seed {seed}, head strides {genotype.head}", "input": "x".join(map(str, shape)),
+                     "supernet ms": f"{shared:.2f}", "standalone ms": f"{alone:.2f}", "ratio": f"{shared / alone:.3f}"})
+    return rows
+
+
+def _peak_memory_mb(op: torch.nn.Module, shape: tuple[int, ...]) -> str:
+    if not torch.cuda.is_available():
+        return "n/a (CPU)"
+    op = op.cuda().eval()
+    x = torch.randn(*shape, device="cuda")
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        op(x)
+    return f"{(torch.cuda.max_memory_allocated() - base) / 2**20:.1f}"
+
+
+@benchmark
+def hyctas_attention_ops() -> Table:
+    """Operators at 1/8 of a 512x1024 input (64x128 tokens, 128 channels): time, MACs, peak memory."""
+    shape = (1, 128, 64, 128)
+    rows: Table = []
+    for name in ("conv", "lightweight_conv", "self_attention", "transformer"):
+        op = build_op(name, 128, 128, 1)
+        macs, params = count_macs_params(op, shape)
+        ms = measure_latency(op, shape, warmup=2, duration_s=2.0, min_iters=3).median_ms
+        rows.append({"operator": name, "GMACs": f"{macs / 1e9:.2f}", "M params": f"{params / 1e6:.3f}",
+                     "ms": f"{ms:.2f}", "peak MB": _peak_memory_mb(op, shape)})
+    return rows
