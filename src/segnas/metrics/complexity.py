@@ -8,14 +8,18 @@ fvcore counts one fused multiply-add as one flop, i.e. MACs. It skips
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from math import prod
 from typing import Any
 
 import torch
-from fvcore.nn import FlopCountAnalysis
-from fvcore.nn.jit_handles import get_shape
 from torch import nn
+
+with warnings.catch_warnings():  # fvcore scripts a loss at import time with a deprecated torch.jit API
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import get_shape
 
 log = logging.getLogger(__name__)
 

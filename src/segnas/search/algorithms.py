@@ -83,6 +83,7 @@ class SearchProblem(Problem):
         super().__init__(n_var=len(xl), n_obj=2, n_ieq_constr=int(min_miou is not None), xl=xl, xu=xu, vtype=int)
         self.generation = 0
         self.evaluated: list[Evaluated] = []
+        self.seen: set[str] = set()
 
     def _info(self) -> dict[str, Any]:
         return {"generation": self.generation, "search": self.label}
@@ -102,6 +103,7 @@ class SearchProblem(Problem):
             genotype = self.space.decode(x)
             metrics = self.evaluator(genotype, **self._info())
             self.evaluated.append(Evaluated(genotype, metrics, self.generation, self.label))
+            self.seen.add(genotype_key(genotype))
             rows.append(metrics)
         out["F"] = np.array([[-m[MIOU], m[self.cost]] for m in rows], dtype=float)
         if self.min_miou is not None:
@@ -138,7 +140,7 @@ def run_nsga2(
             crossover=GeneCrossover(crossover_prob),
             mutation=GeneMutation(mutation_prob),
             repair=RejectInvalid(),
-            eliminate_duplicates=GenotypeDuplicates(space),
+            eliminate_duplicates=GenotypeDuplicates(space, problem.seen),
         )
         minimize(problem, algorithm, ("n_gen", generations), seed=seed + i, copy_algorithm=False, verbose=False)
         evaluated += problem.evaluated

@@ -38,23 +38,20 @@ class Archive:
             self._load()
 
     def _load(self) -> None:
-        text = self.path.read_text()
-        lines = text.splitlines()
+        lines = self.path.read_text().splitlines()
         for i, line in enumerate(lines):
-            if not line.strip():
-                continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
-                if i == len(lines) - 1:  # the last write of a killed run
-                    log.warning("%s: ignoring a truncated last line", self.path)
-                    continue
-                raise ValueError(f"{self.path}: line {i + 1} is not valid JSON") from None
+                if i < len(lines) - 1:
+                    raise ValueError(f"{self.path}: line {i + 1} is not valid JSON") from None
+                log.warning("%s: dropping a truncated last line (a killed write)", self.path)
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text("".join(f"{kept}\n" for kept in lines[:-1]))
+                tmp.replace(self.path)
+                continue
             self._merge(record)
             self.n_loaded += 1
-        if text and not text.endswith("\n"):  # the next append starts a fresh line after a cut one
-            with self.path.open("a") as f:
-                f.write("\n")
 
     def _merge(self, record: dict[str, Any]) -> dict[str, Any]:
         key = record["key"]

@@ -166,19 +166,20 @@ class RejectInvalid(Repair):
 
 
 class GenotypeDuplicates(DuplicateElimination):
-    """Duplicates are individuals that decode to the same genotype (dormant slots are ignored)."""
+    """Duplicates are individuals that decode to the same genotype (dormant slots ignored) or, with
+    ``history``, to a genotype evaluated before (so every offspring is a new architecture)."""
 
-    def __init__(self, space: HyCTASSpace) -> None:
+    def __init__(self, space: HyCTASSpace, history: set[str] | None = None) -> None:
         super().__init__()
         self.space = space
+        self.history = history if history is not None else set()
 
     def _keys(self, pop: Population) -> list[str]:
         return [genotype_key(self.space.decode(x)) for x in pop.get("X")]
 
     def _do(self, pop: Population, other: Population | None, is_duplicate: np.ndarray) -> np.ndarray:
-        keys = self._keys(pop)
-        seen = set(self._keys(other)) if other is not None else set()
-        for i, key in enumerate(keys):
+        seen = set(self.history) | (set(self._keys(other)) if other is not None else set())
+        for i, key in enumerate(self._keys(pop)):
             if key in seen:
                 is_duplicate[i] = True
             elif other is None:

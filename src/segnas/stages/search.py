@@ -57,7 +57,11 @@ def prepare_supernet(
     if settings.ckpt:
         log.info("Loading supernet %s", settings.ckpt)
         return SupernetModule.load_from_checkpoint(settings.ckpt, map_location="cpu"), None
-    sub = OmegaConf.merge(cfg, {"stage": {"space_overrides": settings.space_overrides, "module": settings.module}})
+    sub = OmegaConf.create({
+        "seed": cfg.seed,
+        "space": OmegaConf.to_container(cfg.space, resolve=True),
+        "stage": OmegaConf.to_container(settings, resolve=True),
+    })
     module = supernet_stage.build_module(sub, datamodule.metadata())
     trainer = build_trainer(cfg, max_epochs=int(settings.epochs))
     log.info("No supernet checkpoint given: training one for %d epochs", settings.epochs)
@@ -72,35 +76,48 @@ def cost_input(cfg: DictConfig, datamodule: SegmentationDataModule) -> list[int]
     return [1, 3, *(int(v) for v in datamodule.crop_size)]
 
 
-def build_objectives(
+def supernet_miou(
     cfg: DictConfig, module: SupernetModule, datamodule: SegmentationDataModule, device: torch.device
-) -> tuple[dict[str, Objective], LatencyTable, MeasuredLatency]:
-    """Cost objectives first (latency by ``stage.latency.model``, MACs, params), supernet mIoU last;
-    also the lookup table and the measured latency (for the agreement report)."""
-    stage, meta = cfg.stage, datamodule.metadata()
-    space = module.space
-    shape = cost_input(cfg, datamodule)
-    builder = NetworkBuilder(meta["num_classes"], space.filter_multiplier, module.hparams.output_stride)
-    lat = stage.latency
-    table = LatencyTable(lat.lut_dir, shape, space.filter_multiplier, meta["num_classes"],
-                         module.hparams.output_stride, device)
-    measured = MeasuredLatency(builder, shape, device, warmup=lat.warmup, duration_s=lat.duration_s)
-    if lat.model not in ("lut", "measured"):
-        raise ValueError(f"stage.latency.model must be 'lut' or 'measured', got {lat.model!r}")
+) -> SupernetMIoU:
+    """Supernet mIoU after BN recalibration on ``stage.evaluation.recalibration_images`` random training
+    images (fixed augmentation), on the first ``stage.evaluation.val_images`` validation images."""
+    ev, meta = cfg.stage.evaluation, datamodule.metadata()
     datamodule.setup("fit")
-    ev = stage.evaluation
     rng = np.random.default_rng(int(cfg.seed))
     n_train, n_val = len(datamodule.train_set), len(datamodule.val_set)
     recal_idx = rng.choice(n_train, size=min(int(ev.recalibration_images), n_train), replace=False)
     recal = load_batches(datamodule.train_set, sorted(recal_idx.tolist()), int(ev.batch_size), int(cfg.seed))
     val = load_batches(datamodule.val_set, range(min(int(ev.val_images), n_val)), int(ev.batch_size))
-    supernet = module.supernet.to(device)
-    objectives: dict[str, Objective] = {
+    return SupernetMIoU(module.supernet.to(device), recal, val, meta["num_classes"], meta["ignore_index"])
+
+
+def build_objectives(
+    cfg: DictConfig, module: SupernetModule, datamodule: SegmentationDataModule, device: torch.device
+) -> tuple[dict[str, Objective], LatencyTable, MeasuredLatency]:
+    """The search objective's cost metric and ``stage.extra_metrics`` (latency by ``stage.latency.model``,
+    MACs, params) first, supernet mIoU last; also the lookup table and the measured latency (for the
+    agreement report)."""
+    lat, meta, space = cfg.stage.latency, datamodule.metadata(), module.space
+    if lat.model not in ("lut", "measured"):
+        raise ValueError(f"stage.latency.model must be 'lut' or 'measured', got {lat.model!r}")
+    shape = cost_input(cfg, datamodule)
+    builder = NetworkBuilder(meta["num_classes"], space.filter_multiplier, module.hparams.output_stride)
+    table = LatencyTable(lat.lut_dir, shape, space.filter_multiplier, meta["num_classes"],
+                         module.hparams.output_stride, device)
+    measured = MeasuredLatency(builder, shape, device, warmup=lat.warmup, duration_s=lat.duration_s)
+    costs: dict[str, Objective] = {
         "latency_ms": table if lat.model == "lut" else measured,
         "macs_g": Macs(builder, shape),
         "params_m": Params(builder),
-        MIOU: SupernetMIoU(supernet, recal, val, meta["num_classes"], meta["ignore_index"]),
     }
+    wanted = {COSTS[cfg.search.objective], *cfg.stage.extra_metrics}
+    if cfg.search.max_latency_ms is not None:
+        wanted.add("latency_ms")
+    unknown = wanted - set(costs)
+    if unknown:
+        raise ValueError(f"stage.extra_metrics: unknown metrics {sorted(unknown)}; choose from {sorted(costs)}")
+    objectives = {name: fn for name, fn in costs.items() if name in wanted}
+    objectives[MIOU] = supernet_miou(cfg, module, datamodule, device)
     return objectives, table, measured
 
 
@@ -197,7 +214,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     rows = write_front(out, front)
     write_rows_csv(out / "evaluations.csv", _rows(distinct + baseline))
     png = plot_search(distinct, cost, out / "pareto.png", baseline,
-                      title=f"HyCTAS {search.algorithm}: mIoU vs {cost} ({len(distinct)} architectures)")
+                      title=f"HyCTAS {search.algorithm} search: {len(distinct)} architectures")
     ref_cost = float(search.hv_ref_cost or max(e.metrics[cost] for e in distinct + baseline))
     hv = hypervolume([e.metrics[MIOU] for e in front], [e.metrics[cost] for e in front], ref_cost)
     results: dict[str, Any] = {

@@ -1,0 +1,111 @@
+"""Auxiliary segmentation heads for retraining a HyCTAS network (deep supervision, paper §4.2).
+
+As in the reference code, a light head (3x3 conv-BN-ReLU + 1x1 classifier) is put on every branch output
+at stride 16 or 32; its loss is added with weight 0.2 during training. In eval mode the wrapper returns
+exactly the main logits of the wrapped :class:`HyCTASNet`, so evaluation, FPS and export ignore the heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from torch import Tensor, nn
+
+from segnas.models.hyctas_net import HyCTASNet, forward_plan
+from segnas.nn import ConvBNAct
+from segnas.nn.heads import resize
+from segnas.spaces import load_genotype
+from segnas.spaces.hyctas import HyCTASGenotype, Plan
+
+AUX_MIN_STRIDE = 16
+
+
+class HyCTASTrunk(Protocol):
+    """What :func:`backbone_features` needs: the stem, cells and fusion edges of a HyCTAS network."""
+
+    plan: Plan
+    stem: nn.Module
+    cells: nn.ModuleList
+    fuse: nn.ModuleList
+
+
+def backbone_features(net: HyCTASTrunk, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """The stem's stride-4 feature and the branch outputs (ordered by stride) of a HyCTAS trunk."""
+    x4, x8 = net.stem(x)
+    feats = forward_plan(
+        net.plan,
+        x8,
+        lambda layer, i, node, h: net.cells[layer][i](h),
+        lambda layer, u, t, h, size: net.fuse[layer][f"{u}_{t}"](h, size),
+    )
+    return x4, feats
+
+
+class LightHead(nn.Module):
+    """3x3 conv-BN-ReLU to ``width`` channels and a 1x1 classifier (with bias)."""
+
+    def __init__(self, in_channels: int, width: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv = ConvBNAct(in_channels, width, 3)
+        self.classifier = nn.Conv2d(width, num_classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.conv(x))
+
+
+class HyCTASWithAux(nn.Module):
+    """A :class:`HyCTASNet` plus auxiliary heads on its stride-16/32 branch outputs.
+
+    Training mode returns ``(logits, [aux_logits, ...])`` (all at the input size); eval mode returns the
+    logits only, identical to ``self.net(x)``.
+    """
+
+    def __init__(self, net: HyCTASNet, num_classes: int) -> None:
+        super().__init__()
+        self.net = net
+        width = net.stem.out_channels
+        strides = net.genotype.head
+        self.aux_index = [k for k, s in enumerate(strides) if s >= AUX_MIN_STRIDE]
+        self.aux = nn.ModuleList(
+            LightHead(net.plan.out_channels[k], width, num_classes) for k in self.aux_index
+        )
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
+        if not self.training:
+            return self.net(x)
+        x4, feats = backbone_features(self.net, x)
+        logits = self.net.head(feats, x4, x.shape[-2:])
+        aux = [resize(head(feats[k]), x.shape[-2:]) for k, head in zip(self.aux_index, self.aux, strict=True)]
+        return logits, aux
+
+
+def as_genotype(genotype: str | Mapping[str, Any] | HyCTASGenotype) -> HyCTASGenotype:
+    """A genotype from a YAML path / ``pkg://NAME``, its plain-dict form, or a genotype."""
+    if isinstance(genotype, HyCTASGenotype):
+        return genotype
+    if isinstance(genotype, Mapping):
+        parsed = HyCTASGenotype.from_dict(dict(genotype))
+        problems = parsed.rule_violations()
+        if problems:
+            raise ValueError("invalid genotype: " + "; ".join(problems))
+        return parsed
+    return load_genotype(genotype)
+
+
+def build_retrain_net(
+    genotype: str | Mapping[str, Any] | HyCTASGenotype,
+    num_classes: int = 19,
+    filter_multiplier: int = 12,
+    output_stride: int = 8,
+    aux: bool = True,
+) -> nn.Module:
+    """The network ``stage=retrain`` trains, for ``_target_`` configs: a :class:`HyCTASNet`, wrapped in
+    :class:`HyCTASWithAux` when ``aux``. An inline (dict) ``genotype`` makes checkpoints self-contained."""
+    net = HyCTASNet(as_genotype(genotype), num_classes, filter_multiplier, output_stride)
+    return HyCTASWithAux(net, num_classes) if aux else net
+
+
+def deploy_net(net: nn.Module) -> nn.Module:
+    """The inference network without auxiliary heads (the wrapped net of a :class:`HyCTASWithAux`)."""
+    return net.net if isinstance(net, HyCTASWithAux) else net

@@ -1,0 +1,125 @@
+"""Architecture variants of the paper's ablations: Table 8 (distorted searched network) and Table 7 (random
+architectures with 1, 2 and 3 branches).
+
+Table 8: all self-attention cells -> convolution; all convolution cells (conv and both lightweight
+convs) -> self-attention; every self-attention cell moved to another position of its branch; every
+self-attention cell moved to a cell of another branch that runs at the same stride. The moves swap
+operators and keep widths and downsampling, and are redrawn until the variant violates no constraint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from segnas.search.operators import restrict_branches
+from segnas.spaces.hyctas import Branch, HyCTASGenotype, HyCTASSpace
+
+SA = "self_attention"
+CONVS = ("conv", "lightweight_conv", "lightweight_conv2x")
+MAX_TRIES = 200
+Cell = tuple[int, int]  # (branch, layer)
+
+
+def _with_ops(genotype: HyCTASGenotype, ops: dict[Cell, str]) -> HyCTASGenotype:
+    branches = tuple(
+        Branch(tuple(ops.get((i, layer), op) for layer, op in enumerate(b.ops)), b.widths, b.downs)
+        for i, b in enumerate(genotype.branches)
+    )
+    return HyCTASGenotype(branches, genotype.fusion)
+
+
+def _cells(genotype: HyCTASGenotype, ops: tuple[str, ...]) -> list[Cell]:
+    return [(i, layer) for i, b in enumerate(genotype.branches) for layer, op in enumerate(b.ops) if op in ops]
+
+
+def replace_ops(genotype: HyCTASGenotype, old: tuple[str, ...], new: str) -> HyCTASGenotype | None:
+    """Every cell using an operator of ``old`` switched to ``new`` (None when there is none)."""
+    cells = _cells(genotype, old)
+    return _with_ops(genotype, dict.fromkeys(cells, new)) if cells else None
+
+
+def _shift(
+    genotype: HyCTASGenotype,
+    space: HyCTASSpace,
+    rng: np.random.Generator,
+    targets: Callable[[Cell], list[Cell]],
+) -> HyCTASGenotype | None:
+    """Swap every SA cell's operator with that of a random allowed target cell; redraw until valid."""
+    sources = _cells(genotype, (SA,))
+    if not sources or any(not targets(c) for c in sources):
+        return None
+    for _ in range(MAX_TRIES):
+        ops = {(i, layer): op for i, b in enumerate(genotype.branches) for layer, op in enumerate(b.ops)}
+        free = {c for c in ops if ops[c] != SA}
+        moved = {}
+        for source in sources:
+            options = [c for c in targets(source) if c in free]
+            if not options:
+                break
+            target = options[int(rng.integers(len(options)))]
+            free.discard(target)
+            moved[source], moved[target] = ops[target], SA
+        else:
+            variant = _with_ops(genotype, moved)
+            if not space.violations(variant):
+                return variant
+    return None
+
+
+def shift_sa_position(genotype: HyCTASGenotype, space: HyCTASSpace, rng: np.random.Generator) -> HyCTASGenotype | None:
+    """Every self-attention cell moved to another layer of the same branch."""
+
+    def targets(cell: Cell) -> list[Cell]:
+        i, layer = cell
+        return [(i, other) for other in range(genotype.depth) if other != layer]
+
+    return _shift(genotype, space, rng, targets)
+
+
+def shift_sa_branch(genotype: HyCTASGenotype, space: HyCTASSpace, rng: np.random.Generator) -> HyCTASGenotype | None:
+    """Every self-attention cell moved to a cell of another branch at the same input stride."""
+    strides = [b.cell_strides() for b in genotype.branches]
+
+    def targets(cell: Cell) -> list[Cell]:
+        i, layer = cell
+        return [
+            (j, other)
+            for j in range(genotype.num_branches)
+            if j != i
+            for other in range(genotype.depth)
+            if strides[j][other] == strides[i][layer]
+        ]
+
+    return _shift(genotype, space, rng, targets)
+
+
+def table8_variants(
+    genotype: HyCTASGenotype, space: HyCTASSpace, rng: np.random.Generator
+) -> dict[str, HyCTASGenotype | None]:
+    """The searched genotype and its four distortions (None where a distortion does not apply)."""
+    variants = {
+        "searched": genotype,
+        "sa_to_conv": replace_ops(genotype, (SA,), "conv"),
+        "conv_to_sa": replace_ops(genotype, CONVS, SA),
+        "shift_sa_position": shift_sa_position(genotype, space, rng),
+        "shift_sa_branch": shift_sa_branch(genotype, space, rng),
+    }
+    return {k: v if v is None or not space.violations(v) else None for k, v in variants.items()}
+
+
+def random_architectures(space: HyCTASSpace, per_branch_count: int, rng: np.random.Generator) -> dict[str, HyCTASGenotype]:
+    """``per_branch_count`` distinct random genotypes with 1, 2 and 3 branches: ``random{n}_{k}``."""
+    out: dict[str, HyCTASGenotype] = {}
+    for n in (1, 2, 3):
+        restricted = restrict_branches(space, n)
+        drawn: list[HyCTASGenotype] = []
+        for _ in range(MAX_TRIES):
+            if len(drawn) == per_branch_count:
+                break
+            g = restricted.sample(rng)
+            if g not in drawn:
+                drawn.append(g)
+        out.update({f"random{n}_{k}": g for k, g in enumerate(drawn)})
+    return out

@@ -1,0 +1,112 @@
+"""``stage=retrain``: a genotype YAML -> standalone HyCTAS network trained with the paper's recipe
+(auxiliary heads, scheduled drop path, top-k CE, optional distillation) -> mIoU, MACs, params, FPS."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from omegaconf import DictConfig
+
+from segnas.callbacks.drop_path import DropPathSchedule
+from segnas.callbacks.history import write_rows_csv
+from segnas.data.base import SegmentationDataModule
+from segnas.lit.retrain import RetrainModule
+from segnas.lit.segmentation import SegmentationModule
+from segnas.metrics import count_macs_params, measure_latency
+from segnas.models.aux_heads import as_genotype, deploy_net
+from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, resolve_ckpt, to_container
+from segnas.utils.run import output_dir
+
+log = logging.getLogger(__name__)
+
+
+def net_config(stage: DictConfig) -> dict[str, Any]:
+    """The ``_target_`` config of the retrained network, with the genotype inlined (self-contained ckpt)."""
+    if not stage.get("genotype"):
+        raise ValueError(
+            "stage=retrain needs arch=hyctas_s|hyctas_m|hyctas_l or stage.genotype=PATH "
+            "(a genotype YAML written by stage=search or stage=zero_shot_search)"
+        )
+    return {
+        "_target_": "segnas.models.aux_heads.build_retrain_net",
+        "genotype": as_genotype(stage.genotype).to_dict(),
+        "filter_multiplier": int(stage.filter_multiplier),
+        "output_stride": int(stage.output_stride),
+        "aux": stage.aux_weight > 0,
+    }
+
+
+def build_module(cfg: DictConfig, datamodule: SegmentationDataModule) -> RetrainModule:
+    """The :class:`RetrainModule` of ``cfg.stage`` + ``cfg.optim`` (+ teacher) for ``datamodule``."""
+    stage = cfg.stage
+    teacher = None
+    if stage.get("teacher_ckpt"):
+        teacher = SegmentationModule.load_from_checkpoint(stage.teacher_ckpt, map_location="cpu").net
+        log.info("Distilling from teacher %s", stage.teacher_ckpt)
+    meta = datamodule.metadata()
+    return RetrainModule(
+        net_config=net_config(stage),
+        num_classes=meta["num_classes"],
+        class_names=meta["class_names"],
+        ignore_index=meta["ignore_index"],
+        teacher=teacher,
+        aux_weight=stage.aux_weight,
+        eval_scales=list(stage.eval_scales),
+        eval_flip=stage.eval_flip,
+        **to_container(cfg.optim),
+    )
+
+
+def cost(module: SegmentationModule, input_shape: tuple[int, ...], stage: DictConfig) -> dict[str, Any]:
+    """MACs, params and latency of the deployed network (no auxiliary heads) at ``input_shape``."""
+    net = deploy_net(module.net).eval()
+    macs, params = count_macs_params(net, input_shape)
+    latency = measure_latency(
+        net, input_shape, device=stage.latency_device, duration_s=stage.latency_duration_s
+    )
+    return {
+        "flops_g": macs / 1e9,
+        "params_m": params / 1e6,
+        "fps": latency.fps,
+        "latency": latency.as_dict(),
+        "input": "x".join(str(s) for s in input_shape[-2:]),
+    }
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Retrain, then return val mIoU (%) (last, best), per-class IoU, MACs, params, FPS and checkpoints."""
+    out = output_dir(cfg)
+    stage = cfg.stage
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    schedule = DropPathSchedule(stage.drop_path_rate, stage.drop_path_interval)
+    trainer = build_trainer(cfg, [schedule])
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg, out))
+
+    names = datamodule.metadata()["class_names"]
+    per_class = dict(zip(names, module.last_per_class, strict=True)) if module.last_per_class else {}
+    write_rows_csv(out / "per_class_iou.csv", [{"class": k, "iou": v} for k, v in per_class.items()])
+    height, width = stage.input_size or datamodule.val_set[0]["image"].shape[-2:]
+    results: dict[str, Any] = {
+        "val/mIoU": float(trainer.callback_metrics.get("val/mIoU", float("nan"))),
+        "val/mIoU_best": module.best_miou,
+        "val/per_class_iou": per_class,
+        "eval_scales": module.eval_scales,
+        "eval_flip": module.eval_flip,
+        "net": {k: v for k, v in module.hparams.net_config.items() if k != "genotype"},
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        **cost(module, (1, 3, int(height), int(width)), stage),
+        **checkpoint_paths(trainer),
+    }
+    log.info(
+        "val/mIoU %.2f (best %.2f), %.3f GMACs, %.3f M params, %.1f FPS @ %s",
+        results["val/mIoU"],
+        results["val/mIoU_best"],
+        results["flops_g"],
+        results["params_m"],
+        results["fps"],
+        results["input"],
+    )
+    return results

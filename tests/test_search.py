@@ -1,0 +1,251 @@
+"""Search library: archive, evaluator, operators, NSGA-II/random search, Pareto front and hypervolume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymoo.core.population import Population
+
+from segnas.search.algorithms import SearchProblem, run_nsga2, run_random, unique
+from segnas.search.archive import Archive, genotype_key
+from segnas.search.evaluator import Evaluator
+from segnas.search.operators import (
+    GeneCrossover,
+    GeneMutation,
+    GenotypeDuplicates,
+    RejectInvalid,
+    SpaceSampling,
+    hyctas_genes,
+)
+from segnas.search.pareto import hypervolume, pareto_indices
+from segnas.spaces import get_space
+from segnas.spaces.hyctas import HyCTASGenotype, build_plan
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("hyctas", layers=5, filter_multiplier=4)
+
+
+def toy_cost(g: HyCTASGenotype) -> float:
+    """A deterministic, cheap stand-in for latency: channel-weighted pixels of every cell."""
+    return sum(
+        n.c_out * 256 / n.out_stride**2 * (3.0 if n.op == "self_attention" else 1.0)
+        for nodes in build_plan(g, 4).layers
+        for n in nodes
+    ) / 100
+
+
+def toy_miou(g: HyCTASGenotype) -> float:
+    """Rises with cost, rewards self-attention and branches: a front exists to be found."""
+    attention = sum(op == "self_attention" for b in g.branches for op in b.ops)
+    return 100 * (1 - np.exp(-toy_cost(g) / 15)) * (0.75 + 0.05 * g.num_branches) + attention
+
+
+class Counting:
+    """Wraps an objective, counts calls per genotype and optionally fails after ``fail_after`` calls."""
+
+    def __init__(self, fn, fail_after: int | None = None) -> None:
+        self.fn, self.fail_after, self.calls = fn, fail_after, []
+
+    def __call__(self, g: HyCTASGenotype) -> float:
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise RuntimeError("killed")
+        self.calls.append(genotype_key(g))
+        return self.fn(g)
+
+
+def toy_evaluator(path: Path, miou=toy_miou) -> Evaluator:
+    return Evaluator({"latency_ms": toy_cost, "miou": miou}, Archive(path))
+
+
+def front_keys(evaluated) -> list[str]:
+    es = unique(evaluated)
+    idx = pareto_indices([e.metrics["miou"] for e in es], [e.metrics["latency_ms"] for e in es])
+    return [genotype_key(es[i].genotype) for i in idx]
+
+
+# ------------------------------------------------------------------------------------------- archive
+def test_archive_appends_merges_and_survives_a_cut_last_line(tmp_path: Path, space) -> None:
+    g1, g2 = space.sample(np.random.default_rng(1)), space.sample(np.random.default_rng(2))
+    archive = Archive(tmp_path / "a.jsonl")
+    archive.append(g1, {"latency_ms": 2.0}, generation=0)
+    archive.append(g1, {"miou": 40.0}, generation=3)
+    archive.append(g2, {"latency_ms": 1.0, "miou": 30.0}, generation=1)
+    with (tmp_path / "a.jsonl").open("a") as f:
+        f.write('{"key": "half a rec')  # a kill in the middle of a write
+    reloaded = Archive(tmp_path / "a.jsonl")
+    assert len(reloaded) == 2 and reloaded.n_loaded == 3
+    rec = reloaded.get(genotype_key(g1))
+    assert rec["metrics"] == {"latency_ms": 2.0, "miou": 40.0} and rec["generation"] == 0
+    assert HyCTASGenotype.from_dict(rec["genotype"]) == g1
+    reloaded.append(g2, {"params_m": 0.5})
+    lines = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["metrics"] == {"params_m": 0.5}
+    assert Archive(tmp_path / "a.jsonl").metrics(genotype_key(g2)) == {"latency_ms": 1.0, "miou": 30.0, "params_m": 0.5}
+
+
+def test_evaluator_computes_each_metric_once_and_only_missing_ones(tmp_path: Path, space) -> None:
+    cost, miou = Counting(toy_cost), Counting(toy_miou)
+    evaluator = Evaluator({"latency_ms": cost, "miou": miou}, Archive(tmp_path / "a.jsonl"))
+    g = space.sample(np.random.default_rng(0))
+    assert evaluator(g, ["latency_ms"]) == {"latency_ms": toy_cost(g)}
+    full = evaluator(g)
+    assert full == {"latency_ms": toy_cost(g), "miou": toy_miou(g)}
+    assert evaluator(g) == full and len(cost.calls) == 1 and len(miou.calls) == 1
+    again = Evaluator({"latency_ms": cost, "miou": miou}, Archive(tmp_path / "a.jsonl"))
+    assert again(g) == full and again.n_computed == 0 and len(cost.calls) == 1
+    with pytest.raises(KeyError, match="no objective named"):
+        evaluator(g, ["flops"])
+
+
+# ----------------------------------------------------------------------------------------- operators
+def _problem(space, tmp_path: Path, **kwargs) -> SearchProblem:
+    return SearchProblem(space, toy_evaluator(tmp_path / "a.jsonl"), progress=False, **kwargs)
+
+
+def test_sampling_gives_unique_valid_genotypes_with_valid_dormant_slots(space, tmp_path: Path) -> None:
+    problem = _problem(space, tmp_path)
+    X = SpaceSampling().do(problem, 40, random_state=np.random.default_rng(0)).get("X")
+    genotypes = [space.decode(x) for x in X]
+    assert len({genotype_key(g) for g in genotypes}) == 40
+    assert all(not space.violations(g) for g in genotypes)
+    assert {g.num_branches for g in genotypes} == {1, 2, 3}
+    for x, g in zip(X, genotypes, strict=True):  # dormant slot k holds a valid stride-8*2^k branch
+        y = x.copy()
+        y[0] = 2
+        head = space.decode(y).head
+        assert head[: g.num_branches] == g.head
+        assert all(head[k] == 8 * 2**k for k in range(g.num_branches, 3))
+
+
+def test_crossover_takes_every_gene_from_one_parent(space, tmp_path: Path) -> None:
+    problem = _problem(space, tmp_path)
+    genes = hyctas_genes(space)
+    X = SpaceSampling().do(problem, 2, random_state=np.random.default_rng(3)).get("X")
+    parents = X[:, None, :]  # (n_parents, n_matings=1, n_var)
+    children = GeneCrossover()._do(problem, parents, random_state=np.random.default_rng(0))
+    groups = [(genes.count,), *genes.cells, *genes.downs, *((g,) for g in genes.gates)]
+    mixed = False
+    for group in groups:
+        idx = list(group)
+        a, b = children[0, 0, idx], children[1, 0, idx]
+        from_first = np.array_equal(a, X[0, idx]) and np.array_equal(b, X[1, idx])
+        from_second = np.array_equal(a, X[1, idx]) and np.array_equal(b, X[0, idx])
+        assert from_first or from_second
+        mixed |= from_second and not np.array_equal(X[0, idx], X[1, idx])
+    assert mixed
+
+
+def test_mutation_rates_and_downsampling_moves(space, tmp_path: Path) -> None:
+    problem = _problem(space, tmp_path)
+    genes = hyctas_genes(space)
+    X = SpaceSampling().do(problem, 30, random_state=np.random.default_rng(5)).get("X")
+    unchanged = GeneMutation(prob_var=0.0)._do(problem, X, random_state=np.random.default_rng(0))
+    assert np.array_equal(unchanged, X)
+    mutated = GeneMutation(prob_var=1.0)._do(problem, X, random_state=np.random.default_rng(0))
+    lower, upper = space.bounds()
+    assert np.all(mutated >= lower) and np.all(mutated <= upper)
+    for x, y in zip(X, mutated, strict=True):
+        assert x[genes.count] != y[genes.count]
+        assert all(tuple(x[list(c)]) != tuple(y[list(c)]) for c in genes.cells)
+        assert all(x[g] != y[g] for g in genes.gates)
+        assert all(not np.array_equal(x[list(d)], y[list(d)]) for d in genes.downs)
+
+
+def test_reject_invalid_and_duplicates_by_genotype(space, tmp_path: Path) -> None:
+    problem = _problem(space, tmp_path)
+    genes = hyctas_genes(space)
+    X = SpaceSampling().do(problem, 6, random_state=np.random.default_rng(7)).get("X")
+    bad = X[0].copy()
+    bad[list(genes.downs[0])] = 1  # five downsamplings in branch 0
+    dormant_twin = X[1].copy()
+    n = space.decode(X[1]).num_branches
+    if n < 3:
+        dormant_twin[genes.slots[n][0]] = (dormant_twin[genes.slots[n][0]] + 1) % 2
+    pop = Population.new("X", np.vstack([X, bad[None], dormant_twin[None]]))
+    kept = RejectInvalid().do(problem, pop)
+    assert len(kept) == 7
+    dedup = GenotypeDuplicates(space).do(kept)
+    assert len(dedup) == 6
+    assert len(GenotypeDuplicates(space).do(Population.new("X", X[3:]), Population.new("X", X[:4]))) == 2
+
+
+# ---------------------------------------------------------------------------------------- searches
+def test_nsga2_same_seed_same_front_and_budget(space, tmp_path: Path) -> None:
+    a = run_nsga2(space, toy_evaluator(tmp_path / "a.jsonl"), population=10, generations=4, seed=3, progress=False)
+    b = run_nsga2(space, toy_evaluator(tmp_path / "b.jsonl"), population=10, generations=4, seed=3, progress=False)
+    c = run_nsga2(space, toy_evaluator(tmp_path / "c.jsonl"), population=10, generations=4, seed=4, progress=False)
+    assert len(a) == 40 and len(unique(a)) == 40
+    assert front_keys(a) == front_keys(b) and front_keys(a) != front_keys(c)
+    assert [e.generation for e in a] == [g for g in range(4) for _ in range(10)]
+
+
+def test_killed_search_resumes_with_the_same_front_evaluating_nothing_twice(space, tmp_path: Path) -> None:
+    kwargs = {"population": 8, "generations": 5, "seed": 1, "progress": False}
+    straight = Counting(toy_miou)
+    reference = run_nsga2(space, toy_evaluator(tmp_path / "ref.jsonl", straight), **kwargs)
+
+    dying = Counting(toy_miou, fail_after=19)  # dies in the middle of the third generation
+    with pytest.raises(RuntimeError, match="killed"):
+        run_nsga2(space, toy_evaluator(tmp_path / "run.jsonl", dying), **kwargs)
+    assert len(Archive(tmp_path / "run.jsonl")) == 19
+    resumed_miou = Counting(toy_miou)
+    resumed = run_nsga2(space, toy_evaluator(tmp_path / "run.jsonl", resumed_miou), **kwargs)
+
+    assert front_keys(resumed) == front_keys(reference)
+    assert [genotype_key(e.genotype) for e in resumed] == [genotype_key(e.genotype) for e in reference]
+    assert len(dying.calls) + len(resumed_miou.calls) == len(straight.calls) == 40
+    assert not set(dying.calls) & set(resumed_miou.calls)
+
+
+def test_per_branch_search_and_latency_filter(space, tmp_path: Path) -> None:
+    evaluator = toy_evaluator(tmp_path / "a.jsonl")
+    limit = float(np.median([toy_cost(space.sample(np.random.default_rng(i))) for i in range(30)]))
+    evaluated = run_nsga2(space, evaluator, population=6, generations=2, per_branch=True, max_latency_ms=limit,
+                          seed=0, progress=False)
+    for n in (1, 2, 3):
+        mine = [e for e in evaluated if e.search == f"nsga2_{n}branch"]
+        assert len(mine) == 12 and {e.genotype.num_branches for e in mine} == {n}
+    assert all(e.metrics["latency_ms"] <= limit for e in evaluated)
+    rejected = [r for r in evaluator.archive if "miou" not in r["metrics"]]
+    assert rejected and all(r["metrics"]["latency_ms"] > limit for r in rejected)
+
+
+def test_min_miou_is_a_constraint(space, tmp_path: Path) -> None:
+    problem = _problem(space, tmp_path, min_miou=50.0)
+    X = SpaceSampling().do(problem, 12, random_state=np.random.default_rng(0)).get("X")
+    out = problem.evaluate(X, return_as_dictionary=True)
+    miou = -out["F"][:, 0]
+    assert np.allclose(out["G"][:, 0], 50.0 - miou)
+
+
+def test_nsga2_beats_random_search_at_equal_budget_on_a_toy_problem(space, tmp_path: Path) -> None:
+    wins = []
+    for seed in range(3):
+        ours = unique(run_nsga2(space, toy_evaluator(tmp_path / f"n{seed}.jsonl"), population=12, generations=6,
+                                seed=seed, progress=False))
+        rand = unique(run_random(space, toy_evaluator(tmp_path / f"r{seed}.jsonl"), len(ours), seed=seed,
+                                 progress=False))
+        assert len(rand) == len(ours) == 72
+        ref = max(e.metrics["latency_ms"] for e in ours + rand)
+        hv = [hypervolume([e.metrics["miou"] for e in es], [e.metrics["latency_ms"] for e in es], ref)
+              for es in (ours, rand)]
+        wins.append(hv[0] - hv[1])
+    assert np.mean(wins) > 0
+
+
+# ------------------------------------------------------------------------------------ front and HV
+def test_pareto_indices_and_hypervolume_by_hand() -> None:
+    miou = [50.0, 60.0, 55.0, 60.0, float("nan"), 70.0]
+    cost = [1.0, 2.0, 3.0, 1.5, 0.1, 4.0]
+    assert pareto_indices(miou, cost) == [0, 3, 5]
+    # normalised points (0.5, 0.25), (0.4, 0.375), (0.3, 1.0 -> on the reference, adds nothing)
+    expected = (1 - 0.25) * (1 - 0.5) + (0.5 - 0.4) * (1 - 0.375)
+    assert hypervolume([miou[i] for i in (0, 3, 5)], [cost[i] for i in (0, 3, 5)], ref_cost=4.0) == pytest.approx(
+        expected
+    )
+    assert hypervolume([], [], 1.0) == 0.0

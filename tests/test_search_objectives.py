@@ -1,0 +1,144 @@
+"""Search objectives (BN recalibration, supernet mIoU, latency table, MACs/params) and ablation variants."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from segnas.data.synthetic import SyntheticDataModule
+from segnas.metrics import count_macs, count_params
+from segnas.models.hyctas_net import HyCTASNet
+from segnas.models.supernet import HyCTASSupernet
+from segnas.search.ablation import CONVS, SA, random_architectures, table8_variants
+from segnas.search.latency_table import LatencyTable, agreement
+from segnas.search.objectives import (
+    Macs,
+    NetworkBuilder,
+    Params,
+    SupernetMIoU,
+    bn_recalibrate,
+    evaluate_miou,
+    load_batches,
+)
+from segnas.spaces import get_space
+from segnas.spaces.hyctas import build_plan
+
+INPUT = (1, 3, 32, 48)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("hyctas", layers=4, filter_multiplier=2)
+
+
+def test_bn_recalibration_is_the_plain_average_of_batch_statistics() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    net = nn.Sequential(conv, nn.BatchNorm2d(4, momentum=0.1))
+    batches = [torch.randn(2, 3, 8, 8) + i for i in range(3)]
+    bn_recalibrate(net, batches)
+    with torch.no_grad():
+        feats = [conv(x) for x in batches]
+    means = torch.stack([f.mean((0, 2, 3)) for f in feats]).mean(0)
+    variances = torch.stack([f.transpose(0, 1).reshape(4, -1).var(1, unbiased=True) for f in feats]).mean(0)
+    bn = net[1]
+    torch.testing.assert_close(bn.running_mean, means)
+    torch.testing.assert_close(bn.running_var, variances)
+    assert not net.training and bn.momentum == 0.1
+
+
+def test_supernet_miou_recalibrates_a_copy_and_leaves_the_supernet_untouched(space) -> None:
+    dm = SyntheticDataModule(num_train=8, num_val=4, height=32, width=48, crop_size=(32, 48))
+    dm.setup("fit")
+    recal = load_batches(dm.train_set, range(8), batch_size=4, seed=3)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(recal, load_batches(dm.train_set, range(8), 4, 3), strict=True))
+    val = load_batches(dm.val_set, range(4), batch_size=2)
+    torch.manual_seed(0)
+    supernet = HyCTASSupernet.from_space(space, num_classes=dm.num_classes)
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    objective = SupernetMIoU(supernet, recal, val, dm.num_classes)
+    g = space.sample(np.random.default_rng(0))
+    score = objective(g)
+    net = supernet.extract(g)
+    bn_recalibrate(net, [x for x, _ in recal])
+    assert score == pytest.approx(evaluate_miou(net, val, dm.num_classes))
+    assert 0.0 <= score <= 100.0 and objective(g) == score
+    assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items())
+
+
+def test_macs_and_params_objectives_count_the_standalone_network(space) -> None:
+    builder = NetworkBuilder(num_classes=5, filter_multiplier=2)
+    g = space.sample(np.random.default_rng(1))
+    net = HyCTASNet(g, 5, 2)
+    assert Macs(builder, INPUT)(g) == pytest.approx(count_macs(net, torch.randn(*INPUT)) / 1e9)
+    assert Params(builder)(g) == pytest.approx(count_params(net) / 1e6)
+
+
+def test_latency_table_sums_cached_entries(space, tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    genotypes = [space.sample(rng) for _ in range(3)]
+    table = LatencyTable(tmp_path, INPUT, 2, 5, duration_s=0.0, min_iters=2, warmup=1)
+    values = [table(g) for g in genotypes]
+    assert table.n_measured == len(table.entries) > 0
+    g = genotypes[0]
+    plan = build_plan(g, 2)
+    pieces = ["stem", "head/" + "_".join(map(str, plan.head)) + "/" + "_".join(map(str, plan.out_channels))]
+    pieces += [f"cell/{n.op}/{n.in_stride}/{n.down}/{n.c_in}/{n.c_out}" for nodes in plan.layers for n in nodes]
+    pieces += [
+        f"edge/{nodes[u].out_stride}/{nodes[t].out_stride}/{nodes[u].c_out}/{nodes[t].c_out}"
+        for layer, nodes in enumerate(plan.layers) for u, t in plan.fusion_edges(layer)
+    ]
+    assert values[0] == pytest.approx(sum(table.entries[k] for k in pieces))
+
+    cached = LatencyTable(tmp_path, INPUT, 2, 5)
+    assert [cached(g) for g in genotypes] == values and cached.n_measured == 0
+    other = LatencyTable(tmp_path, (1, 3, 64, 64), 2, 5)
+    assert other.path != table.path and not other.entries
+
+    report = agreement(table, table, genotypes)
+    assert report["n"] == 3 and report["kendall"] == pytest.approx(1.0) and report["lut_ms"] == values
+
+
+# ------------------------------------------------------------------------------------ ablation variants
+def _ops(g):
+    return [op for b in g.branches for op in b.ops]
+
+
+def test_table8_variants(space) -> None:
+    rng = np.random.default_rng(0)
+    g = next(
+        g for g in (space.sample(rng) for _ in range(500))
+        if g.num_branches == 3 and _ops(g).count(SA) == 1 and set(_ops(g)) & set(CONVS)
+    )
+    variants = table8_variants(g, space, np.random.default_rng(1))
+    assert variants["searched"] == g
+    assert all(v is not None and not space.violations(v) for v in variants.values())
+    assert SA not in _ops(variants["sa_to_conv"]) and _ops(variants["sa_to_conv"]).count("conv") > _ops(g).count("conv")
+    assert not set(_ops(variants["conv_to_sa"])) & set(CONVS)
+    for name in ("shift_sa_position", "shift_sa_branch"):
+        v = variants[name]
+        assert Counter(_ops(v)) == Counter(_ops(g)) and v != g
+        assert [b.downs for b in v.branches] == [b.downs for b in g.branches]
+        assert [b.widths for b in v.branches] == [b.widths for b in g.branches]
+    (i, layer), = [(i, k) for i, b in enumerate(g.branches) for k, op in enumerate(b.ops) if op == SA]
+    pos = variants["shift_sa_position"]
+    assert pos.branches[i].ops.count(SA) == 1 and pos.branches[i].ops[layer] != SA
+    moved = variants["shift_sa_branch"]
+    (j, other), = [(j, k) for j, b in enumerate(moved.branches) for k, op in enumerate(b.ops) if op == SA]
+    assert j != i and moved.branches[j].cell_strides()[other] == g.branches[i].cell_strides()[layer]
+
+
+def test_variants_that_do_not_apply_are_none_and_random_architectures(space) -> None:
+    rng = np.random.default_rng(0)
+    g = next(g for g in (space.sample(rng) for _ in range(500)) if g.num_branches == 1 and SA not in _ops(g))
+    variants = table8_variants(g, space, rng)
+    assert variants["sa_to_conv"] is None and variants["shift_sa_position"] is None
+    assert variants["shift_sa_branch"] is None
+    randoms = random_architectures(space, 2, rng)
+    assert sorted(randoms) == [f"random{n}_{k}" for n in (1, 2, 3) for k in (0, 1)]
+    assert all(g.num_branches == int(name[6]) and not space.violations(g) for name, g in randoms.items())

@@ -1,0 +1,189 @@
+"""``stage=search``, ``stage=correlate``, ``stage=ablate`` end to end on tiny budgets; configs compose."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segnas.search.archive import Archive
+from segnas.search.objectives import SupernetMIoU
+from segnas.search.pareto import pareto_indices
+from segnas.spaces import load_genotype
+from segnas.stages import run_stage
+
+from conftest import REPO, compose_config
+
+TINY_DATA = [
+    "data.num_train=16",
+    "data.num_val=8",
+    "data.height=64",
+    "data.width=64",
+    "data.crop_size=[64,64]",
+    "data.batch_size=4",
+    "data.val_batch_size=4",
+    "num_threads=1",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "callbacks.latency_monitor.input_shape=[1,3,64,64]",
+    "callbacks.latency_monitor.duration_s=0.05",
+]
+TINY_SUPERNET = [
+    "stage.supernet.epochs=1",
+    "stage.supernet.space_overrides.layers=4",
+    "stage.supernet.space_overrides.filter_multiplier=2",
+    "stage.supernet.module.val_archs=1",
+    "stage.evaluation.recalibration_images=8",
+    "stage.evaluation.val_images=8",
+    "stage.evaluation.batch_size=8",
+]
+TINY_SEARCH = [
+    "stage=search",
+    *TINY_DATA,
+    *TINY_SUPERNET,
+    "stage.latency.duration_s=0.02",
+    "stage.latency.check_archs=4",
+    "stage.progress=false",
+    "search.population=6",
+    "search.generations=3",
+]
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def first_search(tmp_path_factory):
+    """The default flow at a tiny budget: no checkpoint given, so a supernet is trained first."""
+    out = tmp_path_factory.mktemp("search")
+    cfg = compose_config([*TINY_SEARCH, f"stage.latency.lut_dir={out / 'lut'}"], out)
+    return out, run_stage(cfg)
+
+
+def test_search_stage_writes_the_interface_and_resumes_without_recomputing(first_search) -> None:
+    out, results = first_search
+    assert results["n_evaluated"] == 18 == results["n_evaluated_random"]
+    assert 0.0 < results["hypervolume"] <= 1.0 and 0.0 <= results["hypervolume_random"] <= 1.0
+    assert json.loads((out / "results.json").read_text())["hypervolume"] == pytest.approx(results["hypervolume"])
+    assert Path(results["supernet_ckpt"]).is_file()
+    rows = _read_csv(out / "pareto.csv")
+    assert rows and {"miou", "latency_ms", "params_m", "genotype"} <= set(rows[0])
+    miou, cost = [float(r["miou"]) for r in rows], [float(r["latency_ms"]) for r in rows]
+    assert pareto_indices(miou, cost) == list(range(len(rows)))  # non-dominated, ordered by cost
+    evaluated = _read_csv(out / "evaluations.csv")
+    all_nsga2 = [(float(r["miou"]), float(r["latency_ms"])) for r in evaluated if r["search"] == "nsga2"]
+    assert len(all_nsga2) == 18
+    best = max(all_nsga2)
+    assert max(miou) == pytest.approx(best[0])  # the best architecture is on the front
+    assert sorted(p.name for p in (out / "genotypes").glob("*.yaml")) == [f"arch_{i:02d}.yaml" for i in range(len(rows))]
+    assert load_genotype(out / rows[0]["genotype"]).num_branches == int(rows[0]["num_branches"])
+    assert (out / "pareto.png").stat().st_size > 10_000
+    assert len(Archive(out / "archive.jsonl")) == results["n_computed_this_run"] <= 36
+    assert -1.0 <= results["lut_agreement"]["kendall"] <= 1.0 and results["lut_agreement"]["n"] == 4
+
+    again = run_stage(compose_config([*TINY_SEARCH, f"stage.latency.lut_dir={out / 'lut'}"], out))
+    assert again["n_computed_this_run"] == 0
+    assert again["pareto"] == results["pareto"] and again["hypervolume"] == results["hypervolume"]
+
+
+def test_killed_search_restarts_to_the_uninterrupted_front(first_search, tmp_path: Path, monkeypatch) -> None:
+    out, results = first_search
+    common = [*TINY_SEARCH, f"stage.supernet.ckpt={results['supernet_ckpt']}", "search.objective=params",
+              "search.random_baseline=false", "stage.latency.check_archs=0", f"stage.latency.lut_dir={out / 'lut'}"]
+    straight = run_stage(compose_config(common, tmp_path / "straight"))
+
+    original = SupernetMIoU.__call__
+    calls = []
+
+    def dying(self, genotype):
+        if len(calls) == 8:
+            raise RuntimeError("killed mid-generation")
+        calls.append(genotype)
+        return original(self, genotype)
+
+    monkeypatch.setattr(SupernetMIoU, "__call__", dying)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_stage(compose_config(common, tmp_path / "killed"))
+    monkeypatch.setattr(SupernetMIoU, "__call__", original)
+    resumed = run_stage(compose_config(common, tmp_path / "killed"))
+
+    assert resumed["n_computed_this_run"] == straight["n_evaluated"] - 8 == 10
+    assert resumed["pareto"] == straight["pareto"] and resumed["hypervolume"] == straight["hypervolume"]
+    assert (tmp_path / "killed" / "pareto.csv").read_text() == (tmp_path / "straight" / "pareto.csv").read_text()
+    assert all(r["params_m"] > 0 for r in straight["pareto"])
+
+
+def test_search_logs_the_front_to_wandb_offline(first_search, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out, results = first_search
+    cfg = compose_config([*TINY_SEARCH, f"stage.supernet.ckpt={results['supernet_ckpt']}", "logger=wandb",
+                          "search.generations=2", "search.random_baseline=false", "stage.latency.check_archs=0",
+                          f"stage.latency.lut_dir={out / 'lut'}"], tmp_path)
+    run_stage(cfg)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert runs
+    logged = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
+    assert b"search/pareto_scatter" in logged and b"search/pareto" in logged
+
+
+def test_correlate_stage(first_search, tmp_path: Path) -> None:
+    _, results = first_search
+    cfg = compose_config(["stage=correlate", *TINY_DATA, *TINY_SUPERNET, f"stage.supernet.ckpt={results['supernet_ckpt']}",
+                          "stage.num_archs=3", "stage.train_epochs=1"], tmp_path)
+    out = run_stage(cfg)
+    assert out["n"] == 3 and len(out["networks"]) == 3
+    assert all(0 <= n["supernet_miou"] <= 100 and 0 <= n["standalone_miou"] <= 100 for n in out["networks"])
+    assert out["kendall"] != out["kendall"] or -1.0 <= out["kendall"] <= 1.0  # NaN only for constant scores
+    assert (tmp_path / "correlation.png").is_file() and len(_read_csv(tmp_path / "correlation.csv")) == 3
+    assert run_stage(cfg)["n_computed_this_run"] == 0
+
+
+def test_ablate_stage(tmp_path: Path) -> None:
+    cfg = compose_config(["stage=ablate", *TINY_DATA, "stage.train_epochs=1", "stage.random_per_branch_count=1",
+                          "stage.filter_multiplier=2", "stage.space_overrides.layers=4"], tmp_path)
+    out = run_stage(cfg)
+    names = [n["name"] for n in out["networks"]]
+    assert names[0] == "searched" and {"random1_0", "random2_0", "random3_0"} <= set(names)
+    assert len(names) + len(out["not_applicable"]) == 8
+    assert all(n["macs_g"] > 0 and 0 <= n["standalone_miou"] <= 100 for n in out["networks"])
+    table = (tmp_path / "ablation.md").read_text()
+    assert "| Searched |" in table and "| Random-3 (n=1) |" in table
+
+
+def test_paper_experiment_composes() -> None:
+    cfg = compose_config(["stage=search", "experiment=hyctas_cityscapes"])
+    s = cfg.search
+    assert (s.population, s.generations, s.crossover_prob, s.mutation_prob, s.per_branch) == (40, 20, 0.9, 0.02, True)
+    assert cfg.stage.evaluation.recalibration_images == 1000
+    assert cfg.stage.supernet.space_overrides is None and cfg.stage.supernet.module.lr_gamma == 0.992
+    assert cfg.space.branch_prior == [0.2, 0.3, 0.5] and cfg.space.filter_multiplier == 8
+    assert list(cfg.data.crop_size) == [256, 512] and cfg.data.batch_size == 16
+    assert cfg.optim.lr == 0.005
+    assert compose_config(["stage=search", "search=random"]).search.algorithm == "random"
+
+
+def test_sweep_over_the_three_objectives_with_the_local_launcher(first_search, tmp_path: Path) -> None:
+    out, results = first_search
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    args = ["-m", "hydra/launcher=local", f"hydra.sweep.dir={tmp_path}", "search.objective=latency,macs,params",
+            *TINY_SEARCH, f"stage.supernet.ckpt={results['supernet_ckpt']}", "search.population=4",
+            "search.generations=2",
+            "search.random_baseline=false", "stage.latency.check_archs=0", f"stage.latency.lut_dir={out / 'lut'}",
+            "logger=none"]
+    proc = subprocess.run([sys.executable, "-m", "segnas", *args], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for i, column in enumerate(("latency_ms", "macs_g", "params_m")):
+        job = json.loads((tmp_path / str(i) / "results.json").read_text())
+        assert job["cost_metric"] == column and job["n_evaluated"] == 8
+        rows = _read_csv(tmp_path / str(i) / "pareto.csv")
+        costs = [float(r[column]) for r in rows]
+        assert costs == sorted(costs) and len(rows) >= 1
