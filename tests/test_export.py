@@ -46,7 +46,9 @@ def hyctas_ckpt(tmp_path_factory):
 
 
 def test_export_hyctas_retrain_checkpoint_matches_pytorch(hyctas_ckpt, tmp_path):
-    cfg = compose_config(["stage=export", f"ckpt_path={hyctas_ckpt}", "data.crop_size=[64,96]"], tmp_path)
+    cfg = compose_config(
+        ["stage=export", "num_threads=1", f"ckpt_path={hyctas_ckpt}", "data.crop_size=[64,96]"], tmp_path
+    )
     results = run_stage(cfg)
     assert json.loads((tmp_path / "results.json").read_text())["input"] == "64x96"
     net = SegmentationModule.load_from_checkpoint(hyctas_ckpt, map_location="cpu").net.eval()
@@ -84,6 +86,7 @@ def test_export_deeplab_train_checkpoint_with_dynamic_onnx_shapes(tmp_path):
     cfg = compose_config(
         [
             "stage=export",
+            "num_threads=1",
             f"ckpt_path={ckpt}",
             "stage.formats=[onnx]",
             "stage.input_size=[64,64]",
@@ -106,5 +109,8 @@ def test_export_errors_name_what_is_wrong(tmp_path, hyctas_ckpt):
         run_stage(compose_config(["stage=export"], tmp_path))
     with pytest.raises(ValueError, match="unknown"):
         run_stage(
-            compose_config(["stage=export", f"ckpt_path={hyctas_ckpt}", "stage.formats=[tflite]"], tmp_path)
+            compose_config(
+                ["stage=export", "num_threads=1", f"ckpt_path={hyctas_ckpt}", "stage.formats=[tflite]"],
+                tmp_path,
+            )
         )

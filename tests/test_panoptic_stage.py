@@ -20,6 +20,7 @@ from conftest import compose_config
 
 TINY_PANOPTIC = [
     "stage=panoptic",
+    "num_threads=1",
     "data.num_train=16",
     "data.num_val=6",
     "data.height=64",

@@ -32,6 +32,7 @@ from segnas.search.objectives import Macs, MeasuredLatency, NetworkBuilder, Para
 from segnas.search.pareto import hypervolume, pareto_indices
 from segnas.search.plot import plot_search
 from segnas.spaces import save_genotype
+from segnas.spaces.hyctas import HyCTASGenotype
 from segnas.stages import supernet as supernet_stage
 from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, resolve_ckpt
 from segnas.utils.run import output_dir
@@ -139,6 +140,14 @@ def front_of(evaluated: list[Evaluated], cost: str, min_miou: float | None) -> l
                                                 [e.metrics[cost] for e in feasible])]
 
 
+def check_genotypes(evaluated: list[Evaluated], front: list[Evaluated], n: int, seed: int) -> list[HyCTASGenotype]:
+    """The front plus random other evaluated genotypes, ``n`` in all: the lookup-table agreement check."""
+    others = [e.genotype for e in evaluated if e not in front]
+    k = min(max(0, n - len(front)), len(others))
+    picks = np.random.default_rng(seed).choice(len(others), size=k, replace=False)
+    return [e.genotype for e in front] + [others[i] for i in sorted(picks)]
+
+
 def write_front(out: Path, front: list[Evaluated]) -> list[dict[str, Any]]:
     """``genotypes/arch_NN.yaml`` per front architecture (stale ones removed) and ``pareto.csv``."""
     folder = out / "genotypes"
@@ -228,8 +237,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "search_seconds": search_seconds,
         "seconds_per_evaluation": search_seconds / n_computed if n_computed else None,
         "supernet_ckpt": cfg.stage.supernet.ckpt or (checkpoint_paths(trainer).get("last_ckpt") if trainer else None),
+        "n_computed_this_run": evaluator.n_computed,
     }
-    results["n_computed_this_run"] = evaluator.n_computed
     if baseline:
         base_front = front_of(baseline, cost, search.min_miou)
         results["n_evaluated_random"] = len(baseline)
@@ -237,11 +246,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             [e.metrics[MIOU] for e in base_front], [e.metrics[cost] for e in base_front], ref_cost
         )
     if int(cfg.stage.latency.check_archs) > 0:
-        rng = np.random.default_rng(int(cfg.seed))
-        others = [e.genotype for e in distinct if e not in front]
-        k = max(0, int(cfg.stage.latency.check_archs) - len(front))
-        picks = [others[i] for i in sorted(rng.choice(len(others), size=min(k, len(others)), replace=False))]
-        results["lut_agreement"] = agreement(table, measured, [e.genotype for e in front] + picks)
+        results["lut_agreement"] = agreement(
+            table, measured, check_genotypes(distinct, front, int(cfg.stage.latency.check_archs), int(cfg.seed))
+        )
     log_wandb(cfg, trainer, rows, cost, png)
     log.info("%d architectures evaluated (%d computed now), %d on the front, hypervolume %.4f%s", len(distinct),
              n_computed, len(front), hv,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,8 @@ def prepare_run(cfg: DictConfig) -> Path:
     out = output_dir(cfg)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     seed_everything(int(cfg.seed))
-    torch.set_num_threads(int(cfg.get("num_threads") or os.cpu_count() or 1))
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
     return out
 
 
