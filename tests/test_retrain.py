@@ -148,3 +148,6 @@ def test_paper_recipe_experiment_configs():
     assert (cfg.stage.drop_path_rate, cfg.stage.aux_weight) == (0.2, 0.2)
     cfg = compose_config(["experiment=hyctas_l_cityscapes"])
     assert (cfg.stage.filter_multiplier, cfg.stage.output_stride) == (16, 4)
+    cfg = compose_config(["experiment=hyctas_retrain_synthetic"])
+    assert cfg.stage.name == "retrain" and cfg.data._target_.endswith("SyntheticDataModule")
+    assert (cfg.stage.genotype, cfg.stage.filter_multiplier, cfg.stage.output_stride) == ("pkg://hyctas_s", 8, 8)
