@@ -141,11 +141,13 @@ def front_of(evaluated: list[Evaluated], cost: str, min_miou: float | None) -> l
 
 
 def check_genotypes(evaluated: list[Evaluated], front: list[Evaluated], n: int, seed: int) -> list[HyCTASGenotype]:
-    """The front plus random other evaluated genotypes, ``n`` in all: the lookup-table agreement check."""
+    """The front (at most ``n`` of it) plus random other evaluated genotypes, ``n`` in all (fewer when fewer
+    were evaluated): the lookup-table agreement check."""
+    chosen = [e.genotype for e in front[:n]]
     others = [e.genotype for e in evaluated if e not in front]
-    k = min(max(0, n - len(front)), len(others))
+    k = min(n - len(chosen), len(others))
     picks = np.random.default_rng(seed).choice(len(others), size=k, replace=False)
-    return [e.genotype for e in front] + [others[i] for i in sorted(picks)]
+    return chosen + [others[i] for i in sorted(picks)]
 
 
 def write_front(out: Path, front: list[Evaluated]) -> list[dict[str, Any]]:
