@@ -10,25 +10,14 @@ import torch
 
 from segnas.stages import run_stage
 
-from conftest import compose_config
+from conftest import TINY_DATA, compose_config
 
 TINY_SUPERNET = [
     "stage=supernet",
-    "data.num_train=16",
-    "data.num_val=8",
-    "data.height=64",
-    "data.width=64",
-    "data.crop_size=[64,64]",
-    "data.batch_size=4",
-    "data.val_batch_size=4",
+    *TINY_DATA,
     "stage.space_overrides.layers=4",
     "stage.space_overrides.filter_multiplier=2",
     "stage.module.val_archs=2",
-    "num_threads=1",
-    "trainer.accelerator=cpu",
-    "trainer.enable_progress_bar=false",
-    "callbacks.latency_monitor.input_shape=[1,3,64,64]",
-    "callbacks.latency_monitor.duration_s=0.05",
 ]
 
 

@@ -17,22 +17,8 @@ from segnas.search.pareto import pareto_indices
 from segnas.spaces import load_genotype
 from segnas.stages import run_stage
 
-from conftest import REPO, compose_config
+from conftest import REPO, TINY_DATA, compose_config
 
-TINY_DATA = [
-    "data.num_train=16",
-    "data.num_val=8",
-    "data.height=64",
-    "data.width=64",
-    "data.crop_size=[64,64]",
-    "data.batch_size=4",
-    "data.val_batch_size=4",
-    "num_threads=1",
-    "trainer.accelerator=cpu",
-    "trainer.enable_progress_bar=false",
-    "callbacks.latency_monitor.input_shape=[1,3,64,64]",
-    "callbacks.latency_monitor.duration_s=0.05",
-]
 TINY_SUPERNET = [
     "stage.supernet.epochs=1",
     "stage.supernet.space_overrides.layers=4",

@@ -7,12 +7,11 @@ Annotation PNGs hold 0 ("other", ignored) and 1..150; train ids are the value mi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import albumentations as A
 import numpy as np
 
-from segnas.data.base import Sample, SegmentationDataModule, SegmentationDataset, read_image, read_label
+from segnas.data.base import FolderDataModule, Sample, SegmentationDataset, read_image, read_label
 
 # first name of each class in objectInfo150.txt order (annotation value = index + 1)
 ADE20K_CLASSES = (
@@ -94,17 +93,13 @@ class ADE20KDataset(SegmentationDataset):
         return {"image": image, "mask": reduce_zero_label(label, self.ignore_index)}
 
 
-class ADE20KDataModule(SegmentationDataModule):
+class ADE20KDataModule(FolderDataModule):
     """``data=ade20k``: ``data.root`` is the ``ADEChallengeData2016`` folder."""
 
+    dataset_name = "ADE20K"
+    dataset_cls = ADE20KDataset
     num_classes = len(ADE20K_CLASSES)
     class_names = ADE20K_CLASSES
 
-    def __init__(self, root: str | Path, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"ADE20K root {self.root} (data.root) does not exist; {_layout(self.root)}")
-
-    def build_dataset(self, split: str, transform: A.Compose | None) -> ADE20KDataset:
-        return ADE20KDataset(self.root, split, transform, self.image_scale, self.ignore_index)
+    def layout(self) -> str:
+        return _layout(self.root)

@@ -206,6 +206,30 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         return {"num_classes": self.num_classes, "class_names": list(self.class_names), "ignore_index": self.ignore_index}
 
 
+class FolderDataModule(SegmentationDataModule):
+    """A dataset read from its standard on-disk layout under ``data.root``.
+
+    Subclasses set ``dataset_name``, ``dataset_cls`` (built as ``dataset_cls(root, split, transform,
+    image_scale, ignore_index)``) and :meth:`layout`, the expected layout shown by every error.
+    """
+
+    dataset_name: str
+    dataset_cls: type[SegmentationDataset]
+
+    def __init__(self, root: str | Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.dataset_name} root {self.root} (data.root) does not exist; {self.layout()}")
+
+    @abstractmethod
+    def layout(self) -> str:
+        """The expected folder layout, for error messages."""
+
+    def build_dataset(self, split: str, transform: A.Compose | None) -> SegmentationDataset:
+        return self.dataset_cls(self.root, split, transform, self.image_scale, self.ignore_index)
+
+
 class _Subset(Dataset):
     def __init__(self, dataset: SegmentationDataset, size: int) -> None:
         self.dataset = dataset

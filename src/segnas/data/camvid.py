@@ -7,7 +7,7 @@ from pathlib import Path
 import albumentations as A
 import numpy as np
 
-from segnas.data.base import Sample, SegmentationDataModule, SegmentationDataset, read_image, read_label
+from segnas.data.base import FolderDataModule, Sample, SegmentationDataset, read_image, read_label
 
 CAMVID_CLASSES = (
     "sky", "building", "pole", "road", "pavement", "tree",
@@ -80,19 +80,13 @@ class CamVidDataset(SegmentationDataset):
         return {"image": image, "mask": mask.astype(np.uint8)}
 
 
-class CamVidDataModule(SegmentationDataModule):
+class CamVidDataModule(FolderDataModule):
     """``data=camvid``: set ``data.root`` to the folder holding ``train/ trainannot/ val/ valannot/``."""
 
+    dataset_name = "CamVid"
+    dataset_cls = CamVidDataset
     num_classes = len(CAMVID_CLASSES)
     class_names = CAMVID_CLASSES
 
-    def __init__(self, root: str | Path, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(
-                f"CamVid root {self.root} (data.root) does not exist; {CAMVID_LAYOUT}"
-            )
-
-    def build_dataset(self, split: str, transform: A.Compose | None) -> CamVidDataset:
-        return CamVidDataset(self.root, split, transform, self.image_scale, self.ignore_index)
+    def layout(self) -> str:
+        return CAMVID_LAYOUT

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import find_objects
 
-from segnas.data.base import Sample, SegmentationDataModule, SegmentationDataset, read_image, read_label
+from segnas.data.base import FolderDataModule, Sample, SegmentationDataset, read_image, read_label
 from segnas.data.coco_panoptic import PanopticDataset, PanopticRecord, load_panoptic_json
 from segnas.metrics.panoptic import id2rgb
 
@@ -116,20 +116,16 @@ class CityscapesDataset(SegmentationDataset):
         return {"image": image, "mask": self.lut[label]}
 
 
-class CityscapesDataModule(SegmentationDataModule):
+class CityscapesDataModule(FolderDataModule):
     """``data=cityscapes``: ``data.root`` holds ``leftImg8bit/`` and ``gtFine/``."""
 
+    dataset_name = "Cityscapes"
+    dataset_cls = CityscapesDataset
     num_classes = len(CITYSCAPES_CLASSES)
     class_names = CITYSCAPES_CLASSES
 
-    def __init__(self, root: str | Path, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"Cityscapes root {self.root} (data.root) does not exist; {_layout(self.root)}")
-
-    def build_dataset(self, split: str, transform: A.Compose | None) -> CityscapesDataset:
-        return CityscapesDataset(self.root, split, transform, self.image_scale, self.ignore_index)
+    def layout(self) -> str:
+        return _layout(self.root)
 
 
 def panoptic_paths(root: Path, split: str) -> tuple[Path, Path]:
