@@ -12,9 +12,10 @@ from typing import Any
 import yaml
 
 from segnas.spaces.base import Genotype, SearchSpace
+from segnas.spaces.fasterseg import FasterSegGenotype, FasterSegSpace
 from segnas.spaces.hyctas import HyCTASGenotype, HyCTASSpace
 
-SPACES: dict[str, type[SearchSpace]] = {"hyctas": HyCTASSpace}
+SPACES: dict[str, type[SearchSpace]] = {"hyctas": HyCTASSpace, "fasterseg": FasterSegSpace}
 
 
 def get_space(name: str, /, **cfg: Any) -> SearchSpace:
@@ -70,6 +71,8 @@ def save_genotype(genotype: Genotype, path: str | Path) -> Path:
 
 __all__ = [
     "SPACES",
+    "FasterSegGenotype",
+    "FasterSegSpace",
     "Genotype",
     "HyCTASGenotype",
     "HyCTASSpace",

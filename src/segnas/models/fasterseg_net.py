@@ -1,0 +1,258 @@
+"""Standalone FasterSeg network from a :class:`~segnas.spaces.fasterseg.FasterSegGenotype`.
+
+Stem to 1/8, two branches of cells (sharing their common prefix), each branch brought back to 1/8 by the
+FasterSeg fusion (1x1 "arm" convs, bilinear upsampling, concatenation with the input of the branch's
+downsampling cell, 3x3 "refine" convs), a 1x1 feature-fusion conv over both branches and a 3x3 + 1x1
+head. Optional auxiliary heads at 1/16 and 1/32 (training only in FasterSeg) are built but not used by
+:meth:`FasterSegNet.forward`; :meth:`FasterSegNet.forward_aux` returns their predictions too.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from segnas.spaces.fasterseg import FasterSegBranch, FasterSegGenotype
+
+
+def num_filters(fch: int, scale: int, width: float) -> int:
+    """FasterSeg's channel rule ``round(scale * fch * width)``."""
+    return round(scale * fch * width)
+
+
+def conv_bn(c_in: int, c_out: int, k: int = 3, stride: int = 1, relu: bool = True) -> nn.Sequential:
+    """``k x k`` conv (no bias) + BN (+ ReLU)."""
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out)]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class FactorizedReduce(nn.Module):
+    """FasterSeg ``skip``: identity at stride 1 (1x1 conv-BN-ReLU if widths differ); at stride 2 two
+    shifted 1x1 stride-2 convs concatenated, BN, ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        if stride == 2:
+            self.conv1 = nn.Conv2d(c_in, c_out // 2, 1, 2, bias=False)
+            self.conv2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, 2, bias=False)
+            self.bn = nn.BatchNorm2d(c_out)
+            self.proj: nn.Module | None = None
+        else:
+            self.proj = conv_bn(c_in, c_out, 1) if c_in != c_out else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride == 2:
+            a = self.conv1(x)
+            b = self.conv2(F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1)))
+            return F.relu(self.bn(torch.cat([a, b], 1)))
+        return x if self.proj is None else self.proj(x)
+
+
+class ConvCell(nn.Module):
+    """``conv`` (one 3x3 conv-BN-ReLU) or ``conv_2x`` (two), stride on the first conv."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, num_convs: int) -> None:
+        super().__init__()
+        layers = [conv_bn(c_in, c_out, 3, stride)] + [conv_bn(c_out, c_out) for _ in range(num_convs - 1)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class ZoomedConv(nn.Module):
+    """Zoomed conv: bilinear x0.5, conv(s) at half resolution, BN, bilinear back up (stride 1 only), ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, num_convs: int) -> None:
+        super().__init__()
+        self.stride = stride
+        layers = [
+            conv_bn(c_in if i == 0 else c_out, c_out, 3, 1, relu=i < num_convs - 1) for i in range(num_convs)
+        ]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        y = self.body(
+            F.interpolate(x, size=(max(h // 2, 1), max(w // 2, 1)), mode="bilinear", align_corners=True)
+        )
+        if self.stride == 1:
+            y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=True)
+        return F.relu(y)
+
+
+def build_cell(op: str, c_in: int, c_out: int, stride: int) -> nn.Module:
+    """One FasterSeg operator."""
+    if op == "skip":
+        return FactorizedReduce(c_in, c_out, stride)
+    if op in ("conv", "conv_2x"):
+        return ConvCell(c_in, c_out, stride, 2 if op == "conv_2x" else 1)
+    if op in ("conv_downup", "conv_2x_downup"):
+        return ZoomedConv(c_in, c_out, stride, 2 if op == "conv_2x_downup" else 1)
+    raise KeyError(f"unknown fasterseg operator {op!r}")
+
+
+class Head(nn.Module):
+    """3x3 conv-BN-ReLU (mid = in if in <= 256 else in/2) then a 1x1 classifier with bias."""
+
+    def __init__(self, c_in: int, num_classes: int) -> None:
+        super().__init__()
+        mid = c_in if c_in <= 256 else c_in // 2
+        self.conv = conv_bn(c_in, mid, 3)
+        self.cls = nn.Conv2d(mid, num_classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.cls(self.conv(x))
+
+
+def _cell_specs(
+    branch: FasterSegBranch, fch: int, stem_c: int, head_w: float
+) -> list[tuple[str, int, int, int]]:
+    """``(op, c_in, c_out, stride)`` of every cell of a branch."""
+    specs, c_in, downs = [], stem_c, branch.downs()
+    for i, op in enumerate(branch.ops):
+        scale = 8 * 2 ** (branch.path[i] + downs[i])
+        width = branch.widths[i] if i < branch.depth - 1 else head_w
+        c_out = num_filters(fch, scale, width)
+        specs.append((op, c_in, c_out, 2 if downs[i] else 1))
+        c_in = c_out
+    return specs
+
+
+class FasterSegNet(nn.Module):
+    """A FasterSeg segmenter; ``forward`` returns logits at the input resolution."""
+
+    def __init__(self, genotype: FasterSegGenotype, num_classes: int = 19, aux_heads: bool = True) -> None:
+        super().__init__()
+        problems = genotype.rule_violations()
+        if problems:
+            raise ValueError("invalid fasterseg genotype: " + "; ".join(problems))
+        self.genotype = genotype
+        fch, h = genotype.fch, genotype.stem_head_width
+        stem_c = num_filters(fch, 8, h)
+        self.stem = nn.Sequential(
+            conv_bn(3, 2 * num_filters(fch, 2, h), 3, 2),
+            ConvCell(2 * num_filters(fch, 2, h), 2 * num_filters(fch, 4, h), 2, 2),
+            ConvCell(2 * num_filters(fch, 4, h), stem_c, 2, 2),
+        )
+        specs = [_cell_specs(b, fch, stem_c, h) for b in genotype.branches]
+        # Shared prefix: cells agree in op, channels, stride and input scale.
+        self.shared = 0
+        while (
+            self.shared < min(len(s) for s in specs)
+            and specs[0][self.shared] == specs[1][self.shared]
+            and genotype.branches[0].path[self.shared] == genotype.branches[1].path[self.shared]
+        ):
+            self.shared += 1
+        self.cells = nn.ModuleList(
+            nn.ModuleList(
+                build_cell(*spec) if b == 0 or i >= self.shared else nn.Identity() for i, spec in enumerate(s)
+            )
+            for b, s in enumerate(specs)
+        )
+        self.specs = specs
+        c8, c16 = num_filters(fch, 8, h), num_filters(fch, 16, h)
+        self.arms = nn.ModuleList()
+        self.refines = nn.ModuleList()
+        for b, branch in enumerate(genotype.branches):
+            downs = [i for i, d in enumerate(branch.downs()) if d]
+            arms, refines = nn.ModuleList(), nn.ModuleList()
+            if branch.last == 2:  # 1/32 -> 1/16 -> 1/8
+                skip16, skip8 = specs[b][downs[1]][1], specs[b][downs[0]][1]
+                arms.append(conv_bn(num_filters(fch, 32, h), c16, 1))
+                refines.append(conv_bn(c16 + skip16, c16, 3))
+                arms.append(conv_bn(c16, c8, 1))
+                refines.append(conv_bn(c8 + skip8, c8, 3))
+            elif branch.last == 1:
+                arms.append(conv_bn(c16, c8, 1))
+                refines.append(conv_bn(c8 + specs[b][downs[0]][1], c8, 3))
+            self.arms.append(arms)
+            self.refines.append(refines)
+        self.ffm = conv_bn(2 * c8, 2 * c8, 1)
+        self.head = Head(2 * c8, num_classes)
+        self.aux_heads = aux_heads
+        if aux_heads:
+            self.head16 = Head(self._aux16_channels(specs), num_classes)
+            self.head32 = Head(
+                sum(num_filters(fch, 32, h) for b in genotype.branches if b.last == 2), num_classes
+            )
+
+    def _aux16_channels(self, specs: list[list[tuple[str, int, int, int]]]) -> int:
+        total = 0
+        for b, branch in enumerate(self.genotype.branches):
+            if branch.last == 1:
+                total += specs[b][-1][2]
+            elif branch.last == 2:
+                total += specs[b][[i for i, d in enumerate(branch.downs()) if d][1]][1]
+        return total
+
+    def _branches(self, x8: Tensor) -> list[dict[str, Tensor]]:
+        """Run both branches; per branch its output and the inputs of its downsampling cells."""
+        outs, shared_feats = [], []
+        for b, branch in enumerate(self.genotype.branches):
+            h, downs_in = x8, []
+            for i, d in enumerate(branch.downs()):
+                if d:
+                    downs_in.append(h)
+                h = shared_feats[i] if b > 0 and i < self.shared else self.cells[b][i](h)
+                if b == 0:
+                    shared_feats.append(h)
+            outs.append({"out": h, "downs_in": downs_in})
+        return outs
+
+    def _to_eighth(self, b: int, feats: dict[str, Tensor]) -> Tensor:
+        last, h = self.genotype.branches[b].last, feats["out"]
+        skips = feats["downs_in"][::-1]  # deepest first
+        for arm, refine, skip in zip(self.arms[b], self.refines[b], skips[: max(last, 0)], strict=True):
+            h = F.interpolate(arm(h), size=skip.shape[-2:], mode="bilinear", align_corners=True)
+            h = refine(torch.cat([h, skip], 1))
+        return h
+
+    def forward_aux(self, x: Tensor) -> dict[str, Tensor]:
+        """Logits at the input resolution from the main head and (if built) the 1/16 and 1/32 aux heads."""
+        size = x.shape[-2:]
+        feats = self._branches(self.stem(x))
+        eighth = [self._to_eighth(b, f) for b, f in enumerate(feats)]
+        s8 = eighth[0].shape[-2:]
+        fused = self.ffm(
+            torch.cat([F.interpolate(e, size=s8, mode="bilinear", align_corners=True) for e in eighth], 1)
+        )
+        out = {"out": F.interpolate(self.head(fused), size=size, mode="bilinear", align_corners=True)}
+        if self.aux_heads:
+            f16, f32 = [], []
+            for b, f in enumerate(feats):
+                last = self.genotype.branches[b].last
+                if last == 1:
+                    f16.append(f["out"])
+                elif last == 2:
+                    f16.append(f["downs_in"][1])
+                    f32.append(f["out"])
+            s16 = f16[0].shape[-2:]
+            f16 = [F.interpolate(t, size=s16, mode="bilinear", align_corners=True) for t in f16]
+            for name, head, ts in (("aux16", self.head16, f16), ("aux32", self.head32, f32)):
+                out[name] = F.interpolate(
+                    head(torch.cat(ts, 1)), size=size, mode="bilinear", align_corners=True
+                )
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``(B, num_classes, H, W)`` of the main head."""
+        size = x.shape[-2:]
+        feats = self._branches(self.stem(x))
+        eighth = [self._to_eighth(b, f) for b, f in enumerate(feats)]
+        s8 = eighth[0].shape[-2:]
+        fused = self.ffm(
+            torch.cat([F.interpolate(e, size=s8, mode="bilinear", align_corners=True) for e in eighth], 1)
+        )
+        return F.interpolate(self.head(fused), size=size, mode="bilinear", align_corners=True)
+
+
+def build_fasterseg_net(
+    genotype: FasterSegGenotype, num_classes: int = 19, aux_heads: bool = True
+) -> FasterSegNet:
+    """Build the fixed FasterSeg network of ``genotype`` (aux heads add parameters, not inference cost)."""
+    return FasterSegNet(genotype, num_classes, aux_heads)

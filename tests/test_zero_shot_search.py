@@ -1,0 +1,57 @@
+"""stage=zero_shot_search on tiny budgets."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import yaml
+
+from segnas.spaces.fasterseg import FasterSegGenotype
+
+from conftest import compose_config
+
+FAST = [
+    "stage=zero_shot_search",
+    "stage.proxy=nwot",
+    "stage.evolution.num_evals=6",
+    "stage.evolution.population=3",
+    "stage.evolution.top_k=2",
+    "stage.space_options.max_depth=6",
+    "stage.resolution=[32,32]",
+    "stage.batch_size=2",
+    "stage.budget.input=[1,3,32,32]",
+    "stage.top_n=3",
+]
+
+
+def test_zero_shot_search_fasterseg(tmp_path: Path) -> None:
+    from segnas.stages.zero_shot_search import run
+
+    cfg = compose_config([*FAST, "stage.budget.max=0.02"], tmp_path)
+    results = run(cfg)
+    assert results["space"] == "fasterseg" and results["proxy"] == "nwot"
+    for key in ("evolution", "random"):
+        assert results[key]["evaluated"] == 6 and results[key]["best_cost"] <= 0.02
+    assert isinstance(results["evolution_beats_random"], bool)
+    assert json.loads((tmp_path / "results.json").read_text())["num_evals"] == 6
+    ranks = sorted((tmp_path / "genotypes").glob("rank_*.yaml"))
+    assert len(ranks) == 3
+    scores = [t["score"] for t in results["top"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] == results["evolution"]["best_score"]
+    best = FasterSegGenotype.from_dict(yaml.safe_load(ranks[0].read_text()))
+    assert best.rule_violations() == []
+    rows = list(csv.DictReader((tmp_path / "candidates.csv").open()))
+    assert {r["search"] for r in rows} == {"evolution", "random"} and len(rows) == 12
+
+
+def test_zero_shot_search_params_budget_excludes_large(tmp_path: Path) -> None:
+    from segnas.stages.zero_shot_search import run
+
+    cfg = compose_config(
+        [*FAST, "stage.budget.metric=params_m", "stage.budget.max=1.5", "stage.random_baseline=false"],
+        tmp_path,
+    )
+    results = run(cfg)
+    assert "random" not in results and results["evolution"]["best_cost"] <= 1.5
