@@ -7,6 +7,7 @@ reason in ``evaluate``.
 """
 
 from segnas.proxies import measures, own_pass, saswot  # noqa: F401  (registration)
+from segnas.proxies.expression import load_expression_proxy, register_expression
 from segnas.proxies.registry import (
     Context,
     NotApplicable,
@@ -32,5 +33,7 @@ __all__ = [
     "compute",
     "evaluate",
     "get",
+    "load_expression_proxy",
     "register",
+    "register_expression",
 ]

@@ -1,0 +1,196 @@
+"""Proxy expressions (segnas.proxies.expression), their evolution and stage=proxy_evolution."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from segnas.proxies import compute, get
+from segnas.proxies.expression import (
+    BINARY,
+    SASWOT,
+    UNARY,
+    Expression,
+    InvalidExpression,
+    LayerStats,
+    layer_statistics,
+    load_expression_proxy,
+)
+from segnas.proxies.proxy_search import CachedFitness, crossover, evolve, kendall, mutate, random_expression
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV_CSV = ROOT.parent / "shared/data/transnas/tnb101_segmentsemantic_dev.csv"
+
+
+def _layer(weight: list, grad: list, act: list | None = None) -> LayerStats:
+    act_t = torch.tensor(act if act is not None else [0.0])
+    return LayerStats(act_t, torch.tensor(grad), torch.tensor(weight))
+
+
+def test_operation_sets_match_the_paper() -> None:
+    assert len(UNARY) == 20 and len(BINARY) == 13
+
+
+def test_expression_by_hand_on_tiny_tensors() -> None:
+    layers = [_layer([[1.0, 2.0], [3.0, 0.0]], [[0.5, -1.0], [4.0, 0.0]]), _layer([2.0, -2.0], [1.0, 1.0])]
+    # sum over layers of mean(|W| * G): layer 1 (0.5 - 2 + 12 + 0)/4 = 2.625, layer 2 (2 + 2)/2 = 2
+    e = Expression(("weight", "gradient"), (("abs",), ("no_op",)), "product")
+    assert e.score(layers) == pytest.approx(4.625)
+    assert Expression(e.inputs, e.unary, e.binary, layer_reduce="mean").score(layers) == pytest.approx(2.3125)
+    assert Expression(e.inputs, e.unary, e.binary, elem_reduce="sum").score(layers) == pytest.approx(14.5)
+    # SasWOT: softmax over dim 0 of W = [[1,2],[3,0]] -> columns [e^1, e^3]/(e^1+e^3), [e^2, 1]/(e^2+1)
+    sm = torch.softmax(torch.tensor([[1.0, 2.0], [3.0, 0.0]]), 0)
+    expected = float((sm < torch.relu(torch.tensor([[0.5, -1.0], [4.0, 0.0]]))).float().mean())
+    assert expected == pytest.approx(0.5)  # 0.119 < 0.5 and 0.881 < 4 hold; 0.881 < 0 and 0.119 < 0 fail
+    assert SASWOT.score(layers[:1]) == pytest.approx(expected)
+    # two-op chains and a scalar-producing unary broadcast against a tensor
+    chained = Expression(("gradient", "weight"), (("relu", "to_sum_scalar"), ("pow", "no_op")), "difference")
+    # layer 1: sum relu(G) = 4.5; mean(4.5 - W^2) = 4.5 - 14/4 = 1.0; layer 2: 2 - mean(4, 4) = -2
+    assert chained.score(layers) == pytest.approx(-1.0)
+    assert str(chained) == "sum_layers mean(difference(to_sum_scalar(relu(gradient)), pow(weight)))"
+
+
+def test_invalid_expressions_are_rejected() -> None:
+    layers = [_layer([[1.0, 2.0, 3.0]], [[1.0, 1.0, 1.0]], act=[[1.0, 2.0]])]
+    shape = Expression(("weight", "activation"), (("no_op",), ("no_op",)), "sum")
+    with pytest.raises(InvalidExpression):  # [1,3] + [1,2] does not broadcast
+        shape.score(layers)
+    with pytest.raises(InvalidExpression, match="square"):
+        Expression(("weight", "weight"), (("slogdet",), ("no_op",)), "sum").score(layers)
+    with pytest.raises(InvalidExpression, match="4-D"):
+        Expression(("weight", "weight"), (("gram_matrix",), ("no_op",)), "sum").score(layers)
+    with pytest.raises(InvalidExpression, match="non-finite"):
+        Expression(("weight", "weight"), (("pow", "exp"), ("pow", "exp")), "product").score(
+            [_layer([100.0], [1.0])]
+        )
+    outer = Expression(("weight", "gradient"), (("no_op",), ("no_op",)), "product")
+    with pytest.raises(InvalidExpression, match="enlarges"):  # [2,1] * [1,3] would be an outer product
+        outer.score([_layer([[1.0], [2.0]], [[1.0, 2.0, 3.0]])])
+    assert outer.score([_layer([[1.0], [2.0]], [[3.0], [4.0]])]) == pytest.approx(5.5)
+    with pytest.raises(ValueError, match="unknown"):
+        Expression(("weight", "bias"), (("no_op",), ("no_op",)), "sum")
+    # the search rejects constant expressions: W == W is 1 everywhere on every architecture
+    fit = CachedFitness([layers, [_layer([[5.0, 1.0]], [[2.0, 0.0]])]], [1.0, 2.0])
+    constant = fit(Expression(("weight", "weight"), (("no_op",), ("no_op",)), "equal_to"))
+    assert not constant.valid and "constant" in (constant.reason or "")
+    assert not fit(shape).valid and math.isnan(fit(shape).kendall)
+
+
+def test_yaml_round_trip_and_loading_as_a_proxy(tmp_path: Path) -> None:
+    e = Expression(
+        ("activation", "gradient"), (("sigmoid", "abs"), ("no_op", "log")), "mse_loss", "sum", "mean", 4
+    )
+    e.save(tmp_path / "e.yaml", fitness=0.5)
+    assert Expression.load(tmp_path / "e.yaml") == e
+    assert "formula:" in (tmp_path / "e.yaml").read_text()
+    # SasWOT as a loaded proxy agrees with the registered saswot_minus (fraction per layer, summed)
+    SASWOT.save(tmp_path / "saswot_expr_test.yaml")
+    name = load_expression_proxy(tmp_path / "saswot_expr_test.yaml")
+    assert name == "saswot_expr_test" and load_expression_proxy(tmp_path / "saswot_expr_test.yaml") == name
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 5, 1))
+    x, y = torch.randn(2, 3, 8, 8), torch.randint(0, 5, (2, 8, 8))
+    loss = nn.CrossEntropyLoss(reduction="sum")  # large gradients, so the comparison is not all-false
+    opts = {"saswot_minus": {"elem_reduce": "mean"}}
+    got = compute([name, "saswot_minus"], net, x, y, loss, options=opts)
+    assert got[name] == pytest.approx(got["saswot_minus"]) and got[name] > 0
+    assert get(name).fn.expression == SASWOT
+    stats = layer_statistics(net, x, y, activation_pool=4)
+    assert [tuple(s.activation.shape) for s in stats] == [(2, 8, 4, 4), (2, 5, 4, 4)]
+    assert stats[0].gradient.shape == stats[0].weight.shape == (8, 3, 3, 3)
+
+
+def _synthetic(n: int, seed: int) -> list[list[LayerStats]]:
+    gen = torch.Generator().manual_seed(seed)
+    archs = []
+    for _ in range(n):
+        layers = []
+        for _ in range(int(torch.randint(2, 5, (), generator=gen))):
+            c = int(torch.randint(2, 6, (), generator=gen))
+            scale = float(torch.rand((), generator=gen)) * 2
+            layers.append(
+                LayerStats(
+                    torch.randn(2, c, 3, 3, generator=gen),
+                    torch.randn(c, 3, 3, 3, generator=gen) * scale,
+                    torch.randn(c, 3, 3, 3, generator=gen),
+                )
+            )
+        archs.append(layers)
+    return archs
+
+
+def test_mutation_and_crossover_keep_genes_valid() -> None:
+    rng = random.Random(0)
+    a, b = random_expression(rng), random_expression(rng)
+
+    def genes(e: Expression) -> list[str]:
+        return [*e.inputs, *e.unary[0], *e.unary[1], e.binary]
+
+    changed = 0
+    for _ in range(50):
+        child = crossover(a, b, rng)
+        assert all(g in (x, y) for g, x, y in zip(genes(child), genes(a), genes(b), strict=True))
+        mutant = mutate(child, rng, p=0.0)  # p = 0 still resamples exactly one gene
+        diff = sum(x != y for x, y in zip(genes(mutant), genes(child), strict=True))
+        assert diff <= 1
+        changed += diff
+    assert changed > 30  # the resampled gene usually differs from the old one
+
+
+def test_evolution_improves_fitness_on_a_problem_with_a_known_answer() -> None:
+    archs = _synthetic(40, seed=1)
+    answer = Expression(("gradient", "weight"), (("abs", "no_op"), ("pow", "no_op")), "product")
+    targets = [answer.score(a) for a in archs]
+    fit = CachedFitness(archs, targets)
+    assert fit(answer).kendall == pytest.approx(1.0)
+    rng = random.Random(0)
+    result = evolve(fit, rng, population=10, iterations=100, top_k=4, children=8)
+    first = result.history[0]["best"]
+    assert first < 0.6 and result.fitness == pytest.approx(1.0)  # an equivalent of the answer is found
+    assert result.evaluated > 100 and result.rejected > 0
+    assert [h["best"] for h in result.history] == sorted(h["best"] for h in result.history)
+    assert kendall(fit.scores(result.best, range(40)), targets) == pytest.approx(result.fitness)
+
+
+@pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
+def test_stage_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
+    from segnas.stages.proxy_evolution import run
+
+    stage = OmegaConf.load(ROOT / "conf/stage/proxy_evolution.yaml")
+    stage.pop("defaults")
+    stage.update(
+        {"spaces": ["micro", "macro"], "train_archs": 4, "heldout_archs": 3, "batch_size": 2,
+         "progress": False, "hand_proxies": ["params", "saswot_minus"], "seed_with_saswot": True}
+    )  # fmt: skip
+    stage.evolution.update({"population": 4, "iterations": 3, "children": 3, "top_k": 2})
+    benchmark = {"csv": str(DEV_CSV), "target": "valid_acc_final_epoch"}
+    cfg = OmegaConf.create({"seed": 0, "paths": {"output_dir": str(tmp_path)}, "benchmark": benchmark})
+    cfg.stage = stage
+    results = run(cfg)
+    json.dumps(results)  # serialisable as results.json
+    best = Expression.load(tmp_path / "best_proxy.yaml")
+    assert str(best) == results["best_expression"]
+    assert -1 <= results["kendall_heldout"] <= 1 and -1 <= results["kendall_train"] <= 1
+    # the search was seeded with SasWOT's expression, so it is at least as good on the training archs
+    assert results["kendall_train"] >= results["saswot_expression_train"]
+    assert set(results["hand_designed_heldout"]) == {"params", "saswot_minus"}
+    assert set(results["kendall_heldout_per_space"]) == {"micro", "macro"}
+    assert results["best_hand_designed"]["name"] in {"params", "saswot_minus"}
+    assert len((tmp_path / "search_curve.csv").read_text().splitlines()) == 1 + 3
+    assert (tmp_path / "search_curve.png").stat().st_size > 0
+
+
+def test_hydra_config_composes() -> None:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["stage=proxy_evolution", "benchmark.csv=/x/y.csv"])
+    assert cfg.stage._target_ == "segnas.stages.proxy_evolution.run"
+    assert cfg.benchmark.csv == "/x/y.csv" and cfg.stage.evolution.patience == 5
