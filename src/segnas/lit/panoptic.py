@@ -22,7 +22,7 @@ from torch import Tensor
 from segnas.data.panoptic_targets import PanopticTargetGenerator, segments_from_labels
 from segnas.lit.losses import hard_pixel_ce
 from segnas.lit.optim import poly_scheduler, sgd
-from segnas.metrics.panoptic import PanopticQuality
+from segnas.metrics.panoptic import PanopticQuality, pq_percent
 from segnas.metrics.segmentation import SegmentationMetric, miou
 from segnas.models.panoptic_postprocess import PanopticPostProcessor, panoptic_to_segments
 
@@ -186,17 +186,9 @@ class PanopticModule(L.LightningModule):
         mean_iou, _ = miou(self.val_semantic.confmat.clone())
         self.val_semantic.reset()
         self.last_pq = result
-        self.log_dict(
-            {
-                "val/PQ": 100 * result["All"]["pq"],
-                "val/PQ_th": 100 * result["Things"]["pq"],
-                "val/PQ_st": 100 * result["Stuff"]["pq"],
-                "val/SQ": 100 * result["All"]["sq"],
-                "val/RQ": 100 * result["All"]["rq"],
-                "val/mIoU": mean_iou,
-            },
-            prog_bar=True,
-        )
+        percent = pq_percent(result)
+        logged = {f"val/{k}": percent[k] for k in ("PQ", "PQ_th", "PQ_st", "SQ", "RQ")}
+        self.log_dict({**logged, "val/mIoU": mean_iou}, prog_bar=True)
 
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,

@@ -178,6 +178,12 @@ class PanopticQuality:
         return results
 
 
+def pq_percent(result: Mapping[str, Any]) -> dict[str, float]:
+    """``PQ``, ``SQ``, ``RQ`` overall and with ``_th`` / ``_st`` suffixes for things / stuff, in percent."""
+    groups = {"": "All", "_th": "Things", "_st": "Stuff"}
+    return {f"{m.upper()}{suffix}": 100 * result[g][m] for suffix, g in groups.items() for m in ("pq", "sq", "rq")}
+
+
 def _load_json(path: Path, keys: Sequence[str]) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"panoptic JSON {path} does not exist")

@@ -15,7 +15,7 @@ from segnas.callbacks.history import write_rows_csv
 from segnas.callbacks.latency import LatencyMonitor
 from segnas.data.base import SegmentationDataModule
 from segnas.lit.panoptic import PanopticModule, ground_truth_segments
-from segnas.metrics import pq_compute
+from segnas.metrics.panoptic import pq_compute, pq_percent
 from segnas.models.aux_heads import as_genotype
 from segnas.models.panoptic_postprocess import PanopticPredictionWriter
 from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, resolve_ckpt, to_container
@@ -130,15 +130,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }
     write_rows_csv(out / "per_class_pq.csv", [{"class": k, **v} for k, v in per_class.items()])
     results: dict[str, Any] = {
-        "PQ": 100 * pq["All"]["pq"],
-        "SQ": 100 * pq["All"]["sq"],
-        "RQ": 100 * pq["All"]["rq"],
-        "PQ_th": 100 * pq["Things"]["pq"],
-        "SQ_th": 100 * pq["Things"]["sq"],
-        "RQ_th": 100 * pq["Things"]["rq"],
-        "PQ_st": 100 * pq["Stuff"]["pq"],
-        "SQ_st": 100 * pq["Stuff"]["sq"],
-        "RQ_st": 100 * pq["Stuff"]["rq"],
+        **pq_percent(pq),
         "per_class": per_class,
         "val/mIoU": float(trainer.callback_metrics.get("val/mIoU", float("nan"))),
         "predictions": {"json": str(files[2]), "folder": str(files[3])},
