@@ -10,7 +10,7 @@ import yaml
 
 from segnas.spaces.fasterseg import FasterSegGenotype
 
-from conftest import compose_config
+from conftest import TINY_DATA, compose_config
 
 FAST = [
     "stage=zero_shot_search",
@@ -44,6 +44,10 @@ def test_zero_shot_search_fasterseg(tmp_path: Path) -> None:
     assert best.rule_violations() == []
     rows = list(csv.DictReader((tmp_path / "candidates.csv").open()))
     assert {r["search"] for r in rows} == {"evolution", "random"} and len(rows) == 12
+    random_rows = [r for r in rows if r["search"] == "random"]
+    for pick, row in zip(results["random_picks"], random_rows, strict=False):  # first draws, unranked
+        assert (tmp_path / pick["path"]).is_file() and pick["score"] == float(row["score"])
+    assert len(results["random_picks"]) == 3
 
 
 def test_zero_shot_search_params_budget_excludes_large(tmp_path: Path) -> None:
@@ -55,3 +59,27 @@ def test_zero_shot_search_params_budget_excludes_large(tmp_path: Path) -> None:
     )
     results = run(cfg)
     assert "random" not in results and results["evolution"]["best_cost"] <= 1.5
+
+
+def test_zero_shot_search_scores_on_a_data_batch(tmp_path: Path) -> None:
+    from segnas.stages.zero_shot_search import scoring_batch
+
+    cfg = compose_config([*FAST, *TINY_DATA, "stage.inputs=data", "stage.num_classes=19"], tmp_path)
+    images, labels, num_classes = scoring_batch(cfg)
+    assert num_classes == 6  # the synthetic dataset's classes, not stage.num_classes
+    assert images.shape == (2, 3, 32, 32) and labels.shape == (2, 32, 32)
+    assert set(labels.unique().tolist()) <= {*range(6), 255}
+
+
+def test_searched_genotype_trains_with_model_fasterseg(tmp_path: Path) -> None:
+    from segnas.stages.train import run as train
+    from segnas.stages.zero_shot_search import run as search
+
+    search(compose_config([*FAST, "stage.budget.max=0.02", "stage.top_n=1"], tmp_path / "search"))
+    genotype = tmp_path / "search" / "genotypes" / "rank_00.yaml"
+    cfg = compose_config(
+        ["stage=train", "model=fasterseg", f"model.genotype={genotype}", *TINY_DATA, "trainer.max_epochs=1"],
+        tmp_path / "train",
+    )
+    results = train(cfg)
+    assert 0.0 <= results["val/mIoU"] <= 100.0 and results["global_step"] == 4

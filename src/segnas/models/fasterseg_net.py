@@ -9,10 +9,14 @@ head. Optional auxiliary heads at 1/16 and 1/32 (training only in FasterSeg) are
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from segnas.spaces import load_genotype
 from segnas.spaces.fasterseg import FasterSegBranch, FasterSegGenotype
 
 
@@ -252,7 +256,18 @@ class FasterSegNet(nn.Module):
 
 
 def build_fasterseg_net(
-    genotype: FasterSegGenotype, num_classes: int = 19, aux_heads: bool = True
+    genotype: str | Mapping[str, Any] | FasterSegGenotype, num_classes: int = 19, aux_heads: bool = True
 ) -> FasterSegNet:
-    """Build the fixed FasterSeg network of ``genotype`` (aux heads add parameters, not inference cost)."""
+    """Build the fixed FasterSeg network of ``genotype`` (a genotype, its dict form, or a YAML path /
+    ``pkg://NAME``; aux heads add parameters, not inference cost). Usable as a ``_target_``."""
+    if isinstance(genotype, Mapping):
+        genotype = FasterSegGenotype.from_dict(dict(genotype))
+        problems = genotype.rule_violations()
+        if problems:
+            raise ValueError("invalid fasterseg genotype: " + "; ".join(problems))
+    elif not isinstance(genotype, FasterSegGenotype):
+        loaded = load_genotype(genotype)
+        if not isinstance(loaded, FasterSegGenotype):
+            raise ValueError(f"{genotype}: expected a fasterseg genotype, got space {loaded.space_name!r}")
+        genotype = loaded
     return FasterSegNet(genotype, num_classes, aux_heads)

@@ -1,11 +1,13 @@
 """``stage=zero_shot_search``: training-free evolutionary search scored by a zero-cost proxy (SasWOT §3).
 
 Every candidate of the space (``fasterseg`` by default, ``hyctas`` too) is built with fresh seeded weights
-and scored by one registered proxy on one synthetic batch; candidates over the cost budget (MACs in G,
-params in M or measured latency in ms at ``cost_input``) are never scored. An evolutionary search
-(:mod:`segnas.search.evolution`) and a random search get the same number of scored architectures.
-Writes ``genotypes/rank_NN.yaml`` (best first), ``candidates.csv`` and returns the results dict
-(also written to ``results.json``).
+and scored by one registered proxy on one batch (random tensors or a data batch); candidates over the cost
+budget (MACs in G, params in M or measured latency in ms at ``cost_input``) are never scored. An
+evolutionary search (:mod:`segnas.search.evolution`) and a random search get the same number of scored
+architectures.
+Writes ``genotypes/rank_NN.yaml`` (best first), ``genotypes/random_NN.yaml`` (the random baseline's
+first picks, a control for retraining), ``candidates.csv`` and returns the results dict (also written to
+``results.json``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -65,22 +68,37 @@ def build_net(genotype: Any, num_classes: int) -> nn.Module:
     return build_hyctas_net(genotype, num_classes)
 
 
+def scoring_batch(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Images, labels and class count of the scoring batch: N(0, 1) images with uniform labels over
+    ``stage.num_classes`` (``stage.inputs=random``) or one training batch of ``cfg.data`` (``data``)."""
+    st = cfg.stage
+    size, (h, w) = int(st.batch_size), (int(v) for v in st.resolution)
+    if st.inputs == "random":
+        gen = torch.Generator().manual_seed(int(cfg.seed))
+        num_classes = int(st.num_classes)
+        images = torch.randn(size, 3, h, w, generator=gen)
+        return images, torch.randint(0, num_classes, (size, h, w), generator=gen), num_classes
+    if st.inputs == "data":
+        datamodule = instantiate(cfg.data, batch_size=size, crop_size=[h, w], _convert_="all")
+        datamodule.setup("fit")
+        batch = next(iter(datamodule.train_dataloader()))
+        return batch["image"], batch["mask"], int(datamodule.metadata()["num_classes"])
+    raise ValueError(f"stage.inputs must be 'random' or 'data', got {st.inputs!r}")
+
+
 class Scorer:
     """Proxy score and cost of genotypes, each network built with a seed derived from the run seed."""
 
     def __init__(self, cfg: DictConfig, space: SearchSpace, out: Path) -> None:
         st = cfg.stage
-        self.num_classes, self.proxy = int(st.num_classes), str(st.proxy)
+        self.proxy = str(st.proxy)
         self.seed = int(cfg.seed)
         self.metric, self.cost_input = str(st.budget.metric), tuple(int(v) for v in st.budget.input)
         if self.metric not in ("macs_g", "params_m", "latency_ms"):
             raise ValueError(
                 f"stage.budget.metric must be macs_g, params_m or latency_ms, got {self.metric!r}"
             )
-        gen = torch.Generator().manual_seed(self.seed)
-        h, w = (int(v) for v in st.resolution)
-        self.inputs = torch.randn(int(st.batch_size), 3, h, w, generator=gen)
-        self.targets = torch.randint(0, self.num_classes, (int(st.batch_size), h, w), generator=gen)
+        self.inputs, self.targets, self.num_classes = scoring_batch(cfg)
         self.options: dict[str, dict[str, Any]] = {}
         if self.proxy == "saswot":
             rng_np = np.random.default_rng(self.seed + 1)
@@ -145,6 +163,15 @@ def _write_csv(path: Path, rows: list[tuple[str, Candidate]], space: SearchSpace
             writer.writerow([search, c.step, c.origin, c.cost, c.score, enc])
 
 
+def _save_genotypes(cands: list[Candidate], out: Path, prefix: str) -> list[dict[str, Any]]:
+    """Write ``genotypes/{prefix}_NN.yaml`` for ``cands`` in order; their index, score, cost and path."""
+    saved = []
+    for i, c in enumerate(cands):
+        path = save_genotype(c.genotype, out / "genotypes" / f"{prefix}_{i:02d}.yaml")
+        saved.append({"rank": i, "score": c.score, "cost": c.cost, "path": str(path.relative_to(out))})
+    return saved
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evolutionary vs random zero-shot search at an equal number of scored architectures."""
     st = cfg.stage
@@ -183,11 +210,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             results["evolution"]["best_score"] > results["random"]["best_score"]
         )
     _write_csv(out / "candidates.csv", rows, space)
-    top = []
-    for i, c in enumerate(ranked(evo)[: int(st.top_n)]):
-        path = save_genotype(c.genotype, out / "genotypes" / f"rank_{i:02d}.yaml")
-        top.append({"rank": i, "score": c.score, "cost": c.cost, "path": str(path.relative_to(out))})
-    results["top"] = top
+    results["top"] = _save_genotypes(ranked(evo)[: int(st.top_n)], out, "rank")
+    if st.random_baseline:  # unranked: the first random draws within budget, a control for retraining
+        results["random_picks"] = _save_genotypes(rand[: int(st.top_n)], out, "random")
     log.info(
         "zero-shot %s/%s: evolution best %.4g vs random best %.4g",
         space.name,
