@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from segnas.spaces.fasterseg import FasterSegGenotype
@@ -83,3 +84,16 @@ def test_searched_genotype_trains_with_model_fasterseg(tmp_path: Path) -> None:
     )
     results = train(cfg)
     assert 0.0 <= results["val/mIoU"] <= 100.0 and results["global_step"] == 4
+
+
+def test_zero_shot_search_proxy_options(tmp_path: Path) -> None:
+    from segnas.stages.zero_shot_search import run
+
+    cfg = compose_config(
+        [*FAST, "stage.proxy=saswot_minus", "+stage.proxy_options.loss_reduction=image", "stage.budget.max=0.02"],
+        tmp_path,
+    )
+    assert run(cfg)["evolution"]["valid_scores"] == 6
+    bad = compose_config([*FAST, "+stage.proxy_options.loss_reductoin=image"], tmp_path / "bad")
+    with pytest.raises(ValueError, match="loss_reductoin"):
+        run(bad)

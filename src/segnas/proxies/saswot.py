@@ -3,6 +3,11 @@
 * ``saswot_minus`` (eq. 2): over scored layers, the 0/1 comparison ``softmax(W, dim=0) < ReLU(dL/dW)``
   (softmax over the output-channel axis), reduced per layer by ``elem_reduce`` (``sum`` = count,
   ``mean`` = fraction) and over layers by ``layer_reduce`` (``sum`` as in the paper's formula, or ``mean``).
+  ``loss_reduction`` says which reduction of the per-pixel cross-entropy ``dL/dW`` belongs to (the paper does
+  not say, and the comparison with ``softmax(W)`` depends on the gradient's scale): ``mean`` (default: the
+  gradient of the pass's loss, the mean over the labelled pixels), ``image`` (summed over each image's
+  pixels, averaged over the batch, i.e. the per-sample loss averaged over the batch as in classification) or
+  ``sum`` (summed over all pixels). Both rescale the same gradient exactly, so the pass is shared.
 * ``saswot`` (eq. 3-4): ``norm_avt(saswot_minus) + norm_avt(nwot)``, where
   ``norm_avt(p) = (p - min) / (max - min)`` with min/max estimated once on randomly sampled
   architectures (:func:`calibrate`, cached on disk by :func:`calibrate_cached`).
@@ -27,6 +32,7 @@ from segnas.proxies.registry import Context, NotApplicable, compute, register
 from segnas.proxies.stats import NWOT, WEIGHT_GRADS, LossFn
 
 REDUCTIONS = ("sum", "mean")
+LOSS_REDUCTIONS = ("mean", "image", "sum")
 
 
 def _reduce(values: torch.Tensor, how: str) -> torch.Tensor:
@@ -35,15 +41,50 @@ def _reduce(values: torch.Tensor, how: str) -> torch.Tensor:
     return values.sum() if how == "sum" else values.mean()
 
 
+def grad_scale(ctx: Context, loss_reduction: str) -> float:
+    """Factor turning ``dL/dW`` of the pass's loss into that of the cross-entropy reduced by ``loss_reduction``.
+
+    ``mean`` is 1 (any loss). ``image`` (``n_labelled / N``) and ``sum`` (``n_labelled``) need the pass's loss
+    to be the mean per-pixel (or per-sample) cross-entropy, ``nn.CrossEntropyLoss`` with reduction ``mean``
+    and no class weights, as :func:`segnas.proxies.stats.default_loss`: it averages over the
+    ``n_labelled`` targets that are not ``ignore_index``.
+    """
+    if loss_reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {loss_reduction!r}")
+    if loss_reduction == "mean":
+        return 1.0
+    loss_fn, targets = ctx.loss_fn, ctx.targets
+    if (
+        not isinstance(loss_fn, nn.CrossEntropyLoss)
+        or loss_fn.reduction != "mean"
+        or loss_fn.weight is not None
+        or targets.is_floating_point()
+    ):
+        raise ValueError(
+            f"loss_reduction={loss_reduction!r} rescales the gradient of a mean cross-entropy: it needs "
+            "nn.CrossEntropyLoss(reduction='mean') without class weights and integer targets"
+        )
+    labelled = float((targets != loss_fn.ignore_index).sum())
+    return labelled if loss_reduction == "sum" else labelled / targets.shape[0]
+
+
 @register("saswot_minus", needs=[WEIGHT_GRADS])
-def saswot_minus(ctx: Context, elem_reduce: str = "sum", layer_reduce: str = "sum") -> float:
-    """``reduce_layers reduce_elems [softmax(W, dim=0) < ReLU(dL/dW)]`` over scored layers."""
+def saswot_minus(
+    ctx: Context, elem_reduce: str = "sum", layer_reduce: str = "sum", loss_reduction: str = "mean"
+) -> float:
+    """``reduce_layers reduce_elems [softmax(W, dim=0) < ReLU(s * dL/dW)]`` over scored layers.
+
+    ``s`` = :func:`grad_scale` (1 for the default ``loss_reduction="mean"``).
+    """
     stats = ctx.require_stats()
     if not all(bool(torch.isfinite(g).all()) for g in stats.grads):
         raise ValueError("non-finite weight gradients")
+    scale = grad_scale(ctx, loss_reduction)
     per_layer = torch.stack(
         [
-            _reduce((torch.softmax(w, dim=0) < torch.relu(g)).double(), elem_reduce)
+            _reduce(
+                (torch.softmax(w, dim=0) < torch.relu(g if scale == 1.0 else scale * g)).double(), elem_reduce
+            )
             for w, g in zip(stats.weights, stats.grads, strict=True)
         ]
     )
@@ -81,14 +122,20 @@ def norm_avt(value: float, bounds: tuple[float, float]) -> float:
 
 @register("saswot", needs=[WEIGHT_GRADS, NWOT])
 def saswot(
-    ctx: Context, ranges: AvtRanges | None = None, elem_reduce: str = "sum", layer_reduce: str = "sum"
+    ctx: Context,
+    ranges: AvtRanges | None = None,
+    elem_reduce: str = "sum",
+    layer_reduce: str = "sum",
+    loss_reduction: str = "mean",
 ) -> float:
     """``norm_avt(saswot_minus) + norm_avt(nwot)``; needs ``ranges`` from :func:`calibrate`."""
     if ranges is None:
         raise NotApplicable(
             "saswot needs AVT min/max ranges: pass options={'saswot': {'ranges': calibrate(...)}}"
         )
-    minus = saswot_minus(ctx, elem_reduce=elem_reduce, layer_reduce=layer_reduce)
+    minus = saswot_minus(
+        ctx, elem_reduce=elem_reduce, layer_reduce=layer_reduce, loss_reduction=loss_reduction
+    )
     return norm_avt(minus, ranges.saswot_minus) + norm_avt(nwot(ctx), ranges.nwot)
 
 
@@ -99,10 +146,12 @@ def calibrate(
     loss_fn: LossFn | None = None,
     elem_reduce: str = "sum",
     layer_reduce: str = "sum",
+    loss_reduction: str = "mean",
 ) -> AvtRanges:
     """AVT ranges from the saswot_minus and nwot scores of ``models`` (invalid scores skipped)."""
     seen: dict[str, list[float]] = {"saswot_minus": [], "nwot": []}
-    options = {"saswot_minus": {"elem_reduce": elem_reduce, "layer_reduce": layer_reduce}}
+    reduce = {"elem_reduce": elem_reduce, "layer_reduce": layer_reduce, "loss_reduction": loss_reduction}
+    options = {"saswot_minus": reduce}
     for model in models:
         scores = compute(list(seen), model, inputs, targets, loss_fn, options=options)
         for name, value in scores.items():
@@ -129,28 +178,31 @@ def calibrate_cached(
     loss_fn: LossFn | None = None,
     elem_reduce: str = "sum",
     layer_reduce: str = "sum",
+    loss_reduction: str = "mean",
 ) -> AvtRanges:
     """:func:`calibrate` on ``num_archs`` models drawn by ``sample_model(rng)``, cached in a JSON file.
 
-    The cache key covers ``space``, ``num_archs``, ``seed``, the reductions and the batch contents.
+    The cache key covers ``space``, ``num_archs``, ``seed``, the reductions and the batch contents
+    (``loss_reduction`` only when it is not the default, so older keys stay valid).
     """
-    key = "|".join(
-        [
-            space,
-            f"n={num_archs}",
-            f"seed={seed}",
-            f"{elem_reduce}/{layer_reduce}",
-            f"x={_digest(inputs)}{tuple(inputs.shape)}",
-            f"y={_digest(targets)}",
-        ]
-    )
+    parts = [
+        space,
+        f"n={num_archs}",
+        f"seed={seed}",
+        f"{elem_reduce}/{layer_reduce}",
+        f"x={_digest(inputs)}{tuple(inputs.shape)}",
+        f"y={_digest(targets)}",
+    ]
+    if loss_reduction != "mean":
+        parts.append(f"loss={loss_reduction}")
+    key = "|".join(parts)
     path = Path(cache) if cache else None
     entries = json.loads(path.read_text()) if path and path.exists() else {}
     if key in entries:
         return AvtRanges.from_dict(entries[key])
     rng = random.Random(seed)
     models = (sample_model(rng) for _ in range(num_archs))
-    ranges = calibrate(models, inputs, targets, loss_fn, elem_reduce, layer_reduce)
+    ranges = calibrate(models, inputs, targets, loss_fn, elem_reduce, layer_reduce, loss_reduction)
     if path:
         entries[key] = ranges.to_dict()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,11 @@ def _build(arch: str, seed: int) -> torch.nn.Module:
 
 def _proxy_options(cfg: DictConfig, space: str, batch: tuple[torch.Tensor, ...], out: Path) -> dict:
     sas = cfg.stage.saswot
-    reduce = {"elem_reduce": sas.elem_reduce, "layer_reduce": sas.layer_reduce}
+    reduce = {
+        "elem_reduce": sas.elem_reduce,
+        "layer_reduce": sas.layer_reduce,
+        "loss_reduction": sas.loss_reduction,
+    }
     options: dict[str, dict[str, Any]] = {"saswot_minus": dict(reduce)}
     if "saswot" in cfg.stage.proxies:
         ranges = calibrate_cached(

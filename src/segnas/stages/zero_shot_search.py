@@ -13,6 +13,7 @@ first picks, a control for retraining), ``candidates.csv`` and returns the resul
 from __future__ import annotations
 
 import csv
+import inspect
 import logging
 import math
 import random
@@ -27,7 +28,7 @@ from torch import nn
 
 from segnas.metrics.complexity import count_macs_params
 from segnas.metrics.latency import measure_latency
-from segnas.proxies import calibrate_cached, compute
+from segnas.proxies import calibrate_cached, compute, get
 from segnas.search.evolution import Candidate, evolutionary_search, random_search, ranked
 from segnas.spaces import SPACES, save_genotype
 from segnas.spaces.base import SearchSpace
@@ -50,8 +51,6 @@ def build_space(cfg: DictConfig) -> SearchSpace:
         raise KeyError(f"unknown search space {name!r}; known: {sorted(classes)}")
     cls = classes[name]
     if name == "hyctas":  # the hyctas space config carries memory-estimate keys only some versions accept
-        import inspect
-
         accepted = inspect.signature(cls.__init__).parameters
         options = {k: v for k, v in options.items() if k in accepted}
     return cls(**options)
@@ -86,6 +85,18 @@ def scoring_batch(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
     raise ValueError(f"stage.inputs must be 'random' or 'data', got {st.inputs!r}")
 
 
+def proxy_options(proxy: str, options: DictConfig | None) -> dict[str, Any]:
+    """``options`` as keyword arguments of ``proxy``; an unknown proxy or keyword fails naming it."""
+    accepted = set(inspect.signature(get(proxy).fn).parameters) - {"ctx", "ranges"}
+    given = dict(OmegaConf.to_container(options, resolve=True)) if options else {}  # type: ignore[arg-type]
+    unknown = sorted(set(given) - accepted)
+    if unknown:
+        raise ValueError(
+            f"stage.proxy_options: {unknown} are not options of proxy {proxy!r} (it accepts {sorted(accepted)})"
+        )
+    return given
+
+
 class Scorer:
     """Proxy score and cost of genotypes, each network built with a seed derived from the run seed."""
 
@@ -99,7 +110,7 @@ class Scorer:
                 f"stage.budget.metric must be macs_g, params_m or latency_ms, got {self.metric!r}"
             )
         self.inputs, self.targets, self.num_classes = scoring_batch(cfg)
-        self.options: dict[str, dict[str, Any]] = {}
+        self.options: dict[str, dict[str, Any]] = {self.proxy: proxy_options(self.proxy, st.proxy_options)}
         if self.proxy == "saswot":
             rng_np = np.random.default_rng(self.seed + 1)
 
@@ -115,8 +126,9 @@ class Scorer:
                 space=f"zero_shot-{space.name}",
                 cache=out / "saswot_avt.json",
                 seed=self.seed,
+                **self.options["saswot"],
             )
-            self.options["saswot"] = {"ranges": ranges}
+            self.options["saswot"]["ranges"] = ranges
 
     def _net(self, genotype: Any) -> nn.Module:
         torch.manual_seed(self.seed)  # same init stream for every candidate
