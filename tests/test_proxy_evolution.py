@@ -7,6 +7,7 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -15,6 +16,7 @@ from torch import nn
 from segnas.proxies import compute, get
 from segnas.proxies.expression import (
     BINARY,
+    LEAVES,
     SASWOT,
     UNARY,
     Expression,
@@ -22,8 +24,17 @@ from segnas.proxies.expression import (
     LayerStats,
     layer_statistics,
     load_expression_proxy,
+    sketch_statistics,
 )
-from segnas.proxies.proxy_search import CachedFitness, crossover, evolve, kendall, mutate, random_expression
+from segnas.proxies.proxy_search import (
+    CachedFitness,
+    crossover,
+    evolve,
+    kendall,
+    mutate,
+    pad_chains,
+    random_expression,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_CSV = ROOT.parent / "shared/data/transnas/tnb101_segmentsemantic_dev.csv"
@@ -107,6 +118,61 @@ def test_yaml_round_trip_and_loading_as_a_proxy(tmp_path: Path) -> None:
     assert stats[0].gradient.shape == stats[0].weight.shape == (8, 3, 3, 3)
 
 
+def _conv_stats(c_in: int = 48, seed: int = 0) -> list[LayerStats]:
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, c_in, 3, padding=1), nn.ReLU(), nn.Conv2d(c_in, 32, 3, padding=1))
+    x, y = torch.randn(2, 3, 8, 8), torch.randint(0, 32, (2, 8, 8))
+    return layer_statistics(net, x, y, nn.CrossEntropyLoss(reduction="sum"), activation_pool=4)
+
+
+def test_column_sketch_shapes_and_exact_softmax_over_output_channels() -> None:
+    exact = _conv_stats()
+    sketch = sketch_statistics(exact, columns=90, seed=3)  # 90 // 9 = 10 of 48 input channels
+    assert sketch[0].weight.shape == (48, 3, 3, 3) and sketch[0].column_fraction == 1.0  # 27 columns: kept
+    w, s = exact[1].weight.to(torch.bfloat16).float(), sketch[1].leaf("weight")
+    assert s.shape == (32, 10, 3, 3) and sketch[1].column_fraction == pytest.approx(10 / 48)
+    assert sketch[1].weight.dtype == torch.bfloat16 and s.dtype == torch.float32
+    idx = [j for j in range(48) for i in range(10) if torch.equal(w[:, j], s[:, i])]
+    assert len(idx) == 10 and idx == sorted(idx)
+    g = exact[1].gradient.to(torch.bfloat16).float()[:, idx]
+    assert torch.equal(sketch[1].leaf("gradient"), g)  # the same columns of W and dL/dW
+    assert torch.allclose(UNARY["softmax"](s), torch.softmax(w, 0)[:, idx], atol=1e-7)
+    assert torch.equal(sketch[1].activation.float(), exact[1].activation.to(torch.bfloat16).float())
+    again = sketch_statistics(exact, columns=90, seed=3)
+    assert all(torch.equal(a.leaf(n), b.leaf(n)) for a, b in zip(sketch, again, strict=True) for n in LEAVES)
+    other = sketch_statistics(exact, columns=90, seed=4)
+    assert not torch.equal(other[1].weight, sketch[1].weight)
+
+
+@pytest.mark.parametrize(
+    ("unary", "binary", "elem_reduce"),
+    [
+        ((("softmax",), ("relu",)), "lesser_than", "mean"),  # SasWOT
+        ((("abs",), ("abs",)), "product", "sum"),  # |W * G| summed: rescaled by 1 / fraction
+        ((("pow", "to_sum_scalar"), ("frobenius_norm",)), "sum", "mean"),  # rescaled scalar reductions
+        ((("no_op",), ("no_op",)), "mse_loss", "mean"),
+    ],
+)
+def test_sketched_expression_approximates_the_exact_one(unary: tuple, binary: str, elem_reduce: str) -> None:
+    exact = _conv_stats(c_in=64)
+    e = Expression(("weight", "gradient"), unary, binary, elem_reduce)
+    values = [e.score(sketch_statistics(exact, columns=144, seed=s)) for s in range(8)]  # 16 of 64 channels
+    assert float(np.mean(values)) == pytest.approx(e.score(exact), rel=0.1)
+
+
+def test_sketch_rejects_column_dependent_operations() -> None:
+    sketch = sketch_statistics(_conv_stats(), columns=90, seed=0)
+    for e in [
+        Expression(("weight", "weight"), (("gram_matrix",), ("no_op",)), "sum"),
+        Expression(("weight", "activation"), (("no_op",), ("no_op",)), "sum"),  # sketch with exact tensor
+        Expression(("weight", "gradient"), (("slogdet",), ("no_op",)), "matmul"),  # 2-D sketched operand
+    ]:
+        with pytest.raises(InvalidExpression):
+            e.score(sketch)
+    scalar = Expression(("weight", "activation"), (("no_op",), ("to_mean_scalar",)), "product")
+    assert math.isfinite(scalar.score(sketch))  # a sketch with an exact scalar is fine
+
+
 def _synthetic(n: int, seed: int) -> list[list[LayerStats]]:
     gen = torch.Generator().manual_seed(seed)
     archs = []
@@ -133,6 +199,9 @@ def test_mutation_and_crossover_keep_genes_valid() -> None:
     def genes(e: Expression) -> list[str]:
         return [*e.inputs, *e.unary[0], *e.unary[1], e.binary]
 
+    padded = pad_chains(SASWOT, 2)  # a seed with one-op chains can be crossed with two-op ones
+    assert padded.unary == (("softmax", "no_op"), ("relu", "no_op")) and str(padded) == str(SASWOT)
+    assert len(genes(crossover(padded, a, rng))) == len(genes(a))
     changed = 0
     for _ in range(50):
         child = crossover(a, b, rng)
@@ -160,14 +229,16 @@ def test_evolution_improves_fitness_on_a_problem_with_a_known_answer() -> None:
 
 
 @pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
-def test_stage_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sketch", [None, 64])
+def test_stage_end_to_end_on_a_tiny_budget(tmp_path: Path, sketch: int | None) -> None:
     from segnas.stages.proxy_evolution import run
 
     stage = OmegaConf.load(ROOT / "conf/stage/proxy_evolution.yaml")
     stage.pop("defaults")
     stage.update(
-        {"spaces": ["micro", "macro"], "train_archs": 4, "heldout_archs": 3, "batch_size": 2,
-         "progress": False, "hand_proxies": ["params", "saswot_minus"], "seed_with_saswot": True}
+        {"spaces": ["micro", "macro"], "train_archs": 3, "heldout_archs": 2, "batch_size": 2,
+         "progress": False, "hand_proxies": ["params", "saswot_minus"], "seed_with_saswot": True,
+         "sketch_columns": sketch, "rerank_top": 3}
     )  # fmt: skip
     stage.evolution.update({"population": 4, "iterations": 3, "children": 3, "top_k": 2})
     benchmark = {"csv": str(DEV_CSV), "target": "valid_acc_final_epoch"}
@@ -178,8 +249,13 @@ def test_stage_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
     best = Expression.load(tmp_path / "best_proxy.yaml")
     assert str(best) == results["best_expression"]
     assert -1 <= results["kendall_heldout"] <= 1 and -1 <= results["kendall_train"] <= 1
-    # the search was seeded with SasWOT's expression, so it is at least as good on the training archs
-    assert results["kendall_train"] >= results["saswot_expression_train"]
+    if sketch is None:  # the search was seeded with SasWOT's expression: at least as good on the train archs
+        assert results["kendall_train"] >= results["saswot_expression_train"]
+        assert results["rerank"] == [] and results["kendall_train_sketch"] is None
+    else:  # the reported train Kendall is the exact one of the best of the re-ranked candidates
+        assert len(results["rerank"]) == 3 and -1 <= results["kendall_train_sketch"] <= 1
+        assert results["kendall_train"] == max(r["kendall_exact"] for r in results["rerank"])
+    assert results["cost"]["cache_mb_per_arch"] > 0
     assert set(results["hand_designed_heldout"]) == {"params", "saswot_minus"}
     assert set(results["kendall_heldout_per_space"]) == {"micro", "macro"}
     assert results["best_hand_designed"]["name"] in {"params", "saswot_minus"}

@@ -2,11 +2,11 @@
 
 An :class:`Expression` has two branches; each reads one per-layer statistic (a *leaf*: the layer's output
 ``activation``, its weight ``gradient`` dL/dW, or its ``weight``) and applies a chain of unary operations;
-a binary operation joins the two branches element-wise (with broadcasting, as long as the result is no larger than the
-larger operand). The result of every scored
-layer (``nn.Conv2d`` / ``nn.Linear``) is reduced to a scalar (``elem_reduce``: mean or sum of elements)
-and the layers are combined by ``layer_reduce`` (sum, as in SasWOT's formula, or mean). SasWOT's searched
-proxy is ``lesser_than(softmax(weight), relu(gradient))``.
+a binary operation joins the two branches element-wise (with broadcasting, as long as the result is no
+larger than the larger operand). The result of every scored layer (``nn.Conv2d`` / ``nn.Linear``) is
+reduced to a scalar (``elem_reduce``: mean or sum of elements) and the layers are combined by
+``layer_reduce`` (sum, as in SasWOT's formula, or mean). SasWOT's searched proxy is
+``lesser_than(softmax(weight), relu(gradient))``.
 
 The 20 unary and 13 binary operations follow the EZNAS-derived "autozc" files of the SasWOT author group
 (research notes §B.1), with these choices: ``log`` is the NaN-safe ``sign(A) log(|A| + 1e-9)``; softmax
@@ -18,6 +18,32 @@ values. Constant expressions are rejected by the search (:mod:`segnas.proxies.pr
 Activations are stored average-pooled to at most ``activation_pool`` x ``activation_pool`` pixels so that
 the statistics of many architectures fit in memory; the pooling is part of the expression's YAML so a
 loaded proxy scores models exactly as the search did.
+
+**Column sketch** (:func:`sketch_statistics`, used only to make the search's fitness cheap). A weight
+``W`` (and its gradient) viewed as ``[C_out, C_in * kh * kw]`` keeps all output channels but only ``k``
+seeded random input channels (``k * kh * kw <= columns`` columns; the same channels for ``W`` and dL/dW),
+so it stays a 4-D ``[C_out, k, kh, kw]`` tensor and the layer records ``column_fraction = k / C_in``.
+Activations are not sketched. All tensors of a sketched net (activations included) are stored in
+bfloat16 (float32 range, ~3 significant digits) and the math is done in float32. What the sketch
+changes, per operation on a sketched tensor:
+
+* exact on the kept entries (up to the bfloat16 rounding): every element-wise unary op, softmax /
+  log-softmax over dim 0 (all output channels are kept), slogdet of a 4-D tensor (per ``kh x kw``
+  slice), the element-wise binary ops, matmul and pairwise_distance of 4-D operands (batched over
+  dims 0, 1);
+* unbiased: means (``normalized_sum``, ``l1_norm``, ``to_mean_scalar``, ``l1_loss``, ``mse_loss``,
+  ``elem_reduce: mean``);
+* rescaled by ``1 / column_fraction``: sums (``to_sum_scalar``, ``hamming_distance``, ``kl_divergence``,
+  ``elem_reduce: sum``); ``frobenius_norm`` by ``column_fraction ** -0.5``;
+* estimated (consistent, not unbiased): ``normalize`` (sample mean/std) and ``cosine_similarity`` (ratio
+  of sums over the kept columns);
+* rejected (:class:`InvalidExpression`), as their value or validity depends on the number of columns:
+  ``gram_matrix``; slogdet, matmul or pairwise_distance of a sketched operand of fewer than 4 dims (they
+  would reduce over the sketched dim); a sketched tensor combined with a non-scalar unsketched one or
+  with a sketched one of another rank.
+
+A search on sketches can thus still pick an expression that is undefined or different on exact
+statistics; ``stage=proxy_evolution`` re-ranks its best candidates on exact statistics.
 """
 
 from __future__ import annotations
@@ -47,15 +73,27 @@ class InvalidExpression(ValueError):
 
 @dataclass(frozen=True)
 class LayerStats:
-    """One scored layer's statistics: (pooled) output activation, dL/dW and W."""
+    """One scored layer's statistics: (pooled) output activation, dL/dW and W.
+
+    ``column_fraction < 1`` marks a column sketch: ``weight`` and ``gradient`` keep that fraction of dim 1.
+    """
 
     activation: torch.Tensor
     gradient: torch.Tensor
     weight: torch.Tensor
+    column_fraction: float = 1.0
 
     def leaf(self, name: str) -> torch.Tensor:
-        """The statistic called ``name`` (one of :data:`LEAVES`)."""
-        return getattr(self, name)
+        """The statistic called ``name`` (one of :data:`LEAVES`), in float32."""
+        return getattr(self, name).float()
+
+    def sketched(self, name: str) -> bool:
+        """Whether leaf ``name`` is a column sketch."""
+        return self.column_fraction < 1 and name != "activation"
+
+    def nbytes(self) -> int:
+        """Bytes held by the three tensors."""
+        return sum(t.numel() * t.element_size() for t in (self.activation, self.gradient, self.weight))
 
 
 def _abslog(a: torch.Tensor) -> torch.Tensor:
@@ -160,6 +198,37 @@ ELEMENTWISE = frozenset(
     {"sum", "difference", "product", "lesser_than", "greater_than", "equal_to", "hamming_distance"}
 )
 
+# column sketch (module docstring): exponent e of the 1 / column_fraction ** e correction of sums
+SKETCH_SUM_UNARY = {"to_sum_scalar": 1.0, "frobenius_norm": 0.5}
+SKETCH_SUM_BINARY = frozenset({"hamming_distance", "kl_divergence"})
+SKETCH_NEEDS_4D = frozenset({"slogdet", "matmul", "pairwise_distance"})
+
+
+def _sketch_unary(op: str, x: torch.Tensor, fraction: float) -> tuple[torch.Tensor, bool]:
+    """``op`` on a sketched tensor: the result and whether it is still a sketch."""
+    if op == "gram_matrix" or (op in SKETCH_NEEDS_4D and x.dim() < 4):
+        raise InvalidExpression(f"{op} of shape {tuple(x.shape)} depends on the sketch's columns")
+    y = UNARY[op](x)
+    if y.dim() == 0:
+        return y * fraction ** -SKETCH_SUM_UNARY.get(op, 0.0), False
+    return y, True
+
+
+def _sketch_binary(
+    op: str, a: torch.Tensor, b: torch.Tensor, sketched: tuple[bool, bool], fraction: float
+) -> tuple[torch.Tensor, bool]:
+    """``op`` with at least one sketched operand: the result and whether it is still a sketch."""
+    if not all(sketched) and (b if sketched[0] else a).numel() > 1:
+        raise InvalidExpression("a column sketch combined with a non-scalar exact tensor")
+    if all(sketched) and a.dim() != b.dim():
+        raise InvalidExpression("sketched operands of different ranks")
+    if op in SKETCH_NEEDS_4D and min(t.dim() for t, s in zip((a, b), sketched, strict=True) if s) < 4:
+        raise InvalidExpression(f"{op} would reduce over the sketched dimension")
+    out = BINARY[op](a, b)
+    if out.dim() == 0:
+        return out / fraction if op in SKETCH_SUM_BINARY else out, False
+    return out, True
+
 
 @dataclass(frozen=True)
 class Expression:
@@ -200,27 +269,37 @@ class Expression:
 
     def layer_value(self, layer: LayerStats) -> float:
         """The scalar of one layer (raises :class:`InvalidExpression` when undefined or non-finite)."""
-        branches = []
         try:
-            for leaf, chain in zip(self.inputs, self.unary, strict=True):
-                x = layer.leaf(leaf)
-                for op in chain:
-                    x = UNARY[op](x)
-                branches.append(x)
+            (a, sa), (b, sb) = (self._branch(layer, i) for i in range(2))
             if self.binary in ELEMENTWISE:
-                shape = torch.broadcast_shapes(branches[0].shape, branches[1].shape)
-                if math.prod(shape) > max(branches[0].numel(), branches[1].numel()):
-                    raise InvalidExpression(f"broadcasting {[tuple(b.shape) for b in branches]} enlarges")
-            out = BINARY[self.binary](*branches)
+                shape = torch.broadcast_shapes(a.shape, b.shape)
+                if math.prod(shape) > max(a.numel(), b.numel()):
+                    raise InvalidExpression(f"broadcasting {[tuple(a.shape), tuple(b.shape)]} enlarges")
+            if sa or sb:
+                out, sketched = _sketch_binary(self.binary, a, b, (sa, sb), layer.column_fraction)
+            else:
+                out, sketched = BINARY[self.binary](a, b), False
         except InvalidExpression:
             raise
         except (RuntimeError, ValueError, IndexError, torch.linalg.LinAlgError) as exc:
             raise InvalidExpression(f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
-        value = out.double().sum() if self.elem_reduce == "sum" else out.double().mean()
-        value = float(value)
+        if self.elem_reduce == "sum":
+            value = float(out.double().sum()) / (layer.column_fraction if sketched else 1.0)
+        else:
+            value = float(out.double().mean())
         if not math.isfinite(value):
             raise InvalidExpression(f"non-finite layer value {value}")
         return value
+
+    def _branch(self, layer: LayerStats, i: int) -> tuple[torch.Tensor, bool]:
+        """Branch ``i``'s tensor and whether it is (still) a column sketch."""
+        x, sketched = layer.leaf(self.inputs[i]), layer.sketched(self.inputs[i])
+        for op in self.unary[i]:
+            if sketched:
+                x, sketched = _sketch_unary(op, x, layer.column_fraction)
+            else:
+                x = UNARY[op](x)
+        return x, sketched
 
     def score(self, layers: Sequence[LayerStats]) -> float:
         """The proxy value of a network given its scored layers' statistics."""
@@ -300,6 +379,32 @@ def layer_statistics(
     ]
 
 
+def sketch_layer(layer: LayerStats, columns: int, gen: torch.Generator) -> LayerStats:
+    """A column sketch of ``layer`` (module docstring) with at most ``columns`` columns of W and dL/dW,
+    all tensors stored in bfloat16; input channels are drawn with ``gen``."""
+    w = layer.weight
+    per_channel = math.prod(w.shape[2:])  # kh * kw (1 for a Linear layer)
+    keep = max(1, columns // per_channel)
+    compact = torch.bfloat16
+    if w.dim() < 2 or keep >= w.shape[1]:
+        return LayerStats(*(t.to(compact) for t in (layer.activation, layer.gradient, w)))
+    idx = torch.randperm(w.shape[1], generator=gen)[:keep].sort().values
+    return LayerStats(
+        layer.activation.to(compact),
+        layer.gradient.index_select(1, idx).to(compact),
+        w.index_select(1, idx).to(compact),
+        keep / w.shape[1],
+    )
+
+
+def sketch_statistics(layers: Sequence[LayerStats], columns: int, seed: int) -> list[LayerStats]:
+    """Column sketches of a network's layers, the input channels drawn in layer order from ``seed``."""
+    if columns < 1:
+        raise ValueError(f"sketch columns must be positive, got {columns}")
+    gen = torch.Generator().manual_seed(seed)
+    return [sketch_layer(layer, columns, gen) for layer in layers]
+
+
 def register_expression(expression: Expression, name: str) -> str:
     """Register ``expression`` as proxy ``name`` (its own forward/backward pass); returns ``name``.
 
@@ -338,4 +443,5 @@ __all__ = [
     "layer_statistics",
     "load_expression_proxy",
     "register_expression",
+    "sketch_statistics",
 ]

@@ -119,6 +119,15 @@ def random_expression(rng: random.Random, chain: int = 2, base: Expression | Non
     )
 
 
+def pad_chains(e: Expression, chain: int) -> Expression:
+    """``e`` with both unary chains padded with ``no_op`` to ``chain`` operations (the same function), so
+    that it can be crossed with expressions of that chain length."""
+    if max(len(c) for c in e.unary) > chain:
+        raise ValueError(f"{e} has a unary chain longer than {chain}")
+    unary = tuple((*c, *["no_op"] * (chain - len(c))) for c in e.unary)
+    return Expression(e.inputs, unary, e.binary, e.elem_reduce, e.layer_reduce, e.activation_pool)
+
+
 def _genes(e: Expression) -> list[str]:
     return [*e.inputs, *e.unary[0], *e.unary[1], e.binary]
 
@@ -156,11 +165,13 @@ def mutate(e: Expression, rng: random.Random, p: float = 0.2) -> Expression:
 
 @dataclass
 class SearchResult:
-    """Best expression, its fitness and the search curve (one row per iteration)."""
+    """Best expression, its fitness, the search curve (one row per iteration) and every valid candidate
+    evaluated, best first (``ranking``)."""
 
     best: Expression
     fitness: float
     history: list[dict[str, float]] = field(default_factory=list)
+    ranking: list[tuple[Expression, float]] = field(default_factory=list)
     evaluated: int = 0
     rejected: int = 0
     resets: int = 0
@@ -179,12 +190,15 @@ def evolve(
     base: Expression | None = None,
     max_tries: int = 200,
     seeds: Sequence[Expression] = (),
+    chain: int = 2,
 ) -> SearchResult:
     """Greedy top-k evolution maximising ``fitness`` (see the module docstring).
 
-    ``seeds`` are inserted into the initial population (e.g. a hand-designed expression);
-    ``max_tries`` bounds the random draws spent finding valid individuals for one (re)initialisation.
+    ``seeds`` are inserted into the initial population (e.g. a hand-designed expression; their unary
+    chains padded with ``no_op`` to ``chain`` ops, the length of the random ones); ``max_tries`` bounds the
+    random draws spent finding valid individuals for one (re)initialisation.
     """
+    seeds = [pad_chains(e, chain) for e in seeds]
     counts = {"evaluated": 0, "rejected": 0}
     seen: dict[Expression, float] = {}
 
@@ -200,7 +214,7 @@ def evolve(
         for _ in range(max_tries):
             if len(pop) >= population:
                 break
-            e = random_expression(rng, base=base)
+            e = random_expression(rng, chain, base)
             if math.isfinite(judge(e)):
                 pop[e] = seen[e]
 
@@ -219,7 +233,7 @@ def evolve(
             a, b = rng.choice(parents), rng.choice(parents)
             child = crossover(a, b, rng) if rng.random() < p_crossover else a
             offspring.append(mutate(child, rng, p_mutate))
-        offspring.append(random_expression(rng, base=base))
+        offspring.append(random_expression(rng, chain, base))
         for e in offspring:
             if math.isfinite(judge(e)):
                 pop[e] = seen[e]
@@ -248,4 +262,5 @@ def evolve(
             result.resets += 1
             stagnant = 0
     result.evaluated, result.rejected = counts["evaluated"], counts["rejected"]
+    result.ranking = sorted(((e, f) for e, f in seen.items() if math.isfinite(f)), key=lambda ef: -ef[1])
     return result

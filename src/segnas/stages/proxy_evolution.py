@@ -2,12 +2,16 @@
 
 Per space, ``train_archs`` benchmark architectures are built and their per-layer statistics
 (:func:`~segnas.proxies.expression.layer_statistics`: activations, dL/dW, W) collected once on one batch
-and kept in memory; the evolution (:func:`~segnas.proxies.proxy_search.evolve`) maximises the mean over
-spaces of Kendall tau against the ground truth on them. The best expression is then scored on
-``heldout_archs`` other architectures per space, beside the hand-designed proxies ``hand_proxies`` and
-SasWOT's own expression on the same held-out set. Writes ``best_proxy.yaml`` (loadable with
-:func:`~segnas.proxies.expression.load_expression_proxy`), ``search_curve.csv``, ``search_curve.png``
-and returns the results dict (``results.json``).
+and kept in memory, exact or, with ``sketch_columns: K``, as column sketches of at most K columns of W and
+dL/dW per layer (:func:`~segnas.proxies.expression.sketch_statistics`; ~10x less memory and time per
+candidate). The evolution (:func:`~segnas.proxies.proxy_search.evolve`) maximises the mean over spaces of
+Kendall tau against the ground truth on them. With sketches, the ``rerank_top`` best distinct candidates
+(and SasWOT's expression) are then re-scored on exact statistics of the same training archs (streamed one
+architecture at a time) and the best by exact training Kendall is kept, so every reported correlation is
+computed on exact statistics. The chosen expression is scored on ``heldout_archs`` other architectures per
+space, beside the hand-designed proxies ``hand_proxies`` and SasWOT's expression, on the same held-out
+set. Writes ``best_proxy.yaml`` (loadable with :func:`~segnas.proxies.expression.load_expression_proxy`),
+``search_curve.csv``, ``search_curve.png`` and returns the results dict (``results.json``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,14 @@ from omegaconf import DictConfig
 
 from segnas.proxies import compute
 from segnas.proxies.benchmark import Record, load
-from segnas.proxies.expression import SASWOT, Expression, InvalidExpression, LayerStats, layer_statistics
+from segnas.proxies.expression import (
+    SASWOT,
+    Expression,
+    InvalidExpression,
+    LayerStats,
+    layer_statistics,
+    sketch_statistics,
+)
 from segnas.proxies.proxy_search import CachedFitness, SearchResult, evolve, kendall
 from segnas.stages.proxy_evaluate import _batch, _build
 from segnas.utils.run import output_dir
@@ -48,44 +60,59 @@ def split_archs(
     return train_set, held_set
 
 
+def _progress(records: list[Record], progress: bool, desc: str) -> Any:
+    if not progress:
+        return records
+    from tqdm import tqdm
+
+    return tqdm(records, desc=desc, unit="arch")
+
+
 def _statistics(records: list[Record], batch: tuple[torch.Tensor, torch.Tensor], seed: int, pool: int,
-                progress: bool, desc: str) -> list[list[LayerStats]]:  # fmt: skip
-    items: Any = records
-    if progress:
-        from tqdm import tqdm
+                sketch: int | None, progress: bool) -> list[list[LayerStats]]:  # fmt: skip
+    """Every record's layer statistics, exact or as column sketches of at most ``sketch`` columns."""
+    out = []
+    for r in _progress(records, progress, "train stats"):
+        layers = layer_statistics(_build(r.arch, seed), *batch, activation_pool=pool)
+        out.append(layers if sketch is None else sketch_statistics(layers, sketch, seed))
+    return out
 
-        items = tqdm(records, desc=desc, unit="arch")
-    return [layer_statistics(_build(r.arch, seed), *batch, activation_pool=pool) for r in items]
 
-
-def _expression_kendall(exprs: dict[str, Expression], records: list[Record],
-                        batch: tuple[torch.Tensor, torch.Tensor], seed: int, spaces: list[str],
-                        progress: bool) -> dict[str, dict[str, float]]:  # fmt: skip
-    """Kendall of each expression per space and their ``mean`` (an arch where an expression is undefined
-    is left out). Statistics are computed one architecture at a time and dropped (they are large)."""
+def _exact_scores(exprs: dict[str, Expression], hand: list[str], records: list[Record],
+                  batch: tuple[torch.Tensor, torch.Tensor], seed: int,
+                  progress: bool, desc: str) -> dict[str, list[float]]:  # fmt: skip
+    """Scores (NaN where undefined) of each expression and registered proxy ``hand`` on every record, from
+    exact statistics computed one architecture at a time and dropped (they are large)."""
     pool = {e.activation_pool for e in exprs.values()}
     if len(pool) != 1:
         raise ValueError("the expressions must share their activation pooling")
-    scores: dict[str, list[float]] = {name: [] for name in exprs}
-    items: Any = records
-    if progress:
-        from tqdm import tqdm
-
-        items = tqdm(records, desc="held-out", unit="arch")
-    for r in items:
-        layers = layer_statistics(_build(r.arch, seed), *batch, activation_pool=next(iter(pool)))
+    scores: dict[str, list[float]] = {name: [] for name in [*exprs, *hand]}
+    for r in _progress(records, progress, desc):
+        model = _build(r.arch, seed)
+        layers = layer_statistics(model, *batch, activation_pool=next(iter(pool)))
         for name, expr in exprs.items():
             try:
                 scores[name].append(expr.score(layers))
             except InvalidExpression:
                 scores[name].append(math.nan)
+        del layers
+        for name, value in compute(hand, model, *batch).items():
+            scores[name].append(value)
+    return scores
+
+
+def _kendall_table(scores: dict[str, list[float]], records: list[Record],
+                   spaces: list[str]) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Kendall per space, their ``mean`` and the number of archs where the score is ``undefined`` (left
+    out of the Kendall), per scored name."""
     out = {}
-    for name in exprs:
+    for name, values in scores.items():
         row = {}
         for space in spaces:
             idx = [i for i, r in enumerate(records) if r.space == space]
-            row[space] = _finite_kendall([scores[name][i] for i in idx], [records[i].target for i in idx])
+            row[space] = _finite_kendall([values[i] for i in idx], [records[i].target for i in idx])
         row["mean"] = float(np.mean([row[s] for s in spaces]))
+        row["undefined"] = sum(not math.isfinite(v) for v in values)
         out[name] = row
     return out
 
@@ -95,19 +122,27 @@ def _finite_kendall(x: list[float], y: list[float]) -> float:
     return kendall([x[i] for i in keep], [y[i] for i in keep])
 
 
-def _hand_kendall(names: list[str], records: list[Record], batch: tuple[torch.Tensor, torch.Tensor],
-                  seed: int, spaces: list[str]) -> dict[str, dict[str, float]]:  # fmt: skip
-    """Kendall of each registered proxy on ``records`` per space and the mean over spaces."""
-    scores = [compute(names, _build(r.arch, seed), *batch) for r in records]
-    out = {}
-    for name in names:
-        row = {}
-        for space in spaces:
-            idx = [i for i, r in enumerate(records) if r.space == space]
-            row[space] = _finite_kendall([scores[i][name] for i in idx], [records[i].target for i in idx])
-        row["mean"] = float(np.mean([row[s] for s in spaces]))
-        out[name] = row
-    return out
+def _rerank(result: SearchResult, saswot_expr: Expression, top: int, train: list[Record],
+            batch: tuple[torch.Tensor, torch.Tensor], seed: int, spaces: list[str],
+            progress: bool) -> tuple[Expression, list[dict[str, Any]], dict[str, float]]:  # fmt: skip
+    """Re-score the ``top`` best candidates of a sketched search and SasWOT's expression on exact
+    statistics of the training archs; the best candidate defined on every arch (by exact mean Kendall),
+    one row per candidate (sketch vs exact Kendall) and SasWOT's exact row."""
+    candidates = {f"candidate_{i}": e for i, (e, _) in enumerate(result.ranking[:top])}
+    table = _kendall_table(
+        _exact_scores({**candidates, "_saswot_expression": saswot_expr}, [], train, batch, seed, progress,
+                      "exact train"), train, spaces,
+    )  # fmt: skip
+    rows = [
+        {"expression": str(e), "kendall_sketch": f, "kendall_exact": table[name]["mean"],
+         "undefined_exact": table[name]["undefined"]}
+        for name, (e, f) in zip(candidates, result.ranking[:top], strict=True)
+    ]  # fmt: skip
+    valid = [n for n in candidates if table[n]["undefined"] == 0 and math.isfinite(table[n]["mean"])]
+    if not valid:
+        raise RuntimeError(f"none of the {top} best sketch candidates is defined on exact statistics")
+    best = max(valid, key=lambda n: table[n]["mean"])
+    return candidates[best], rows, table["_saswot_expression"]
 
 
 def plot_curve(result: SearchResult, reference: dict[str, float], out: Path) -> None:
@@ -148,27 +183,44 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     saswot_expr = Expression(SASWOT.inputs, SASWOT.unary, SASWOT.binary, base.elem_reduce,
                              base.layer_reduce, pool)  # fmt: skip
 
-    train_stats = _statistics(train, batch, seed, pool, progress, "train stats")
+    sketch = None if stage.sketch_columns is None else int(stage.sketch_columns)
+    t0 = time.perf_counter()
+    train_stats = _statistics(train, batch, seed, pool, sketch, progress)
+    cache_mb = sum(layer.nbytes() for layers in train_stats for layer in layers) / len(train_stats) / 2**20
     fitness = CachedFitness(train_stats, [r.target for r in train], [r.space for r in train])
     evo = stage.evolution
     seeds = [saswot_expr] if bool(stage.seed_with_saswot) else []
+    t1 = time.perf_counter()
     result = evolve(
         fitness, random.Random(seed), population=int(evo.population), iterations=int(evo.iterations),
         top_k=int(evo.top_k), children=int(evo.children), p_crossover=float(evo.p_crossover),
         p_mutate=float(evo.p_mutate), patience=int(evo.patience), base=base, seeds=seeds,
     )  # fmt: skip
-    log.info("best expression %s: train Kendall %.4f", result.best, result.fitness)
-    saswot_train = fitness(saswot_expr).kendall
+    t2 = time.perf_counter()
+    log.info("search best %s: train Kendall %.4f (%s)", result.best, result.fitness, sketch or "exact")
+    saswot_search = fitness(saswot_expr).kendall
 
-    del train_stats, fitness.stats  # free the memory before the held-out pass
-    exprs = {"best": result.best, "saswot": saswot_expr}
-    held_kendall = _expression_kendall(exprs, held, batch, seed, spaces, progress)
-    best_held, saswot_held = held_kendall["best"], held_kendall["saswot"]
-    hand = _hand_kendall(list(stage.hand_proxies), held, batch, seed, spaces)
+    del train_stats, fitness.stats  # free the memory before the exact passes
+    if sketch is None:
+        best, rerank, train_kendall, saswot_train = result.best, [], result.fitness, saswot_search
+    else:
+        best, rerank, saswot_row = _rerank(result, saswot_expr, int(stage.rerank_top), train, batch, seed,
+                                           spaces, progress)  # fmt: skip
+        train_kendall = next(r["kendall_exact"] for r in rerank if r["expression"] == str(best))
+        saswot_train = saswot_row["mean"]
+    t3 = time.perf_counter()
+    hand_names = list(stage.hand_proxies)
+    held_table = _kendall_table(
+        _exact_scores({"_evolved": best, "_saswot_expression": saswot_expr}, hand_names, held, batch, seed,
+                      progress, "held-out"), held, spaces,
+    )  # fmt: skip
+    best_held, saswot_held = held_table["_evolved"], held_table["_saswot_expression"]
+    hand = {n: held_table[n] for n in hand_names}
     finite_hand = {n: r["mean"] for n, r in hand.items() if math.isfinite(r["mean"])}
     best_hand = max(finite_hand, key=finite_hand.__getitem__) if finite_hand else None
+    t4 = time.perf_counter()
 
-    result.best.save(out / "best_proxy.yaml", kendall_train=result.fitness, kendall_heldout=best_held["mean"])
+    best.save(out / "best_proxy.yaml", kendall_train=train_kendall, kendall_heldout=best_held["mean"])
     lines = ["iteration,best,population_best,population_mean,evaluated"]
     lines += [",".join(f"{h[k]:.6g}" for k in ("iteration", "best", "population_best", "population_mean",
                                                 "evaluated")) for h in result.history]  # fmt: skip
@@ -178,21 +230,35 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         reference[f"best hand-designed: {best_hand} (held-out)"] = hand[best_hand]["mean"]
     plot_curve(result, reference, out)
     return {
-        "best_expression": str(result.best),
-        "kendall_train": result.fitness,
+        "best_expression": str(best),
+        "kendall_train": train_kendall,
         "kendall_heldout": best_held["mean"],
         "kendall_heldout_per_space": {s: best_held[s] for s in spaces},
+        "kendall_train_sketch": fitness.cache[best].kendall if sketch is not None else None,
         "saswot_expression_train": saswot_train,
         "saswot_expression_heldout": saswot_held,
         "hand_designed_heldout": hand,
         "best_hand_designed": (
             {"name": best_hand, "kendall_heldout": hand[best_hand]["mean"]} if best_hand else None
         ),
+        "rerank": rerank,
         "search": {
+            "best": str(result.best),
+            "fitness": result.fitness,
+            "saswot_expression": saswot_search,
             "evaluated": result.evaluated,
             "rejected": result.rejected,
             "resets": result.resets,
             "iterations": len(result.history),
+        },
+        "cost": {
+            "statistics": "exact" if sketch is None else f"column sketch, {sketch} columns, bfloat16",
+            "cache_mb_per_arch": cache_mb,
+            "seconds_train_statistics": t1 - t0,
+            "seconds_search": t2 - t1,
+            "seconds_per_candidate": (t2 - t1) / max(result.evaluated, 1),
+            "seconds_exact_rerank": t3 - t2,
+            "seconds_heldout": t4 - t3,
         },
         "setup": {
             "csv": csv_path,
@@ -200,6 +266,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "spaces": spaces,
             "train_archs_per_space": int(stage.train_archs),
             "heldout_archs_per_space": int(stage.heldout_archs),
+            "sketch_columns": sketch,
             "batch_shape": list(batch[0].shape),
             "inputs": str(stage.inputs),
         },
