@@ -15,6 +15,7 @@ from pathlib import Path
 
 import bench_foundation  # noqa: F401  (registers benchmarks)
 import bench_hyctas  # noqa: F401
+import bench_proxies  # noqa: F401
 import bench_search  # noqa: F401
 import torch
 from registry import BENCHMARKS, Table
