@@ -33,10 +33,12 @@ def test_shipped_fasterseg_params_and_macs() -> None:
     blocks = {n: sum(p.numel() for p in getattr(net, n).parameters()) for n in ("stem", "cells", "head")}
     assert blocks == {"stem": 130_464, "cells": 2_742_656, "head": 150_163}
     assert [s[1:] for s in net.specs[0]][3] == (32, 128, 2) and net.specs[1][-1][1:] == (192, 128, 1)
-    out = net.forward_aux(torch.randn(1, 3, 64, 128))
+    x = torch.randn(1, 3, 64, 128)
+    out = net.eval().forward_aux(x)
     assert {k: tuple(v.shape) for k, v in out.items()} == {
         k: (1, 19, 64, 128) for k in ("out", "aux16", "aux32")
     }
+    assert torch.equal(out["out"], net(x))  # the aux heads never change the main prediction
 
 
 def test_rule_violations() -> None:

@@ -216,16 +216,20 @@ class FasterSegNet(nn.Module):
             h = refine(torch.cat([h, skip], 1))
         return h
 
-    def forward_aux(self, x: Tensor) -> dict[str, Tensor]:
-        """Logits at the input resolution from the main head and (if built) the 1/16 and 1/32 aux heads."""
-        size = x.shape[-2:]
-        feats = self._branches(self.stem(x))
+    def _main_logits(self, feats: list[dict[str, Tensor]], size: torch.Size) -> Tensor:
+        """Both branches brought to 1/8, concatenated, fused (FFM) and classified at ``size``."""
         eighth = [self._to_eighth(b, f) for b, f in enumerate(feats)]
         s8 = eighth[0].shape[-2:]
         fused = self.ffm(
             torch.cat([F.interpolate(e, size=s8, mode="bilinear", align_corners=True) for e in eighth], 1)
         )
-        out = {"out": F.interpolate(self.head(fused), size=size, mode="bilinear", align_corners=True)}
+        return F.interpolate(self.head(fused), size=size, mode="bilinear", align_corners=True)
+
+    def forward_aux(self, x: Tensor) -> dict[str, Tensor]:
+        """Logits at the input resolution from the main head and (if built) the 1/16 and 1/32 aux heads."""
+        size = x.shape[-2:]
+        feats = self._branches(self.stem(x))
+        out = {"out": self._main_logits(feats, size)}
         if self.aux_heads:
             f16, f32 = [], []
             for b, f in enumerate(feats):
@@ -245,14 +249,7 @@ class FasterSegNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``(B, num_classes, H, W)`` of the main head."""
-        size = x.shape[-2:]
-        feats = self._branches(self.stem(x))
-        eighth = [self._to_eighth(b, f) for b, f in enumerate(feats)]
-        s8 = eighth[0].shape[-2:]
-        fused = self.ffm(
-            torch.cat([F.interpolate(e, size=s8, mode="bilinear", align_corners=True) for e in eighth], 1)
-        )
-        return F.interpolate(self.head(fused), size=size, mode="bilinear", align_corners=True)
+        return self._main_logits(self._branches(self.stem(x)), x.shape[-2:])
 
 
 def build_fasterseg_net(
