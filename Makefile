@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 
-.PHONY: install test test-slow lint bench clean help
+.PHONY: install test test-slow lint bench notebooks clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -17,6 +17,9 @@ test:  ## fast test suite (what CI runs)
 
 test-slow:  ## only the slow tests (real training budgets)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m slow
+
+notebooks:  ## execute every notebook in notebooks/ headless (from a clean kernel)
+	$(PY) -m pytest -q tests/test_notebooks.py
 
 lint:  ## ruff
 	$(PY) -m ruff check src tests benchmarks
