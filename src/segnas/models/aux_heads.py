@@ -12,10 +12,10 @@ from typing import Any, Protocol
 
 from torch import Tensor, nn
 
+from segnas import spaces
 from segnas.models.hyctas_net import HyCTASNet, forward_plan
 from segnas.nn import ConvBNAct
 from segnas.nn.heads import resize
-from segnas.spaces import load_genotype
 from segnas.spaces.hyctas import HyCTASGenotype, Plan
 
 AUX_MIN_STRIDE = 16
@@ -81,16 +81,8 @@ class HyCTASWithAux(nn.Module):
 
 
 def as_genotype(genotype: str | Mapping[str, Any] | HyCTASGenotype) -> HyCTASGenotype:
-    """A genotype from a YAML path / ``pkg://NAME``, its plain-dict form, or a genotype."""
-    if isinstance(genotype, HyCTASGenotype):
-        return genotype
-    if isinstance(genotype, Mapping):
-        parsed = HyCTASGenotype.from_dict(dict(genotype))
-        problems = parsed.rule_violations()
-        if problems:
-            raise ValueError("invalid genotype: " + "; ".join(problems))
-        return parsed
-    return load_genotype(genotype)
+    """A HyCTAS genotype from a YAML path / ``pkg://NAME``, its plain-dict form, or a genotype."""
+    return spaces.as_genotype(genotype, "hyctas")  # type: ignore[return-value]
 
 
 def build_retrain_net(

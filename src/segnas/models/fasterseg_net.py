@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segnas.spaces import load_genotype
+from segnas.spaces import as_genotype
 from segnas.spaces.fasterseg import FasterSegBranch, FasterSegGenotype
 
 
@@ -257,14 +257,4 @@ def build_fasterseg_net(
 ) -> FasterSegNet:
     """Build the fixed FasterSeg network of ``genotype`` (a genotype, its dict form, or a YAML path /
     ``pkg://NAME``; aux heads add parameters, not inference cost). Usable as a ``_target_``."""
-    if isinstance(genotype, Mapping):
-        genotype = FasterSegGenotype.from_dict(dict(genotype))
-        problems = genotype.rule_violations()
-        if problems:
-            raise ValueError("invalid fasterseg genotype: " + "; ".join(problems))
-    elif not isinstance(genotype, FasterSegGenotype):
-        loaded = load_genotype(genotype)
-        if not isinstance(loaded, FasterSegGenotype):
-            raise ValueError(f"{genotype}: expected a fasterseg genotype, got space {loaded.space_name!r}")
-        genotype = loaded
-    return FasterSegNet(genotype, num_classes, aux_heads)
+    return FasterSegNet(as_genotype(genotype, "fasterseg"), num_classes, aux_heads)

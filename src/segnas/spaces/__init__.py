@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,19 @@ __all__ = [
     "resolve_genotype_path",
     "save_genotype",
 ]
+
+
+def as_genotype(value: str | Path | Mapping[str, Any] | Genotype, space: str) -> Genotype:
+    """A genotype of ``space`` from a genotype, its plain-dict form, or a YAML path / ``pkg://NAME``.
+
+    Rule checks are left to the network builders (and to :func:`load_genotype` for files).
+    """
+    cls = SPACES[space].genotype_cls
+    if isinstance(value, Mapping):
+        return cls.from_dict(dict(value))
+    is_file = isinstance(value, (str, Path))
+    genotype = load_genotype(value) if is_file else value
+    if not isinstance(genotype, cls):
+        source = str(value) if is_file else type(value).__name__
+        raise ValueError(f"{source}: expected a {space} genotype, got space {genotype.space_name!r}")
+    return genotype

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -73,3 +74,26 @@ def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
         if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path:
             paths["best_ckpt" if ckpt.monitor else "last_ckpt"] = ckpt.best_model_path
     return paths
+
+
+def scoring_batch(
+    data: DictConfig | None, inputs: str, batch_size: int, size: tuple[int, int], num_classes: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One batch for zero-cost proxies: images, labels and their class count.
+
+    ``inputs="random"``: N(0, 1) images with uniform labels over ``num_classes`` (seeded);
+    ``inputs="data"``: the first training batch of the ``data`` config at ``size`` and its class count.
+    """
+    height, width = size
+    if inputs == "random":
+        gen = torch.Generator().manual_seed(seed)
+        images = torch.randn(batch_size, 3, height, width, generator=gen)
+        return images, torch.randint(0, num_classes, (batch_size, height, width), generator=gen), num_classes
+    if inputs == "data":
+        if data is None:
+            raise ValueError("stage.inputs=data needs a `data` config group (e.g. data=synthetic)")
+        datamodule = instantiate(data, batch_size=batch_size, crop_size=[height, width], _convert_="all")
+        datamodule.setup("fit")
+        batch = next(iter(datamodule.train_dataloader()))
+        return batch["image"], batch["mask"], int(datamodule.metadata()["num_classes"])
+    raise ValueError(f"stage.inputs must be 'random' or 'data', got {inputs!r}")

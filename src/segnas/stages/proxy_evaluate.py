@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate, to_absolute_path
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 from scipy import stats
 
@@ -27,6 +27,7 @@ from segnas.proxies import calibrate_cached, compute
 from segnas.proxies.benchmark import Record, load
 from segnas.proxies.evaluation import COEFFICIENTS, ScoreFile, draw_samples, score_all, summarize
 from segnas.spaces import transnas
+from segnas.stages.common import scoring_batch
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
@@ -34,19 +35,18 @@ log = logging.getLogger(__name__)
 
 def _batch(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The scoring batch: random N(0,1) images with uniform labels, or one training batch of ``cfg.data``."""
-    size, res = int(cfg.stage.batch_size), int(cfg.stage.resolution)
-    if cfg.stage.inputs == "random":
-        gen = torch.Generator().manual_seed(int(cfg.seed))
-        x = torch.randn(size, 3, res, res, generator=gen)
-        return x, torch.randint(0, transnas.NUM_CLASSES, (size, res, res), generator=gen)
-    if cfg.stage.inputs == "data":
-        datamodule = instantiate(cfg.data, batch_size=size, crop_size=[res, res], _convert_="all")
-        datamodule.setup("fit")
-        batch = next(iter(datamodule.train_dataloader()))
-        labels = batch["mask"].clone()
-        labels[labels >= transnas.NUM_CLASSES] = 255
-        return batch["image"], labels
-    raise ValueError(f"stage.inputs must be 'random' or 'data', got {cfg.stage.inputs!r}")
+    res = int(cfg.stage.resolution)
+    images, labels, _ = scoring_batch(
+        cfg.get("data"),
+        str(cfg.stage.inputs),
+        int(cfg.stage.batch_size),
+        (res, res),
+        transnas.NUM_CLASSES,
+        int(cfg.seed),
+    )
+    labels = labels.clone()
+    labels[labels >= transnas.NUM_CLASSES] = 255  # data classes the benchmark's 17-way head does not have
+    return images, labels
 
 
 def _build(arch: str, seed: int) -> torch.nn.Module:

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -33,6 +32,7 @@ from segnas.search.evolution import Candidate, evolutionary_search, random_searc
 from segnas.spaces import SPACES, save_genotype
 from segnas.spaces.base import SearchSpace
 from segnas.spaces.fasterseg import FasterSegGenotype, FasterSegSpace
+from segnas.stages import common
 from segnas.utils.run import output_dir, write_results
 
 log = logging.getLogger(__name__)
@@ -71,18 +71,10 @@ def scoring_batch(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Images, labels and class count of the scoring batch: N(0, 1) images with uniform labels over
     ``stage.num_classes`` (``stage.inputs=random``) or one training batch of ``cfg.data`` (``data``)."""
     st = cfg.stage
-    size, (h, w) = int(st.batch_size), (int(v) for v in st.resolution)
-    if st.inputs == "random":
-        gen = torch.Generator().manual_seed(int(cfg.seed))
-        num_classes = int(st.num_classes)
-        images = torch.randn(size, 3, h, w, generator=gen)
-        return images, torch.randint(0, num_classes, (size, h, w), generator=gen), num_classes
-    if st.inputs == "data":
-        datamodule = instantiate(cfg.data, batch_size=size, crop_size=[h, w], _convert_="all")
-        datamodule.setup("fit")
-        batch = next(iter(datamodule.train_dataloader()))
-        return batch["image"], batch["mask"], int(datamodule.metadata()["num_classes"])
-    raise ValueError(f"stage.inputs must be 'random' or 'data', got {st.inputs!r}")
+    h, w = (int(v) for v in st.resolution)
+    return common.scoring_batch(
+        cfg.get("data"), str(st.inputs), int(st.batch_size), (h, w), int(st.num_classes), int(cfg.seed)
+    )
 
 
 def proxy_options(proxy: str, options: DictConfig | None) -> dict[str, Any]:
