@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from registry import Table, benchmark
 
 from segnas.data.synthetic import SyntheticDataModule
+from segnas.models import build_network
 from segnas.models.supernet import HyCTASSupernet
 from segnas.search.algorithms import run_nsga2
 from segnas.search.archive import Archive
@@ -18,12 +20,12 @@ from segnas.search.evaluator import Evaluator
 from segnas.search.latency_table import LatencyTable, agreement
 from segnas.search.objectives import (
     MeasuredLatency,
-    NetworkBuilder,
     SupernetMIoU,
     bn_recalibrate,
     evaluate_miou,
     load_batches,
 )
+from segnas.search.problem import Goal, SearchProblem
 from segnas.spaces import get_space
 
 GPU = torch.cuda.is_available()
@@ -90,7 +92,8 @@ def search_latency_table_agreement() -> Table:
         for g in genotypes:
             table(g)
         build_s = time.perf_counter() - start
-        measured = MeasuredLatency(NetworkBuilder(19, space.filter_multiplier), shape, DEVICE, duration_s=0.5)
+        build = functools.partial(build_network, num_classes=19, **space.build_options())
+        measured = MeasuredLatency(build, shape, DEVICE, duration_s=0.5)
         report = agreement(table, measured, genotypes)
     ratio = np.median(np.array(report["measured_ms"]) / np.array(report["lut_ms"]))
     return [{"input": "x".join(map(str, shape)), "networks": report["n"], "table entries": len(table.entries),
@@ -107,9 +110,10 @@ def search_wall_time() -> Table:
             "latency_ms": LatencyTable(folder, (1, 3, *SIZE), space.filter_multiplier, dm.num_classes, device=DEVICE),
             "miou": SupernetMIoU(supernet, recal, val, dm.num_classes),
         }
-        evaluator = Evaluator(objectives, Archive(Path(folder) / "archive.jsonl"))
+        evaluator = Evaluator(objectives, Archive(Path(folder) / "archive.jsonl", key=space.key))
+        problem = SearchProblem(space, evaluator, [Goal("miou", maximize=True), Goal("latency_ms")])
         start = time.perf_counter()
-        evaluated = run_nsga2(space, evaluator, population=8, generations=4, seed=0, progress=False)
+        evaluated = run_nsga2(problem, population=8, generations=4, seed=0, progress=False)
         wall = time.perf_counter() - start
     return [{"population x generations": "8 x 4", "evaluations": len(evaluated), "input": "x".join(map(str, SIZE)),
              "wall s": f"{wall:.1f}", "s/evaluation": f"{wall / len(evaluated):.3f}"}]

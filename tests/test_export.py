@@ -104,6 +104,26 @@ def test_export_deeplab_train_checkpoint_with_dynamic_onnx_shapes(tmp_path):
     )
 
 
+def test_export_fasterseg_retrain_checkpoint_without_aux_heads(tmp_path):
+    torch.manual_seed(0)
+    module = RetrainModule(
+        {"_target_": "segnas.models.build_network", "genotype": "pkg://fasterseg", "aux_heads": True},
+        num_classes=4,
+    )
+    ckpt = _checkpoint(module, tmp_path / "retrain.ckpt")
+    cfg = compose_config(
+        ["stage=export", "num_threads=1", f"ckpt_path={ckpt}", "stage.input_size=[64,64]"], tmp_path / "out"
+    )
+    results = run_stage(cfg)
+    assert results["torchscript_max_abs_diff"] < 1e-4 and results["onnx_max_abs_diff"] < 1e-3
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = module.net.eval()(image)
+    np.testing.assert_allclose(
+        onnx_logits(tmp_path / "out" / "model.onnx", image), expected.numpy(), atol=1e-3, rtol=1e-3
+    )
+
+
 def test_export_errors_name_what_is_wrong(tmp_path, hyctas_ckpt):
     with pytest.raises(ValueError, match="needs ckpt_path"):
         run_stage(compose_config(["stage=export"], tmp_path))

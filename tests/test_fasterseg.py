@@ -9,8 +9,14 @@ import pytest
 import torch
 import yaml
 
+from segnas.models import build_network
+from segnas.models.aux_heads import deploy_net
 from segnas.models.fasterseg_net import build_fasterseg_net
-from segnas.search.evolution import evolutionary_search, random_search, ranked
+from segnas.search.algorithms import run_random, unique
+from segnas.search.archive import Archive
+from segnas.search.evaluator import Evaluator
+from segnas.search.problem import Goal, SearchProblem
+from segnas.search.topk import run_topk
 from segnas.spaces.fasterseg import FasterSegBranch, FasterSegGenotype, FasterSegSpace
 
 ARCH = Path(__file__).resolve().parents[1] / "src/segnas/spaces/archs/fasterseg.yaml"
@@ -39,6 +45,25 @@ def test_shipped_fasterseg_params_and_macs() -> None:
         k: (1, 19, 64, 128) for k in ("out", "aux16", "aux32")
     }
     assert torch.equal(out["out"], net(x))  # the aux heads never change the main prediction
+
+
+def test_retraining_wrapper_computes_the_aux_heads_of_forward_aux_and_deploys_without_them() -> None:
+    torch.manual_seed(0)
+    net = build_fasterseg_net(shipped(), 5)  # FasterSeg's layout: aux heads inside the net
+    wrapped = build_network(shipped(), 5, aux_heads=True)
+    wrapped.net.load_state_dict(net.state_dict(), strict=False)
+    for head, own in zip(wrapped.aux, (net.head16, net.head32), strict=True):
+        head.load_state_dict(own.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    reference = net.train().forward_aux(x)
+    logits, aux = wrapped.train()(x)
+    assert torch.allclose(logits, reference["out"])
+    assert all(torch.allclose(a, reference[k]) for a, k in zip(aux, ("aux16", "aux32"), strict=True))
+    deployed = deploy_net(wrapped)
+    assert not deployed.aux_heads and torch.equal(wrapped.eval()(x), deployed(x))
+    assert sum(p.numel() for p in deployed.parameters()) == sum(p.numel() for p in net.parameters()) - sum(
+        p.numel() for p in wrapped.aux.parameters()
+    )
 
 
 def test_rule_violations() -> None:
@@ -78,7 +103,7 @@ def test_sample_encode_decode_roundtrip_and_forward() -> None:
     assert space.violations(space.decode(bad))
 
 
-def test_evolution_beats_random_on_a_known_objective() -> None:
+def test_evolution_beats_random_on_a_known_objective(tmp_path: Path) -> None:
     space = FasterSegSpace(min_depth=4, max_depth=10)
 
     def score(g: FasterSegGenotype) -> float:  # more conv_2x cells is better
@@ -87,10 +112,15 @@ def test_evolution_beats_random_on_a_known_objective() -> None:
     def cost(g: FasterSegGenotype) -> float:
         return float(sum(b.depth for b in g.branches))
 
-    evo = evolutionary_search(space, score, cost, 16, 120, np.random.default_rng(1), population=12, top_k=4)
-    rand = random_search(space, score, cost, 16, 120, np.random.default_rng(1))
+    def problem(name: str) -> SearchProblem:
+        evaluator = Evaluator({"cost": cost, "score": score}, Archive(tmp_path / f"{name}.jsonl", key=space.key))
+        return SearchProblem(space, evaluator, [Goal("score", maximize=True)], budgets={"cost": 16})
+
+    evo_problem, rand_problem = problem("evo"), problem("rand")
+    evo = run_topk(evo_problem, n_evals=120, population=12, top_k=4, p_mutate=0.2, seed=1, progress=False).evaluated
+    rand = run_random(rand_problem, 120, seed=1, progress=False)
     assert len(evo) == len(rand) == 120
-    assert len({c.genotype for c in evo}) == 120  # dedupe
-    assert all(c.cost <= 16 and not space.violations(c.genotype) for c in evo)
-    assert ranked(evo)[0].score > ranked(rand)[0].score
-    assert {c.origin for c in evo} >= {"random", "mutation", "crossover"}
+    assert len(unique(evo_problem, evo)) == 120  # dedupe
+    assert all(e.metrics["cost"] <= 16 and not space.violations(e.genotype) for e in evo)
+    assert max(e.metrics["score"] for e in evo) > max(e.metrics["score"] for e in rand)
+    assert {e.generation for e in evo} >= {0, 1, 2}  # random first pool, then offspring generations

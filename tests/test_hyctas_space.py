@@ -178,3 +178,30 @@ def test_hyctas_l_params_near_paper() -> None:
     net = HyCTASNet(load_genotype("pkg://hyctas_l"), num_classes=19, filter_multiplier=16, output_stride=4)
     params = sum(p.numel() for p in net.parameters())
     assert abs(params / 43.2e6 - 1) < 0.10
+
+
+def test_genetic_vocabulary_strata_and_build_options() -> None:
+    space = get_space("hyctas", layers=5, filter_multiplier=4)
+    genes = space.genes
+    groups = space.variable_groups()
+    assert sorted(i for g in groups for i in g) == list(range(space.n_var))  # every variable in one group
+    assert len(groups) == 1 + 3 * 5 + 3 + 4 and [genes.count] in groups
+    assert space.build_options() == {"filter_multiplier": 4}
+    strata = space.strata()
+    assert [name for name, _ in strata] == ["1branch", "2branch", "3branch"]
+    rng = np.random.default_rng(0)
+    for n, (_, sub) in enumerate(strata, start=1):
+        lo, hi = sub.bounds()
+        assert lo[genes.count] == hi[genes.count] == n - 1 and sub.branch_prior[n - 1] == 1.0
+        assert all(sub.sample(rng).num_branches == n for _ in range(5))
+        other = space.with_branches(n % 3 + 1).sample(rng)
+        assert any(v.startswith("branches") for v in sub.violations(other)) and not space.violations(other)
+    assert space.fixed_branches is None  # with_branches copies
+    with pytest.raises(ValueError, match="num_branches"):
+        space.with_branches(4)
+    x = space.sample_encoding(rng)
+    while x[genes.count] == 2:  # a genotype with dormant branch slots
+        x = space.sample_encoding(rng)
+    g = space.decode(x)
+    y = space.encode(g)  # dormant slots zeroed
+    assert not np.array_equal(x, y) and space.decode(y) == g and space.key(space.decode(y)) == space.key(g)

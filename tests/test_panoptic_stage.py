@@ -14,7 +14,7 @@ from segnas.metrics import pq_compute
 from segnas.metrics.panoptic import rgb2id
 from segnas.models.panoptic_deeplab import build_panoptic_hyctas
 from segnas.stages import run_stage
-from segnas.stages.panoptic import dataset_categories
+from segnas.stages.panoptic import dataset_categories, panoptic_genotype
 
 from conftest import compose_config
 
@@ -163,3 +163,10 @@ def test_categories_from_metadata_or_thing_classes_and_refused_without_instances
 
     with pytest.raises(ValueError, match="needs a dataset with instance labels"):
         dataset_categories(Semantic())
+
+
+def test_panoptic_refuses_a_genotype_of_another_space_by_name(tmp_path):
+    assert panoptic_genotype("pkg://hyctas_s").space_name == "hyctas"
+    cfg = compose_config([*TINY_PANOPTIC, "stage.genotype=pkg://fasterseg"], tmp_path)
+    with pytest.raises(ValueError, match="is a fasterseg genotype"):
+        run_stage(cfg)

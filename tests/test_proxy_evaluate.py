@@ -98,17 +98,17 @@ def test_hydra_config_composes_with_benchmark_override() -> None:
 def test_scoring_batch_random_or_from_data() -> None:
     from hydra import compose, initialize_config_dir
 
-    from segnas.stages.proxy_evaluate import _batch
+    from segnas.stages.common import transnas_scoring_batch
 
     overrides = ["stage=proxy_evaluate", "data=synthetic", "stage.batch_size=3", "stage.resolution=64"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[*overrides, "stage.inputs=data"])
         random_cfg = compose("config", overrides=overrides)
-    x, y = _batch(cfg)
+    x, y = transnas_scoring_batch(cfg)
     assert x.shape == (3, 3, 64, 64) and y.shape == (3, 64, 64) and y.dtype == torch.int64
     assert ((y < 17) | (y == 255)).all()
-    xr, yr = _batch(random_cfg)
-    assert xr.shape == x.shape and torch.equal(xr, _batch(random_cfg)[0])  # seeded
+    xr, yr = transnas_scoring_batch(random_cfg)
+    assert xr.shape == x.shape and torch.equal(xr, transnas_scoring_batch(random_cfg)[0])  # seeded
     assert int(yr.max()) <= 16
 
 

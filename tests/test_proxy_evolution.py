@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from segnas.proxies import compute, get
@@ -26,15 +26,12 @@ from segnas.proxies.expression import (
     load_expression_proxy,
     sketch_statistics,
 )
-from segnas.proxies.proxy_search import (
-    CachedFitness,
-    crossover,
-    evolve,
-    kendall,
-    mutate,
-    pad_chains,
-    random_expression,
-)
+from segnas.proxies.expression_space import SYMMETRIC, UNARY_NAMES, ExpressionSpace
+from segnas.proxies.proxy_search import CachedFitness
+from segnas.search.archive import Archive, ArchiveMismatch
+from segnas.search.evaluator import Evaluator
+from segnas.search.problem import Goal, SearchProblem
+from segnas.search.topk import TopKResult, run_topk
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_CSV = ROOT.parent / "shared/data/transnas/tnb101_segmentsemantic_dev.csv"
@@ -192,40 +189,118 @@ def _synthetic(n: int, seed: int) -> list[list[LayerStats]]:
     return archs
 
 
-def test_mutation_and_crossover_keep_genes_valid() -> None:
-    rng = random.Random(0)
-    a, b = random_expression(rng), random_expression(rng)
-
-    def genes(e: Expression) -> list[str]:
-        return [*e.inputs, *e.unary[0], *e.unary[1], e.binary]
-
-    padded = pad_chains(SASWOT, 2)  # a seed with one-op chains can be crossed with two-op ones
+def test_expression_space_encoding_sampling_and_operators() -> None:
+    space = ExpressionSpace(chain=2)
+    lo, hi = space.bounds()
+    assert list(hi) == [2, 2, 19, 19, 19, 19, 12] and not lo.any()
+    x = space.encode(SASWOT)  # one-op chains are padded with no_op (the same function)
+    padded = space.decode(x)
     assert padded.unary == (("softmax", "no_op"), ("relu", "no_op")) and str(padded) == str(SASWOT)
-    assert len(genes(crossover(padded, a, rng))) == len(genes(a))
+    assert space.key(padded) == space.key(SASWOT) and (space.encode(padded) == x).all()
+    assert space.violations(Expression(("weight",) * 2, (("abs",) * 3, ()), "sum"))  # chain too long
+    assert space.violations(Expression(("weight",) * 2, ((), ()), "sum", elem_reduce="sum"))
+    rng = np.random.default_rng(0)
+    samples = [space.encode(space.sample(rng)) for _ in range(2000)]
+    assert all(((s >= lo) & (s <= hi)).all() for s in samples)
+    unary = np.concatenate([s[2:6] for s in samples])  # Auto-DAS weights: no_op 0.2, the others 0.1
+    assert np.mean(unary == UNARY_NAMES.index("no_op")) == pytest.approx(0.2 / 2.1, abs=0.02)
+    a, b = samples[:2]
     changed = 0
     for _ in range(50):
-        child = crossover(a, b, rng)
-        assert all(g in (x, y) for g, x, y in zip(genes(child), genes(a), genes(b), strict=True))
-        mutant = mutate(child, rng, p=0.0)  # p = 0 still resamples exactly one gene
-        diff = sum(x != y for x, y in zip(genes(mutant), genes(child), strict=True))
+        child, other = space.crossover(a, b, rng)
+        assert all(g in (p, q) for g, p, q in zip(child, a, b, strict=True))
+        assert all({g, h} == {p, q} for g, h, p, q in zip(child, other, a, b, strict=True))
+        mutant = space.mutate(child, rng, p=0.0)  # p = 0 still resamples exactly one gene
+        assert ((mutant >= lo) & (mutant <= hi)).all()
+        diff = int((mutant != child).sum())
         assert diff <= 1
         changed += diff
     assert changed > 30  # the resampled gene usually differs from the old one
 
 
-def test_evolution_improves_fitness_on_a_problem_with_a_known_answer() -> None:
+def test_expression_space_key_is_canonical() -> None:
+    space = ExpressionSpace(chain=2)
+    e = Expression(("weight", "gradient"), (("no_op", "relu"), ("abs", "no_op")), "product")
+    same = Expression(("gradient", "weight"), (("abs", "no_op"), ("relu", "no_op")), "product")
+    other = Expression(("gradient", "weight"), (("abs", "no_op"), ("relu", "no_op")), "difference")
+    assert space.key(e) == space.key(same) != space.key(other)
+    assert space.key(other) != space.key(Expression(e.inputs, e.unary, "difference"))
+    # equal keys compute equal values, exactly, on exact statistics and on column sketches
+    exact = _conv_stats()
+    for stats in (exact, sketch_statistics(exact, columns=90, seed=0)):
+        for binary in sorted(SYMMETRIC):
+            a, b = (Expression(x.inputs, x.unary, binary) for x in (e, same))
+            assert space.key(a) == space.key(b)
+            try:
+                value = a.score(stats)
+            except InvalidExpression:
+                with pytest.raises(InvalidExpression):
+                    b.score(stats)
+            else:
+                assert b.score(stats) == value
+
+
+def test_topk_evolution_finds_a_known_answer(tmp_path: Path) -> None:
     archs = _synthetic(40, seed=1)
     answer = Expression(("gradient", "weight"), (("abs", "no_op"), ("pow", "no_op")), "product")
     targets = [answer.score(a) for a in archs]
     fit = CachedFitness(archs, targets)
     assert fit(answer).kendall == pytest.approx(1.0)
-    rng = random.Random(0)
-    result = evolve(fit, rng, population=10, iterations=100, top_k=4, children=8)
-    first = result.history[0]["best"]
-    assert first < 0.6 and result.fitness == pytest.approx(1.0)  # an equivalent of the answer is found
-    assert result.evaluated > 100 and result.rejected > 0
-    assert [h["best"] for h in result.history] == sorted(h["best"] for h in result.history)
-    assert kendall(fit.scores(result.best, range(40)), targets) == pytest.approx(result.fitness)
+    space = ExpressionSpace(chain=2)
+
+    def search() -> tuple[TopKResult, Evaluator]:
+        evaluator = Evaluator({"kendall": lambda e: fit(e).kendall}, Archive(tmp_path / "a.jsonl", space.key))
+        problem = SearchProblem(space, evaluator, [Goal("kendall", maximize=True)])
+        result = run_topk(problem, population=10, generations=100, top_k=4, children=8, p_mutate=0.2,
+                          patience=5, random_per_generation=1, seed=0, progress=False)  # fmt: skip
+        return result, evaluator
+
+    result, evaluator = search()
+    initial = [e.metrics["kendall"] for e in result.evaluated if e.generation == 0]
+    assert np.nanmax(initial) < 0.9 and result.history[-1]["best"] == pytest.approx(1.0)
+    assert evaluator.n_computed > 100 and any(not math.isfinite(k) for k in initial)  # invalid ones recorded
+    best = [h["best"] for h in result.history]
+    assert best == sorted(best)
+    again, replay = search()  # the same seed on the same archive replays the search, computing nothing
+    assert again.history == result.history and replay.n_computed == 0
+
+
+def test_statistics_cache_is_keyed_by_its_context(tmp_path: Path) -> None:
+    from segnas.stages.proxy_evolution import cached_statistics
+
+    calls: list[int] = []
+
+    def build() -> list[list[LayerStats]]:
+        calls.append(1)
+        return [sketch_statistics(_conv_stats(), columns=90, seed=0)]
+
+    path = tmp_path / "stats.pt"
+    first = cached_statistics(build, path, {"batch_size": 2})
+    loaded = cached_statistics(build, path, {"batch_size": 2})
+    assert len(calls) == 1
+    assert all(
+        torch.equal(a.leaf(n), b.leaf(n)) and a.column_fraction == b.column_fraction
+        for x, y in zip(first, loaded, strict=True)
+        for a, b in zip(x, y, strict=True)
+        for n in LEAVES
+    )
+    cached_statistics(build, path, {"batch_size": 4})  # another context: rebuilt
+    assert len(calls) == 2
+
+
+def _stage_cfg(out: Path, sketch: int | None = None, **stage_overrides: Any) -> DictConfig:
+    stage = OmegaConf.load(ROOT / "conf/stage/proxy_evolution.yaml")
+    stage.pop("defaults")
+    stage.update(
+        {"spaces": ["micro", "macro"], "train_archs": 3, "heldout_archs": 2, "batch_size": 2,
+         "progress": False, "hand_proxies": ["params", "saswot_minus"], "seed_with_saswot": True,
+         "sketch_columns": sketch, "rerank_top": 3, **stage_overrides}
+    )  # fmt: skip
+    stage.evolution.update({"population": 4, "iterations": 3, "children": 3, "top_k": 2})
+    benchmark = {"csv": str(DEV_CSV), "target": "valid_acc_final_epoch"}
+    cfg = OmegaConf.create({"seed": 0, "paths": {"output_dir": str(out)}, "benchmark": benchmark})
+    cfg.stage = stage
+    return cfg
 
 
 @pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
@@ -233,18 +308,7 @@ def test_evolution_improves_fitness_on_a_problem_with_a_known_answer() -> None:
 def test_stage_end_to_end_on_a_tiny_budget(tmp_path: Path, sketch: int | None) -> None:
     from segnas.stages.proxy_evolution import run
 
-    stage = OmegaConf.load(ROOT / "conf/stage/proxy_evolution.yaml")
-    stage.pop("defaults")
-    stage.update(
-        {"spaces": ["micro", "macro"], "train_archs": 3, "heldout_archs": 2, "batch_size": 2,
-         "progress": False, "hand_proxies": ["params", "saswot_minus"], "seed_with_saswot": True,
-         "sketch_columns": sketch, "rerank_top": 3}
-    )  # fmt: skip
-    stage.evolution.update({"population": 4, "iterations": 3, "children": 3, "top_k": 2})
-    benchmark = {"csv": str(DEV_CSV), "target": "valid_acc_final_epoch"}
-    cfg = OmegaConf.create({"seed": 0, "paths": {"output_dir": str(tmp_path)}, "benchmark": benchmark})
-    cfg.stage = stage
-    results = run(cfg)
+    results = run(_stage_cfg(tmp_path, sketch))
     json.dumps(results)  # serialisable as results.json
     best = Expression.load(tmp_path / "best_proxy.yaml")
     assert str(best) == results["best_expression"]
@@ -261,6 +325,44 @@ def test_stage_end_to_end_on_a_tiny_budget(tmp_path: Path, sketch: int | None) -
     assert results["best_hand_designed"]["name"] in {"params", "saswot_minus"}
     assert len((tmp_path / "search_curve.csv").read_text().splitlines()) == 1 + 3
     assert (tmp_path / "search_curve.png").stat().st_size > 0
+    records = (tmp_path / "archive.jsonl").read_text().splitlines()
+    assert json.loads(records[0])["context"]["sketch_columns"] == sketch
+    assert results["n_computed_this_run"] == len(records) - 1  # a fresh run computes every record
+
+
+@pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
+def test_stage_resumes_a_killed_run_exactly(tmp_path: Path) -> None:
+    from segnas.stages.proxy_evolution import run
+
+    cfg = _stage_cfg(tmp_path, spaces=["micro"], hand_proxies=["params"])
+    full = run(cfg)
+    curve = (tmp_path / "search_curve.csv").read_text()
+    archive = tmp_path / "archive.jsonl"
+    lines = archive.read_text().splitlines()  # a context line, then one line per computed fitness
+    kept = 1 + (len(lines) - 1) // 2
+    archive.write_text("\n".join(lines[:kept]) + "\n")  # killed half-way through the search
+    for name in ("results.json", "best_proxy.yaml", "search_curve.csv"):
+        (tmp_path / name).unlink(missing_ok=True)
+    resumed = run(cfg)
+    assert resumed["n_computed_this_run"] == len(lines) - kept > 0
+    for key in ("best_expression", "kendall_train", "kendall_heldout", "search"):
+        assert resumed[key] == full[key]
+    assert (tmp_path / "search_curve.csv").read_text() == curve
+    assert sorted(archive.read_text().splitlines()) == sorted(lines)  # the same records, recomputed
+    finished = run(cfg)  # re-running a finished run computes nothing
+    assert finished["n_computed_this_run"] == 0 and finished["best_expression"] == full["best_expression"]
+
+
+@pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
+def test_stage_refuses_an_archive_of_other_settings(tmp_path: Path) -> None:
+    from segnas.stages.proxy_evolution import run
+
+    cfg = _stage_cfg(tmp_path, spaces=["micro"], hand_proxies=["params"], heldout_archs=1)
+    cfg.stage.evolution.iterations = 1
+    run(cfg)
+    cfg.stage.batch_size = 4
+    with pytest.raises(ArchiveMismatch, match="batch_size"):
+        run(cfg)
 
 
 def test_hydra_config_composes() -> None:
@@ -270,3 +372,4 @@ def test_hydra_config_composes() -> None:
         cfg = compose("config", overrides=["stage=proxy_evolution", "benchmark.csv=/x/y.csv"])
     assert cfg.stage._target_ == "segnas.stages.proxy_evolution.run"
     assert cfg.benchmark.csv == "/x/y.csv" and cfg.stage.evolution.patience == 5
+    assert cfg.stage.chain == 2 and cfg.stage.evolution.random_per_generation == 1

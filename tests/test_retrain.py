@@ -40,11 +40,12 @@ def test_retrain_stage_reports_miou_cost_and_self_contained_checkpoint(retrained
     assert 0.0 <= on_disk["val/mIoU"] <= 100.0
     assert on_disk["flops_g"] > 0 and on_disk["params_m"] > 0 and on_disk["fps"] > 0
     assert on_disk["input"] == "64x64"
+    assert on_disk["space"] == "hyctas"
     assert on_disk["net"] == {
-        "_target_": "segnas.models.aux_heads.build_retrain_net",
+        "_target_": "segnas.models.build_network",
         "filter_multiplier": 4,
         "output_stride": 8,
-        "aux": True,
+        "aux_heads": True,
     }
     # the checkpoint rebuilds the network without the genotype file and loads with the base module
     module = SegmentationModule.load_from_checkpoint(results["last_ckpt"], map_location="cpu")

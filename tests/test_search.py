@@ -9,18 +9,12 @@ import numpy as np
 import pytest
 from pymoo.core.population import Population
 
-from segnas.search.algorithms import SearchProblem, run_nsga2, run_random, unique
+from segnas.search.algorithms import PymooProblem, run_nsga2, run_random, unique
 from segnas.search.archive import Archive, genotype_key
 from segnas.search.evaluator import Evaluator
-from segnas.search.operators import (
-    GeneCrossover,
-    GeneMutation,
-    GenotypeDuplicates,
-    RejectInvalid,
-    SpaceSampling,
-    hyctas_genes,
-)
+from segnas.search.operators import GenotypeDuplicates, RejectInvalid, SpaceSampling
 from segnas.search.pareto import hypervolume, pareto_indices
+from segnas.search.problem import Goal, SearchProblem
 from segnas.spaces import get_space
 from segnas.spaces.hyctas import HyCTASGenotype, build_plan
 
@@ -58,12 +52,23 @@ class Counting:
         return self.fn(g)
 
 
+GOALS = (Goal("miou", maximize=True), Goal("latency_ms"))
+
+
 def toy_evaluator(path: Path, miou=toy_miou) -> Evaluator:
-    return Evaluator({"latency_ms": toy_cost, "miou": miou}, Archive(path))
+    return Evaluator({"latency_ms": toy_cost, "miou": miou}, Archive(path, key=get_space("hyctas", layers=5).key))
+
+
+def toy_problem(space, path: Path, miou=toy_miou, **kwargs) -> SearchProblem:
+    """mIoU (max) vs latency (min) over ``space``; ``kwargs``: budgets, floors."""
+    return SearchProblem(space, toy_evaluator(path, miou), GOALS, **kwargs)
 
 
 def front_keys(evaluated) -> list[str]:
-    es = unique(evaluated)
+    first: dict[str, object] = {}
+    for e in evaluated:
+        first.setdefault(genotype_key(e.genotype), e)
+    es = list(first.values())
     idx = pareto_indices([e.metrics["miou"] for e in es], [e.metrics["latency_ms"] for e in es])
     return [genotype_key(es[i].genotype) for i in idx]
 
@@ -103,8 +108,8 @@ def test_evaluator_computes_each_metric_once_and_only_missing_ones(tmp_path: Pat
 
 
 # ----------------------------------------------------------------------------------------- operators
-def _problem(space, tmp_path: Path, **kwargs) -> SearchProblem:
-    return SearchProblem(space, toy_evaluator(tmp_path / "a.jsonl"), progress=False, **kwargs)
+def _problem(space, tmp_path: Path, **kwargs) -> PymooProblem:
+    return PymooProblem(toy_problem(space, tmp_path / "a.jsonl", **kwargs), "nsga2", progress=False)
 
 
 def test_sampling_gives_unique_valid_genotypes_with_valid_dormant_slots(space, tmp_path: Path) -> None:
@@ -124,15 +129,15 @@ def test_sampling_gives_unique_valid_genotypes_with_valid_dormant_slots(space, t
 
 def test_crossover_takes_every_gene_from_one_parent(space, tmp_path: Path) -> None:
     problem = _problem(space, tmp_path)
-    genes = hyctas_genes(space)
+    genes = space.genes
     X = SpaceSampling().do(problem, 2, random_state=np.random.default_rng(3)).get("X")
-    parents = X[:, None, :]  # (n_parents, n_matings=1, n_var)
-    children = GeneCrossover()._do(problem, parents, random_state=np.random.default_rng(0))
+    children = space.crossover(X[0], X[1], np.random.default_rng(0))
     groups = [(genes.count,), *genes.cells, *genes.downs, *((g,) for g in genes.gates)]
+    assert sorted(map(sorted, groups)) == sorted(map(sorted, space.variable_groups()))
     mixed = False
     for group in groups:
         idx = list(group)
-        a, b = children[0, 0, idx], children[1, 0, idx]
+        a, b = children[0][idx], children[1][idx]
         from_first = np.array_equal(a, X[0, idx]) and np.array_equal(b, X[1, idx])
         from_second = np.array_equal(a, X[1, idx]) and np.array_equal(b, X[0, idx])
         assert from_first or from_second
@@ -142,11 +147,12 @@ def test_crossover_takes_every_gene_from_one_parent(space, tmp_path: Path) -> No
 
 def test_mutation_rates_and_downsampling_moves(space, tmp_path: Path) -> None:
     problem = _problem(space, tmp_path)
-    genes = hyctas_genes(space)
+    genes = space.genes
     X = SpaceSampling().do(problem, 30, random_state=np.random.default_rng(5)).get("X")
-    unchanged = GeneMutation(prob_var=0.0)._do(problem, X, random_state=np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    unchanged = np.array([space.mutate(x, rng, 0.0) for x in X])
     assert np.array_equal(unchanged, X)
-    mutated = GeneMutation(prob_var=1.0)._do(problem, X, random_state=np.random.default_rng(0))
+    mutated = np.array([space.mutate(x, rng, 1.0) for x in X])
     lower, upper = space.bounds()
     assert np.all(mutated >= lower) and np.all(mutated <= upper)
     for x, y in zip(X, mutated, strict=True):
@@ -154,11 +160,29 @@ def test_mutation_rates_and_downsampling_moves(space, tmp_path: Path) -> None:
         assert all(tuple(x[list(c)]) != tuple(y[list(c)]) for c in genes.cells)
         assert all(x[g] != y[g] for g in genes.gates)
         assert all(not np.array_equal(x[list(d)], y[list(d)]) for d in genes.downs)
+    moves = 0  # a downsampling mutation moves one flag (same count) or toggles one (count +- 1)
+    for x in X:
+        y = space.mutate(x, rng, 0.3)
+        for d in genes.downs:
+            before, after = x[list(d)], y[list(d)]
+            changed = int((before != after).sum())
+            assert changed in (0, 1, 2)
+            if changed == 2:
+                assert before.sum() == after.sum()
+                moves += 1
+            elif changed == 1:
+                assert abs(int(before.sum()) - int(after.sum())) == 1
+    assert moves > 0
+    one = space.with_branches(2)
+    lo, hi = one.bounds()
+    x = one.sample_encoding(rng)
+    assert lo[genes.count] == hi[genes.count] == 1
+    assert all(one.mutate(x, rng, 1.0)[genes.count] == 1 for _ in range(5))  # a fixed count never mutates
 
 
 def test_reject_invalid_and_duplicates_by_genotype(space, tmp_path: Path) -> None:
     problem = _problem(space, tmp_path)
-    genes = hyctas_genes(space)
+    genes = space.genes
     X = SpaceSampling().do(problem, 6, random_state=np.random.default_rng(7)).get("X")
     bad = X[0].copy()
     bad[list(genes.downs[0])] = 1  # five downsamplings in branch 0
@@ -176,10 +200,14 @@ def test_reject_invalid_and_duplicates_by_genotype(space, tmp_path: Path) -> Non
 
 # ---------------------------------------------------------------------------------------- searches
 def test_nsga2_same_seed_same_front_and_budget(space, tmp_path: Path) -> None:
-    a = run_nsga2(space, toy_evaluator(tmp_path / "a.jsonl"), population=10, generations=4, seed=3, progress=False)
-    b = run_nsga2(space, toy_evaluator(tmp_path / "b.jsonl"), population=10, generations=4, seed=3, progress=False)
-    c = run_nsga2(space, toy_evaluator(tmp_path / "c.jsonl"), population=10, generations=4, seed=4, progress=False)
-    assert len(a) == 40 and len(unique(a)) == 40
+    problem = toy_problem(space, tmp_path / "a.jsonl")
+    a = run_nsga2(problem, population=10, generations=4, seed=3, progress=False)
+    b = run_nsga2(toy_problem(space, tmp_path / "b.jsonl"), population=10, generations=4, seed=3, progress=False)
+    c = run_nsga2(toy_problem(space, tmp_path / "c.jsonl"), population=10, generations=4, seed=4, progress=False)
+    assert len(a) == 40 and len(unique(problem, a)) == 40
+    assert [e.metrics for e in a] == [e.metrics for e in b]  # exact values
+    assert all(e.metrics == {"latency_ms": toy_cost(e.genotype), "miou": toy_miou(e.genotype)} for e in a)
+    assert {e.search for e in a} == {"nsga2"}
     assert front_keys(a) == front_keys(b) and front_keys(a) != front_keys(c)
     assert [e.generation for e in a] == [g for g in range(4) for _ in range(10)]
 
@@ -187,14 +215,14 @@ def test_nsga2_same_seed_same_front_and_budget(space, tmp_path: Path) -> None:
 def test_killed_search_resumes_with_the_same_front_evaluating_nothing_twice(space, tmp_path: Path) -> None:
     kwargs = {"population": 8, "generations": 5, "seed": 1, "progress": False}
     straight = Counting(toy_miou)
-    reference = run_nsga2(space, toy_evaluator(tmp_path / "ref.jsonl", straight), **kwargs)
+    reference = run_nsga2(toy_problem(space, tmp_path / "ref.jsonl", straight), **kwargs)
 
     dying = Counting(toy_miou, fail_after=19)  # dies in the middle of the third generation
     with pytest.raises(RuntimeError, match="killed"):
-        run_nsga2(space, toy_evaluator(tmp_path / "run.jsonl", dying), **kwargs)
+        run_nsga2(toy_problem(space, tmp_path / "run.jsonl", dying), **kwargs)
     assert len(Archive(tmp_path / "run.jsonl")) == 19
     resumed_miou = Counting(toy_miou)
-    resumed = run_nsga2(space, toy_evaluator(tmp_path / "run.jsonl", resumed_miou), **kwargs)
+    resumed = run_nsga2(toy_problem(space, tmp_path / "run.jsonl", resumed_miou), **kwargs)
 
     assert front_keys(resumed) == front_keys(reference)
     assert [genotype_key(e.genotype) for e in resumed] == [genotype_key(e.genotype) for e in reference]
@@ -203,20 +231,23 @@ def test_killed_search_resumes_with_the_same_front_evaluating_nothing_twice(spac
 
 
 def test_per_branch_search_and_latency_filter(space, tmp_path: Path) -> None:
-    evaluator = toy_evaluator(tmp_path / "a.jsonl")
     limit = float(np.median([toy_cost(space.sample(np.random.default_rng(i))) for i in range(30)]))
-    evaluated = run_nsga2(space, evaluator, population=6, generations=2, per_branch=True, max_latency_ms=limit,
-                          seed=0, progress=False)
+    problem = toy_problem(space, tmp_path / "a.jsonl", budgets={"latency_ms": limit})
+    evaluator = problem.evaluator
+    evaluated = run_nsga2(problem, population=6, generations=2, stratified=True, seed=0, progress=False)
     for n in (1, 2, 3):
         mine = [e for e in evaluated if e.search == f"nsga2_{n}branch"]
         assert len(mine) == 12 and {e.genotype.num_branches for e in mine} == {n}
     assert all(e.metrics["latency_ms"] <= limit for e in evaluated)
     rejected = [r for r in evaluator.archive if "miou" not in r["metrics"]]
     assert rejected and all(r["metrics"]["latency_ms"] > limit for r in rejected)
+    labels = {f"nsga2_{n}branch" for n in (1, 2, 3)}
+    assert all(r["search"] in labels and r["generation"] in (0, 1) for r in evaluator.archive)  # who, when
 
 
 def test_min_miou_is_a_constraint(space, tmp_path: Path) -> None:
-    problem = _problem(space, tmp_path, min_miou=50.0)
+    problem = _problem(space, tmp_path, floors={"miou": 50.0})
+    assert problem.n_ieq_constr == 1
     X = SpaceSampling().do(problem, 12, random_state=np.random.default_rng(0)).get("X")
     out = problem.evaluate(X, return_as_dictionary=True)
     miou = -out["F"][:, 0]
@@ -226,10 +257,10 @@ def test_min_miou_is_a_constraint(space, tmp_path: Path) -> None:
 def test_nsga2_beats_random_search_at_equal_budget_on_a_toy_problem(space, tmp_path: Path) -> None:
     wins = []
     for seed in range(3):
-        ours = unique(run_nsga2(space, toy_evaluator(tmp_path / f"n{seed}.jsonl"), population=12, generations=6,
-                                seed=seed, progress=False))
-        rand = unique(run_random(space, toy_evaluator(tmp_path / f"r{seed}.jsonl"), len(ours), seed=seed,
-                                 progress=False))
+        problem = toy_problem(space, tmp_path / f"n{seed}.jsonl")
+        ours = unique(problem, run_nsga2(problem, population=12, generations=6, seed=seed, progress=False))
+        rand = toy_problem(space, tmp_path / f"r{seed}.jsonl")
+        rand = unique(rand, run_random(rand, len(ours), seed=seed, progress=False))
         assert len(rand) == len(ours) == 72
         ref = max(e.metrics["latency_ms"] for e in ours + rand)
         hv = [hypervolume([e.metrics["miou"] for e in es], [e.metrics["latency_ms"] for e in es], ref)

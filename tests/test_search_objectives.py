@@ -1,7 +1,10 @@
-"""Search objectives (BN recalibration, supernet mIoU, latency table, MACs/params) and ablation variants."""
+"""Search objectives (BN recalibration, supernet mIoU, latency table, MACs/params, zero-cost proxy score) and
+ablation variants."""
 
 from __future__ import annotations
 
+import functools
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -12,20 +15,23 @@ from torch import nn
 
 from segnas.data.synthetic import SyntheticDataModule
 from segnas.metrics import count_macs, count_params
+from segnas.models import build_network
 from segnas.models.hyctas_net import HyCTASNet
 from segnas.models.supernet import HyCTASSupernet
 from segnas.search.ablation import CONVS, SA, random_architectures, table8_variants
 from segnas.search.latency_table import LatencyTable, agreement
 from segnas.search.objectives import (
+    ActivationMemory,
     Macs,
-    NetworkBuilder,
     Params,
+    ProxyScore,
     SupernetMIoU,
     bn_recalibrate,
     evaluate_miou,
     load_batches,
 )
 from segnas.spaces import get_space
+from segnas.spaces.fasterseg import FasterSegSpace
 from segnas.spaces.hyctas import build_plan
 
 INPUT = (1, 3, 32, 48)
@@ -72,11 +78,39 @@ def test_supernet_miou_recalibrates_a_copy_and_leaves_the_supernet_untouched(spa
 
 
 def test_macs_and_params_objectives_count_the_standalone_network(space) -> None:
-    builder = NetworkBuilder(num_classes=5, filter_multiplier=2)
+    build = functools.partial(build_network, num_classes=5, **space.build_options())
     g = space.sample(np.random.default_rng(1))
     net = HyCTASNet(g, 5, 2)
-    assert Macs(builder, INPUT)(g) == pytest.approx(count_macs(net, torch.randn(*INPUT)) / 1e9)
-    assert Params(builder)(g) == pytest.approx(count_params(net) / 1e6)
+    assert Macs(build, INPUT)(g) == pytest.approx(count_macs(net, torch.randn(*INPUT)) / 1e9)
+    assert Params(build)(g) == pytest.approx(count_params(net) / 1e6)
+    assert ActivationMemory(space.memory_mb)(g) == pytest.approx(space.memory_mb(g))
+
+
+def test_proxy_score_is_seeded_finite_and_nan_when_the_proxy_fails() -> None:
+    space = FasterSegSpace(min_depth=3, max_depth=4, fch=4)
+    build = functools.partial(build_network, num_classes=3)
+    rng = np.random.default_rng(0)
+    g, other = space.sample(rng), space.sample(rng)
+    torch.manual_seed(0)
+    inputs, targets = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    for proxy in ("nwot", "synflow"):
+        score = ProxyScore(proxy, build, inputs, targets, seed=7)
+        value = score(g)
+        assert math.isfinite(value)
+        assert score(other) == score(other) and score(g) == value  # same seed, same value, in any order
+        assert ProxyScore(proxy, build, inputs, targets, seed=7)(g) == value
+    wrong_input = torch.randn(2, 5, 32, 32)  # the network expects 3 channels: its forward fails
+    assert math.isnan(ProxyScore("nwot", build, wrong_input, targets)(g))
+
+
+def test_proxy_score_of_a_network_that_fails_to_build_is_nan() -> None:
+    g = FasterSegSpace(min_depth=3, max_depth=4, fch=4).sample(np.random.default_rng(0))
+
+    def broken(genotype):
+        raise RuntimeError("cannot build")
+
+    inputs, targets = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    assert math.isnan(ProxyScore("nwot", broken, inputs, targets)(g))  # an invalid candidate, never fatal
 
 
 def test_latency_table_sums_cached_entries(space, tmp_path: Path) -> None:

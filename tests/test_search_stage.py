@@ -68,7 +68,7 @@ def test_search_stage_writes_the_interface_and_resumes_without_recomputing(first
     assert len(all_nsga2) == 18
     best = max(all_nsga2)
     assert max(miou) == pytest.approx(best[0])  # the best architecture is on the front
-    assert sorted(p.name for p in (out / "genotypes").glob("*.yaml")) == [f"arch_{i:02d}.yaml" for i in range(len(rows))]
+    assert sorted(p.name for p in (out / "genotypes").glob("arch_*.yaml")) == [f"arch_{i:02d}.yaml" for i in range(len(rows))]
     assert load_genotype(out / rows[0]["genotype"]).num_branches == int(rows[0]["num_branches"])
     assert (out / "pareto.png").stat().st_size > 10_000
     assert len(Archive(out / "archive.jsonl")) == results["n_computed_this_run"] <= 36

@@ -78,6 +78,17 @@ def test_encoder_init_matches_tnb() -> None:
     assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.05)
 
 
+def test_seeded_build_does_not_depend_on_earlier_draws() -> None:
+    arch = "64-1234-basic"
+    first = transnas.build(arch, seed=3)
+    torch.randn(100)  # whatever was drawn before
+    second = transnas.build(arch, seed=3)
+    weights = [(a, b) for a, b in zip(first.parameters(), second.parameters(), strict=True)]
+    assert all(torch.equal(a, b) for a, b in weights)
+    other = transnas.build(arch, seed=4)
+    assert not torch.equal(next(first.parameters()), next(other.parameters()))
+
+
 @needs_csv
 def test_params_equal_naslib_exactly(reference: dict[str, list[benchmark.Record]]) -> None:
     for space in transnas.SPACES:

@@ -1,4 +1,4 @@
-"""stage=zero_shot_search on tiny budgets."""
+"""``stage=zero_shot_search`` (a preset of the one search engine) and proxy-scored searches, tiny budgets."""
 
 from __future__ import annotations
 
@@ -9,91 +9,142 @@ from pathlib import Path
 import pytest
 import yaml
 
+from segnas.search.objectives import ProxyScore
+from segnas.spaces import load_genotype
 from segnas.spaces.fasterseg import FasterSegGenotype
+from segnas.stages import run_stage
 
 from conftest import TINY_DATA, compose_config
 
 FAST = [
     "stage=zero_shot_search",
-    "stage.proxy=nwot",
-    "stage.evolution.num_evals=6",
-    "stage.evolution.population=3",
-    "stage.evolution.top_k=2",
-    "stage.space_options.max_depth=6",
-    "stage.resolution=[32,32]",
-    "stage.batch_size=2",
-    "stage.budget.input=[1,3,32,32]",
+    "score.proxy=nwot",
+    "search.num_evals=6",
+    "search.population=3",
+    "search.top_k=2",
+    "space.max_depth=6",
+    "stage.proxy_batch.resolution=[32,32]",
+    "stage.proxy_batch.batch_size=2",
+    "stage.cost_input=[1,3,32,32]",
     "stage.top_n=3",
+    "stage.progress=false",
 ]
+TINY_BUDGET = "search.max_macs_g=0.02"
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
 
 
 def test_zero_shot_search_fasterseg(tmp_path: Path) -> None:
-    from segnas.stages.zero_shot_search import run
-
-    cfg = compose_config([*FAST, "stage.budget.max=0.02"], tmp_path)
-    results = run(cfg)
-    assert results["space"] == "fasterseg" and results["proxy"] == "nwot"
-    for key in ("evolution", "random"):
+    results = run_stage(compose_config([*FAST, TINY_BUDGET], tmp_path))
+    assert results["space"] == "fasterseg" and results["score"] == "proxy" and results["algorithm"] == "topk"
+    for key in ("summary", "summary_random"):
         assert results[key]["evaluated"] == 6 and results[key]["best_cost"] <= 0.02
-    assert isinstance(results["evolution_beats_random"], bool)
-    assert json.loads((tmp_path / "results.json").read_text())["num_evals"] == 6
+    assert isinstance(results["beats_random"], bool)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["n_evaluated"] == 6 and saved["n_computed_this_run"] >= 12
     ranks = sorted((tmp_path / "genotypes").glob("rank_*.yaml"))
     assert len(ranks) == 3
     scores = [t["score"] for t in results["top"]]
-    assert scores == sorted(scores, reverse=True) and scores[0] == results["evolution"]["best_score"]
-    best = FasterSegGenotype.from_dict(yaml.safe_load(ranks[0].read_text()))
-    assert best.rule_violations() == []
-    rows = list(csv.DictReader((tmp_path / "candidates.csv").open()))
-    assert {r["search"] for r in rows} == {"evolution", "random"} and len(rows) == 12
+    assert scores == sorted(scores, reverse=True) and scores[0] == results["summary"]["best_score"]
+    data = yaml.safe_load(ranks[0].read_text())
+    assert data["space"] == "fasterseg" and data["metrics"]["score"] == scores[0]
+    assert data["retrain_command"] == f"python -m segnas stage=retrain stage.genotype={ranks[0]}"
+    assert FasterSegGenotype.from_dict(data).rule_violations() == []
+    rows = _rows(tmp_path / "candidates.csv")
+    assert {r["search"] for r in rows} == {"topk", "random"} and len(rows) == 12
     random_rows = [r for r in rows if r["search"] == "random"]
     for pick, row in zip(results["random_picks"], random_rows, strict=False):  # first draws, unranked
-        assert (tmp_path / pick["path"]).is_file() and pick["score"] == float(row["score"])
+        assert (tmp_path / pick["genotype"]).is_file() and pick["score"] == pytest.approx(float(row["score"]))
     assert len(results["random_picks"]) == 3
+    assert {"pareto.csv", "pareto.png", "archive.jsonl"} <= {p.name for p in tmp_path.iterdir()}
 
 
 def test_zero_shot_search_params_budget_excludes_large(tmp_path: Path) -> None:
-    from segnas.stages.zero_shot_search import run
-
-    cfg = compose_config(
-        [*FAST, "stage.budget.metric=params_m", "stage.budget.max=1.5", "stage.random_baseline=false"],
-        tmp_path,
-    )
-    results = run(cfg)
-    assert "random" not in results and results["evolution"]["best_cost"] <= 1.5
+    results = run_stage(compose_config([*FAST, "search.objective=params", "search.max_macs_g=null",
+                                        "search.max_params_m=1.5", "search.random_baseline=false"], tmp_path))
+    assert "summary_random" not in results and results["summary"]["best_cost"] <= 1.5
+    assert all(r["params_m"] <= 1.5 for r in results["top"])
 
 
 def test_zero_shot_search_scores_on_a_data_batch(tmp_path: Path) -> None:
-    from segnas.stages.zero_shot_search import scoring_batch
-
-    cfg = compose_config([*FAST, *TINY_DATA, "stage.inputs=data", "stage.num_classes=19"], tmp_path)
-    images, labels, num_classes = scoring_batch(cfg)
-    assert num_classes == 6  # the synthetic dataset's classes, not stage.num_classes
-    assert images.shape == (2, 3, 32, 32) and labels.shape == (2, 32, 32)
-    assert set(labels.unique().tolist()) <= {*range(6), 255}
+    results = run_stage(compose_config([*FAST, TINY_BUDGET, *TINY_DATA, "stage.proxy_batch.inputs=data",
+                                        "search.random_baseline=false"], tmp_path))
+    assert results["summary"]["valid_scores"] == 6
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert config["stage"]["proxy_batch"]["inputs"] == "data"
 
 
-def test_searched_genotype_trains_with_model_fasterseg(tmp_path: Path) -> None:
-    from segnas.stages.train import run as train
-    from segnas.stages.zero_shot_search import run as search
+def test_killed_zero_shot_search_resumes_to_the_uninterrupted_result(tmp_path: Path, monkeypatch) -> None:
+    overrides = [*FAST, TINY_BUDGET, "search.num_evals=8"]
+    straight = run_stage(compose_config(overrides, tmp_path / "straight"))
+    original, calls = ProxyScore.__call__, []
 
-    search(compose_config([*FAST, "stage.budget.max=0.02", "stage.top_n=1"], tmp_path / "search"))
-    genotype = tmp_path / "search" / "genotypes" / "rank_00.yaml"
-    cfg = compose_config(
-        ["stage=train", "model=fasterseg", f"model.genotype={genotype}", *TINY_DATA, "trainer.max_epochs=1"],
-        tmp_path / "train",
-    )
-    results = train(cfg)
-    assert 0.0 <= results["val/mIoU"] <= 100.0 and results["global_step"] == 4
+    def dying(self, genotype):
+        if len(calls) == 5:
+            raise RuntimeError("killed")
+        calls.append(genotype)
+        return original(self, genotype)
+
+    monkeypatch.setattr(ProxyScore, "__call__", dying)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_stage(compose_config(overrides, tmp_path / "killed"))
+    monkeypatch.setattr(ProxyScore, "__call__", original)
+    scored = []
+    monkeypatch.setattr(ProxyScore, "__call__", lambda self, g: scored.append(g) or original(self, g))
+    resumed = run_stage(compose_config(overrides, tmp_path / "killed"))
+    assert len(scored) == 16 - 5  # 8 evolution + 8 random scored, 5 of them before the kill
+    for key in ("top", "summary", "summary_random", "hypervolume", "pareto", "history"):
+        assert resumed[key] == straight[key]
+    assert (tmp_path / "killed" / "candidates.csv").read_text() == (tmp_path / "straight" / "candidates.csv").read_text()
+    again = run_stage(compose_config(overrides, tmp_path / "killed"))
+    assert again["n_computed_this_run"] == 0 and again["top"] == straight["top"]
+
+
+def test_changed_scoring_settings_refuse_the_old_archive(tmp_path: Path) -> None:
+    run_stage(compose_config([*FAST, TINY_BUDGET, "search.random_baseline=false"], tmp_path))
+    with pytest.raises(ValueError, match="proxy_batch"):
+        run_stage(compose_config([*FAST, TINY_BUDGET, "search.random_baseline=false",
+                                  "stage.proxy_batch.batch_size=3"], tmp_path))
 
 
 def test_zero_shot_search_proxy_options(tmp_path: Path) -> None:
-    from segnas.stages.zero_shot_search import run
-
-    cfg = compose_config(
-        [*FAST, "stage.proxy=saswot_minus", "+stage.proxy_options.loss_reduction=image", "stage.budget.max=0.02"],
-        tmp_path,
-    )
-    assert run(cfg)["evolution"]["valid_scores"] == 6
-    bad = compose_config([*FAST, "+stage.proxy_options.loss_reductoin=image"], tmp_path / "bad")
+    cfg = compose_config([*FAST, "score.proxy=saswot_minus", "+score.options.loss_reduction=image", TINY_BUDGET,
+                          "search.random_baseline=false"], tmp_path)
+    assert run_stage(cfg)["summary"]["valid_scores"] == 6
+    bad = compose_config([*FAST, "+score.options.loss_reductoin=image"], tmp_path / "bad")
     with pytest.raises(ValueError, match="loss_reductoin"):
-        run(bad)
+        run_stage(bad)
+
+
+def test_nsga2_over_a_proxy_in_the_fasterseg_space(tmp_path: Path) -> None:
+    cfg = compose_config(["stage=search", "space=fasterseg", "score=proxy", "score.proxy=nwot", "search.objective=macs",
+                          "space.max_depth=6", "search.population=4", "search.generations=2",
+                          "stage.proxy_batch.resolution=[32,32]", "stage.proxy_batch.batch_size=2",
+                          "stage.cost_input=[1,3,32,32]", "stage.latency.model=measured", "stage.latency.check_archs=0",
+                          "stage.latency.duration_s=0.01", "stage.extra_metrics=[params_m]", "stage.progress=false"],
+                         tmp_path)
+    results = run_stage(cfg)
+    assert results["algorithm"] == "nsga2" and results["space"] == "fasterseg" and results["n_evaluated"] == 8
+    assert 0.0 <= results["hypervolume"] <= 1.0 and results["n_computed_this_run"] == 16
+    rows = _rows(tmp_path / "pareto.csv")
+    assert rows and {"score", "macs_g", "params_m", "genotype"} <= set(rows[0])
+    assert isinstance(load_genotype(tmp_path / rows[0]["genotype"]), FasterSegGenotype)
+    assert (tmp_path / "pareto.png").is_file() and (tmp_path / "archive.jsonl").is_file()
+
+
+@pytest.mark.parametrize("space", ["fasterseg", "hyctas"])
+def test_zero_shot_genotype_retrains_with_stage_retrain(tmp_path: Path, space: str) -> None:
+    extra = [TINY_BUDGET] if space == "fasterseg" else [
+        "space=hyctas", "space.layers=4", "space.filter_multiplier=2", "search.max_macs_g=null",
+        "score.proxy=grad_norm"]  # nwot does not see HyCTAS's functional ReLUs yet (-inf)
+    search = [o for o in FAST if not o.startswith("space.")] if space == "hyctas" else FAST
+    run_stage(compose_config([*search, *extra, "stage.top_n=1", "search.random_baseline=false"], tmp_path / "search"))
+    genotype = tmp_path / "search" / "genotypes" / "rank_00.yaml"
+    assert yaml.safe_load(genotype.read_text())["space"] == space
+    cfg = compose_config(["stage=retrain", f"stage.genotype={genotype}", *TINY_DATA, "trainer.max_epochs=1",
+                          "stage.latency_duration_s=0.05", "stage.filter_multiplier=2"], tmp_path / "retrain")
+    results = run_stage(cfg)
+    assert 0.0 <= results["val/mIoU"] <= 100.0

@@ -14,6 +14,7 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from segnas.proxies.benchmark import load
@@ -25,8 +26,8 @@ from segnas.proxies.expression import (
     layer_statistics,
     sketch_statistics,
 )
-from segnas.proxies.proxy_search import random_expression
-from segnas.stages.proxy_evaluate import _build
+from segnas.proxies.expression_space import ExpressionSpace
+from segnas.spaces import transnas
 
 CSV = Path(__file__).resolve().parents[3] / "shared/data/transnas/tnb101_segmentsemantic_dev.csv"
 
@@ -64,10 +65,10 @@ def main() -> None:
     ]
     gen = torch.Generator().manual_seed(0)
     batch = torch.randn(8, 3, 64, 64, generator=gen), torch.randint(0, 17, (8, 64, 64), generator=gen)
-    nets = [layer_statistics(_build(r.arch, 0), *batch) for r in chosen]
-    exprs = [SASWOT]
+    nets = [layer_statistics(transnas.build(r.arch, seed=0), *batch) for r in chosen]
+    exprs, space, np_rng = [SASWOT], ExpressionSpace(), np.random.default_rng(0)
     while len(exprs) < args.candidates:
-        e = random_expression(rng)
+        e = space.sample(np_rng)
         if _valid(e, nets):
             exprs.append(e)
     mb = sum(layer.nbytes() for layers in nets for layer in layers) / len(nets) / 2**20

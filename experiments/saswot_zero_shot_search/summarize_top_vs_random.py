@@ -22,13 +22,13 @@ def main(out: Path) -> str:
     means: dict[str, list[float]] = {"top": [], "random": []}
     for group, picks in (("top", search["top"]), ("random", search["random_picks"])):
         for pick in picks:
-            name = Path(pick["path"]).stem
+            name = Path(pick.get("genotype") or pick["path"]).stem  # new and pre-engine results.json
             for run in sorted(out.glob(f"train_{name}_seed*")):
                 result = json.loads((run / "results.json").read_text())
                 seed = run.name.rsplit("seed", 1)[1]
                 means[group].append(result["val/mIoU"])
                 lines.append(
-                    f"| {group} | {name} | {pick['score']:.3f} | {pick['cost']:.3f} | {seed} "
+                    f"| {group} | {name} | {pick['score']:.3f} | {pick.get('macs_g', pick.get('cost')):.3f} | {seed} "
                     f"| {result['val/mIoU']:.2f} | {result['val/mIoU_best']:.2f} |"
                 )
     for group, values in means.items():

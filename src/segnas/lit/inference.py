@@ -1,12 +1,28 @@
-"""Test-time inference: single scale, or multi-scale with horizontal flip (probabilities averaged)."""
+"""Test-time inference: trained checkpoints, single scale or multi-scale with horizontal flip
+(probabilities averaged)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from segnas.lit.segmentation import SegmentationModule
+
+
+def load_checkpoint(path: str | Path | None) -> SegmentationModule:
+    """Load a ``stage=train`` or ``stage=retrain`` checkpoint on the CPU (the network config travels inside)."""
+    if not path:
+        raise ValueError(
+            "this stage needs ckpt_path=PATH (a checkpoint written by stage=train or stage=retrain)"
+        )
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={path} does not exist")
+    return SegmentationModule.load_from_checkpoint(path, map_location="cpu")
 
 
 def scaled_size(size: Sequence[int], scale: float, multiple: int = 1) -> tuple[int, int]:

@@ -14,19 +14,21 @@ from torchmetrics import MeanMetric
 from segnas.lit.losses import distillation_kl, hard_pixel_ce
 from segnas.lit.optim import poly_scheduler, sgd
 from segnas.metrics.segmentation import SegmentationMetric, miou, pixel_accuracy
+from segnas.models.factory import inline_genotype
 
 
 def build_net(net_config: dict[str, Any] | DictConfig, num_classes: int) -> nn.Module:
-    """Instantiate a network from a ``_target_`` config with ``num_classes`` outputs."""
+    """Instantiate a network from a ``_target_`` config with ``num_classes`` outputs (genotype networks:
+    ``_target_: segnas.models.build_network``)."""
     return instantiate(OmegaConf.create(dict(net_config)), num_classes=num_classes, _convert_="all")
 
 
 class SegmentationModule(L.LightningModule):
     """Trains a segmenter with SGD + poly schedule and (top-k) cross-entropy; validates dataset-level mIoU.
 
-    The network is built from ``net_config`` (a ``_target_`` dict), which is stored in the checkpoint,
-    so :meth:`load_from_checkpoint` rebuilds the model without any other config. An optional
-    ``teacher`` adds a pixel-wise KL distillation term.
+    The network is built from ``net_config`` (a ``_target_`` dict), which is stored in the checkpoint with
+    its genotype inlined (never a path), so :meth:`load_from_checkpoint` rebuilds the model without any
+    other config or file. An optional ``teacher`` adds a pixel-wise KL distillation term.
     """
 
     def __init__(
@@ -49,7 +51,8 @@ class SegmentationModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["teacher"])
-        self.net = build_net(net_config, num_classes)
+        self.hparams.net_config = inline_genotype(net_config)
+        self.net = build_net(self.hparams.net_config, num_classes)
         self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
         self.val_metric = SegmentationMetric(num_classes, ignore_index)
         self.train_loss = MeanMetric()
@@ -60,6 +63,10 @@ class SegmentationModule(L.LightningModule):
         return self.net(x)
 
     def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if isinstance(logits, tuple):
+            raise TypeError(
+                "the network returns auxiliary logits (aux_heads=true): train it with stage=retrain"
+            )
         hp = self.hparams
         losses = {"ce": hard_pixel_ce(logits, batch["mask"], hp.ignore_index, hp.top_k_percent)}
         if self.teacher is not None and hp.distill_weight > 0:

@@ -1,8 +1,9 @@
-"""Auxiliary segmentation heads for retraining a HyCTAS network (deep supervision, paper §4.2).
+"""Auxiliary segmentation heads for retraining a searched network (deep supervision, HyCTAS paper §4.2).
 
-As in the reference code, a light head (3x3 conv-BN-ReLU + 1x1 classifier) is put on every branch output
-at stride 16 or 32; its loss is added with weight 0.2 during training. In eval mode the wrapper returns
-exactly the main logits of the wrapped :class:`HyCTASNet`, so evaluation, FPS and export ignore the heads.
+HyCTAS, as in the reference code: a light head (3x3 conv-BN-ReLU + 1x1 classifier) on every branch output
+at stride 16 or 32. FasterSeg: its 1/16 and 1/32 heads. Their loss is added with weight 0.2 during
+training. In eval mode a wrapper returns exactly the main logits of the wrapped network, so evaluation,
+FPS and export ignore the heads (:func:`deploy_net` drops them).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any, Protocol
 from torch import Tensor, nn
 
 from segnas import spaces
+from segnas.models.fasterseg_net import FasterSegNet
+from segnas.models.fasterseg_net import Head as FasterSegHead
 from segnas.models.hyctas_net import HyCTASNet, forward_plan
 from segnas.nn import ConvBNAct
 from segnas.nn.heads import resize
@@ -80,6 +83,26 @@ class HyCTASWithAux(nn.Module):
         return logits, aux
 
 
+class FasterSegWithAux(nn.Module):
+    """A :class:`FasterSegNet` (built without its own aux heads) plus FasterSeg's 1/16 and 1/32 heads.
+
+    Training mode returns ``(logits, [aux16_logits, aux32_logits])`` (at the input size); eval mode returns
+    the logits only, identical to ``self.net(x)``.
+    """
+
+    def __init__(self, net: FasterSegNet, num_classes: int) -> None:
+        super().__init__()
+        self.net = net
+        self.aux = nn.ModuleList(FasterSegHead(c, num_classes) for c in net.aux_channels())
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
+        if not self.training:
+            return self.net(x)
+        feats = self.net.branch_features(x)
+        size = x.shape[-2:]
+        return self.net.main_logits(feats, size), self.net.aux_logits(feats, self.aux, size)
+
+
 def as_genotype(genotype: str | Mapping[str, Any] | HyCTASGenotype) -> HyCTASGenotype:
     """A HyCTAS genotype from a YAML path / ``pkg://NAME``, its plain-dict form, or a genotype."""
     return spaces.as_genotype(genotype, "hyctas")  # type: ignore[return-value]
@@ -92,12 +115,12 @@ def build_retrain_net(
     output_stride: int = 8,
     aux: bool = True,
 ) -> nn.Module:
-    """The network ``stage=retrain`` trains, for ``_target_`` configs: a :class:`HyCTASNet`, wrapped in
-    :class:`HyCTASWithAux` when ``aux``. An inline (dict) ``genotype`` makes checkpoints self-contained."""
+    """A :class:`HyCTASNet`, wrapped in :class:`HyCTASWithAux` when ``aux``: the ``_target_`` of checkpoints
+    written before :func:`segnas.models.build_network`, which new configs use."""
     net = HyCTASNet(as_genotype(genotype), num_classes, filter_multiplier, output_stride)
     return HyCTASWithAux(net, num_classes) if aux else net
 
 
 def deploy_net(net: nn.Module) -> nn.Module:
-    """The inference network without auxiliary heads (the wrapped net of a :class:`HyCTASWithAux`)."""
-    return net.net if isinstance(net, HyCTASWithAux) else net
+    """The inference network without auxiliary heads (the wrapped net of an aux-head wrapper)."""
+    return net.net if isinstance(net, HyCTASWithAux | FasterSegWithAux) else net

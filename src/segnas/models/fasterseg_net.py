@@ -4,12 +4,13 @@ Stem to 1/8, two branches of cells (sharing their common prefix), each branch br
 FasterSeg fusion (1x1 "arm" convs, bilinear upsampling, concatenation with the input of the branch's
 downsampling cell, 3x3 "refine" convs), a 1x1 feature-fusion conv over both branches and a 3x3 + 1x1
 head. Optional auxiliary heads at 1/16 and 1/32 (training only in FasterSeg) are built but not used by
-:meth:`FasterSegNet.forward`; :meth:`FasterSegNet.forward_aux` returns their predictions too.
+:meth:`FasterSegNet.forward`; :meth:`FasterSegNet.forward_aux` returns their predictions too
+(:class:`~segnas.models.aux_heads.FasterSegWithAux` trains them with the retraining loss).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -23,6 +24,11 @@ from segnas.spaces.fasterseg import FasterSegBranch, FasterSegGenotype
 def num_filters(fch: int, scale: int, width: float) -> int:
     """FasterSeg's channel rule ``round(scale * fch * width)``."""
     return round(scale * fch * width)
+
+
+def upsample(x: Tensor, size: Sequence[int]) -> Tensor:
+    """Bilinear resize to ``size`` (``align_corners=True``, as FasterSeg)."""
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
 
 
 def conv_bn(c_in: int, c_out: int, k: int = 3, stride: int = 1, relu: bool = True) -> nn.Sequential:
@@ -180,22 +186,22 @@ class FasterSegNet(nn.Module):
         self.head = Head(2 * c8, num_classes)
         self.aux_heads = aux_heads
         if aux_heads:
-            self.head16 = Head(self._aux16_channels(specs), num_classes)
-            self.head32 = Head(
-                sum(num_filters(fch, 32, h) for b in genotype.branches if b.last == 2), num_classes
-            )
+            self.head16, self.head32 = (Head(c, num_classes) for c in self.aux_channels())
 
-    def _aux16_channels(self, specs: list[list[tuple[str, int, int, int]]]) -> int:
-        total = 0
+    def aux_channels(self) -> tuple[int, int]:
+        """Input channels of the 1/16 and 1/32 auxiliary heads."""
+        c16 = c32 = 0
         for b, branch in enumerate(self.genotype.branches):
             if branch.last == 1:
-                total += specs[b][-1][2]
+                c16 += self.specs[b][-1][2]
             elif branch.last == 2:
-                total += specs[b][[i for i, d in enumerate(branch.downs()) if d][1]][1]
-        return total
+                c16 += self.specs[b][[i for i, d in enumerate(branch.downs()) if d][1]][1]
+                c32 += self.specs[b][-1][2]
+        return c16, c32
 
-    def _branches(self, x8: Tensor) -> list[dict[str, Tensor]]:
-        """Run both branches; per branch its output and the inputs of its downsampling cells."""
+    def branch_features(self, x: Tensor) -> list[dict[str, Tensor]]:
+        """Run the stem and both branches; per branch its output and the inputs of its downsampling cells."""
+        x8 = self.stem(x)
         outs, shared_feats = [], []
         for b, branch in enumerate(self.genotype.branches):
             h, downs_in = x8, []
@@ -212,44 +218,45 @@ class FasterSegNet(nn.Module):
         last, h = self.genotype.branches[b].last, feats["out"]
         skips = feats["downs_in"][::-1]  # deepest first
         for arm, refine, skip in zip(self.arms[b], self.refines[b], skips[: max(last, 0)], strict=True):
-            h = F.interpolate(arm(h), size=skip.shape[-2:], mode="bilinear", align_corners=True)
+            h = upsample(arm(h), skip.shape[-2:])
             h = refine(torch.cat([h, skip], 1))
         return h
 
-    def _main_logits(self, feats: list[dict[str, Tensor]], size: torch.Size) -> Tensor:
+    def main_logits(self, feats: list[dict[str, Tensor]], size: Sequence[int]) -> Tensor:
         """Both branches brought to 1/8, concatenated, fused (FFM) and classified at ``size``."""
         eighth = [self._to_eighth(b, f) for b, f in enumerate(feats)]
         s8 = eighth[0].shape[-2:]
-        fused = self.ffm(
-            torch.cat([F.interpolate(e, size=s8, mode="bilinear", align_corners=True) for e in eighth], 1)
-        )
-        return F.interpolate(self.head(fused), size=size, mode="bilinear", align_corners=True)
+        fused = self.ffm(torch.cat([upsample(e, s8) for e in eighth], 1))
+        return upsample(self.head(fused), size)
+
+    def aux_logits(
+        self, feats: list[dict[str, Tensor]], heads: Sequence[nn.Module], size: Sequence[int]
+    ) -> list[Tensor]:
+        """Logits at ``size`` of the 1/16 and 1/32 auxiliary ``heads`` on the branch features."""
+        f16, f32 = [], []
+        for b, f in enumerate(feats):
+            last = self.genotype.branches[b].last
+            if last == 1:
+                f16.append(f["out"])
+            elif last == 2:
+                f16.append(f["downs_in"][1])
+                f32.append(f["out"])
+        f16 = [upsample(t, f16[0].shape[-2:]) for t in f16]
+        return [upsample(head(torch.cat(ts, 1)), size) for head, ts in zip(heads, (f16, f32), strict=True)]
 
     def forward_aux(self, x: Tensor) -> dict[str, Tensor]:
         """Logits at the input resolution from the main head and (if built) the 1/16 and 1/32 aux heads."""
         size = x.shape[-2:]
-        feats = self._branches(self.stem(x))
-        out = {"out": self._main_logits(feats, size)}
+        feats = self.branch_features(x)
+        out = {"out": self.main_logits(feats, size)}
         if self.aux_heads:
-            f16, f32 = [], []
-            for b, f in enumerate(feats):
-                last = self.genotype.branches[b].last
-                if last == 1:
-                    f16.append(f["out"])
-                elif last == 2:
-                    f16.append(f["downs_in"][1])
-                    f32.append(f["out"])
-            s16 = f16[0].shape[-2:]
-            f16 = [F.interpolate(t, size=s16, mode="bilinear", align_corners=True) for t in f16]
-            for name, head, ts in (("aux16", self.head16, f16), ("aux32", self.head32, f32)):
-                out[name] = F.interpolate(
-                    head(torch.cat(ts, 1)), size=size, mode="bilinear", align_corners=True
-                )
+            aux = self.aux_logits(feats, (self.head16, self.head32), size)
+            out.update(zip(("aux16", "aux32"), aux, strict=True))
         return out
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``(B, num_classes, H, W)`` of the main head."""
-        return self._main_logits(self._branches(self.stem(x)), x.shape[-2:])
+        return self.main_logits(self.branch_features(x), x.shape[-2:])
 
 
 def build_fasterseg_net(

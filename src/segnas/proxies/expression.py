@@ -13,7 +13,8 @@ The 20 unary and 13 binary operations follow the EZNAS-derived "autozc" files of
 and log-softmax act on dim 0; ``gram_matrix`` needs a 4-D tensor with at most ``GRAM_MAX_ROWS`` rows and
 ``slogdet`` a square (batched) matrix; ``cosine_similarity`` compares A with B (not A with itself).
 An operation that does not apply to its operand raises :class:`InvalidExpression`; so do non-finite
-values. Constant expressions are rejected by the search (:mod:`segnas.proxies.proxy_search`).
+values. Constant expressions are rejected by the search (:class:`~segnas.proxies.proxy_search.CachedFitness`).
+An expression is a genotype of :class:`~segnas.proxies.expression_space.ExpressionSpace`.
 
 Activations are stored average-pooled to at most ``activation_pool`` x ``activation_pool`` pixels so that
 the statistics of many architectures fit in memory; the pooling is part of the expression's YAML so a
@@ -52,6 +53,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -234,6 +236,8 @@ def _sketch_binary(
 class Expression:
     """``binary(unary_a...(leaf_a), unary_b...(leaf_b))`` reduced per layer, then over layers."""
 
+    space_name: ClassVar[str] = "proxy_expression"
+
     inputs: tuple[str, str]
     unary: tuple[tuple[str, ...], tuple[str, ...]]
     binary: str
@@ -312,17 +316,23 @@ class Expression:
             raise InvalidExpression(f"non-finite score {total}")
         return total
 
-    def to_dict(self) -> dict:
-        """Plain-data form (lists, strings, ints) for YAML."""
-        data = asdict(self)
+    def rule_violations(self) -> list[str]:
+        """Structural rules (none beyond those the constructor enforces: names of leaves and operations)."""
+        return []
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (lists, strings, ints) for YAML, with the space name."""
+        data = {"space": self.space_name, **asdict(self)}
         data["inputs"] = list(self.inputs)
         data["unary"] = [list(chain) for chain in self.unary]
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> Expression:
+    def from_dict(cls, data: dict[str, Any]) -> Expression:
         """Inverse of :meth:`to_dict` (extra keys such as ``formula`` or ``fitness`` are ignored)."""
-        keys = {f for f in cls.__dataclass_fields__}
+        if data.get("space", cls.space_name) != cls.space_name:
+            raise ValueError(f"not a {cls.space_name} genotype: space={data.get('space')!r}")
+        keys = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in keys})
 
     def save(self, path: str | Path, **extra: object) -> None:

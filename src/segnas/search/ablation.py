@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from segnas.search.operators import restrict_branches
 from segnas.spaces.hyctas import Branch, HyCTASGenotype, HyCTASSpace
 
 SA = "self_attention"
@@ -113,7 +112,7 @@ def random_architectures(space: HyCTASSpace, per_branch_count: int, rng: np.rand
     """``per_branch_count`` distinct random genotypes with 1, 2 and 3 branches: ``random{n}_{k}``."""
     out: dict[str, HyCTASGenotype] = {}
     for n in (1, 2, 3):
-        restricted = restrict_branches(space, n)
+        restricted = space.with_branches(n)
         drawn: list[HyCTASGenotype] = []
         for _ in range(MAX_TRIES):
             if len(drawn) == per_branch_count:

@@ -3,13 +3,16 @@
 Each line is one record ``{"key", "genotype", "metrics", ...}``; a genotype's metrics are merged over
 its lines (later lines add metrics, never recompute them). A line cut short by a killed process is
 ignored on load, so a search restarted on the same file resumes without re-evaluating anything.
+An archive made with an evaluation ``context`` (what the metrics depend on: checkpoint, data, settings)
+starts with a ``{"context": ...}`` line, and opening it with a different context fails naming the
+differences, so a result is only reused where its inputs are identical.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +26,46 @@ def genotype_key(genotype: Genotype) -> str:
     return json.dumps(genotype.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
+class ArchiveMismatch(ValueError):
+    """An archive was made with another evaluation context than the one it is opened with."""
+
+
 class Archive:
     """Records of evaluated genotypes, kept in memory and appended to ``path`` as they arrive.
 
     Args:
         path: the JSONL file (created on the first append; read when it exists).
+        key: canonical key of a genotype (a space's :meth:`~segnas.spaces.base.SearchSpace.key`).
+        context: JSON-serialisable description of what the metrics depend on; None: not checked.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        key: Callable[[Genotype], str] = genotype_key,
+        context: dict[str, Any] | None = None,
+    ) -> None:
         self.path = Path(path)
+        self.key = key
+        self.context = json.loads(json.dumps(context)) if context is not None else None
         self._records: dict[str, dict[str, Any]] = {}
+        self._stored_context: dict[str, Any] | None = None
         self.n_loaded = 0
         if self.path.is_file():
             self._load()
+        self._check_context()
+
+    def _check_context(self) -> None:
+        if self.context is None or (self._stored_context is None and not self._records):
+            return
+        stored = self._stored_context or {}
+        differ = sorted(k for k in set(stored) | set(self.context) if stored.get(k) != self.context.get(k))
+        if differ:
+            detail = "; ".join(f"{k}: archive {stored.get(k)!r} vs now {self.context.get(k)!r}" for k in differ)
+            raise ArchiveMismatch(
+                f"{self.path} was evaluated in another context ({detail}); its results do not apply. "
+                "Use a new output folder, or resume=false to move the old archive aside."
+            )
 
     def _load(self) -> None:
         lines = self.path.read_text().splitlines()
@@ -49,6 +79,9 @@ class Archive:
                 tmp = self.path.with_suffix(".tmp")
                 tmp.write_text("".join(f"{kept}\n" for kept in lines[:-1]))
                 tmp.replace(self.path)
+                continue
+            if "context" in record and "key" not in record:
+                self._stored_context = record["context"]
                 continue
             self._merge(record)
             self.n_loaded += 1
@@ -83,9 +116,12 @@ class Archive:
 
     def append(self, genotype: Genotype, metrics: dict[str, float], **info: Any) -> dict[str, Any]:
         """Write one record line now (flushed) and merge it into memory; returns the merged record."""
-        record = {"key": genotype_key(genotype), "genotype": genotype.to_dict(), "metrics": metrics, **info}
+        record = {"key": self.key(genotype), "genotype": genotype.to_dict(), "metrics": metrics, **info}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
+            if self.context is not None and self._stored_context is None and f.tell() == 0:
+                f.write(json.dumps({"context": self.context}, sort_keys=True) + "\n")
+                self._stored_context = self.context
             f.write(json.dumps(record, sort_keys=True) + "\n")
             f.flush()
         return self._merge(record)

@@ -1,26 +1,42 @@
-"""Objectives of the architecture search: callables ``genotype -> float`` usable without Hydra.
+"""Every objective of the searches: callables ``genotype -> float`` usable without Hydra.
 
+Quality:
 - :class:`SupernetMIoU`: mIoU (%) of a sub-network with the supernet's weights after re-estimating its
   BatchNorm statistics on a fixed set of training images (paper §4.2: 1000 Cityscapes images).
-- :class:`MeasuredLatency`: median batch-1 latency (ms) of the standalone network on a device.
-- :class:`Macs`, :class:`Params`: GMACs (attention matmuls included) and M parameters.
+- :class:`StandaloneMIoU`: validation mIoU (%) of the network trained from scratch for a short budget.
+- :class:`ProxyScore`: a zero-cost proxy of the freshly (seeded) initialised network on one batch.
+
+Cost (the standalone network from a ``build`` callable, e.g. ``partial(build_network, num_classes=19)``):
+- :class:`MeasuredLatency`: median batch-1 latency (ms) on a device.
 - :class:`segnas.search.latency_table.LatencyTable`: the per-operator lookup-table latency model.
+- :class:`Macs`, :class:`Params`: GMACs (attention matmuls included) and M parameters.
+- :class:`ActivationMemory`: the space's estimate of training activation memory (MB).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
+import lightning as L
 import torch
 from torch import Tensor, nn
 
 from segnas.data.base import SegmentationDataset
 from segnas.metrics import confusion_matrix, count_macs, count_params, measure_latency, miou
-from segnas.models.hyctas_net import HyCTASNet
 from segnas.models.supernet import HyCTASSupernet
+from segnas.proxies import compute
+from segnas.spaces import save_genotype
 from segnas.spaces.hyctas import HyCTASGenotype
 
+log = logging.getLogger(__name__)
+
 Batch = tuple[Tensor, Tensor]
+Builder = Callable[[Any], nn.Module]
 
 
 def load_batches(
@@ -97,22 +113,12 @@ class SupernetMIoU:
         return evaluate_miou(net, self.validation, self.num_classes, self.ignore_index)
 
 
-class NetworkBuilder:
-    """Standalone :class:`HyCTASNet` of a genotype (randomly initialised, eval mode) for cost objectives."""
-
-    def __init__(self, num_classes: int, filter_multiplier: int, output_stride: int = 8) -> None:
-        self.num_classes, self.filter_multiplier, self.output_stride = num_classes, filter_multiplier, output_stride
-
-    def __call__(self, genotype: HyCTASGenotype) -> HyCTASNet:
-        return HyCTASNet(genotype, self.num_classes, self.filter_multiplier, self.output_stride).eval()
-
-
 class MeasuredLatency:
     """Median latency (ms) of the standalone network: batch 1, warm-up, synchronised, timed for a duration."""
 
     def __init__(
         self,
-        build: NetworkBuilder,
+        build: Builder,
         input_shape: Sequence[int],
         device: str | torch.device = "cpu",
         warmup: int = 3,
@@ -122,8 +128,8 @@ class MeasuredLatency:
         self.build, self.input_shape, self.device = build, tuple(input_shape), torch.device(device)
         self.warmup, self.duration_s, self.min_iters = warmup, duration_s, min_iters
 
-    def __call__(self, genotype: HyCTASGenotype) -> float:
-        net = self.build(genotype).to(self.device)
+    def __call__(self, genotype: Any) -> float:
+        net = self.build(genotype).eval().to(self.device)
         result = measure_latency(
             net, self.input_shape, self.device, warmup=self.warmup, duration_s=self.duration_s,
             min_iters=self.min_iters,
@@ -134,18 +140,89 @@ class MeasuredLatency:
 class Macs:
     """GMACs of one forward pass of the standalone network at ``input_shape``."""
 
-    def __init__(self, build: NetworkBuilder, input_shape: Sequence[int]) -> None:
+    def __init__(self, build: Builder, input_shape: Sequence[int]) -> None:
         self.build, self.input_shape = build, tuple(input_shape)
 
-    def __call__(self, genotype: HyCTASGenotype) -> float:
+    def __call__(self, genotype: Any) -> float:
         return count_macs(self.build(genotype), torch.randn(*self.input_shape)) / 1e9
 
 
 class Params:
     """Millions of parameters of the standalone network."""
 
-    def __init__(self, build: NetworkBuilder) -> None:
+    def __init__(self, build: Builder) -> None:
         self.build = build
 
-    def __call__(self, genotype: HyCTASGenotype) -> float:
+    def __call__(self, genotype: Any) -> float:
         return count_params(self.build(genotype)) / 1e6
+
+
+class ActivationMemory:
+    """The space's estimate of the training activation memory (MB) of a genotype (``space.memory_mb``)."""
+
+    def __init__(self, estimate: Callable[[Any], float]) -> None:
+        self.estimate = estimate
+
+    def __call__(self, genotype: Any) -> float:
+        return float(self.estimate(genotype))
+
+
+class ProxyScore:
+    """A zero-cost proxy of a genotype's network, initialised with the same seed for every candidate,
+    on one fixed batch; a proxy that fails or is not finite gives NaN (an invalid candidate, never fatal).
+
+    Args:
+        proxy: a name of :func:`segnas.proxies.available`.
+        build: genotype -> network.
+        inputs, targets: the scoring batch.
+        options: keyword options of the proxy (e.g. saswot's calibrated ``ranges``).
+        seed: the initialisation seed.
+    """
+
+    def __init__(
+        self, proxy: str, build: Builder, inputs: Tensor, targets: Tensor,
+        options: Mapping[str, Any] | None = None, seed: int = 0,
+    ) -> None:
+        self.proxy, self.build, self.inputs, self.targets = proxy, build, inputs, targets
+        self.options, self.seed = dict(options or {}), seed
+
+    def __call__(self, genotype: Any) -> float:
+        torch.manual_seed(self.seed)
+        try:
+            net = self.build(genotype)
+            value = compute([self.proxy], net, self.inputs, self.targets, options={self.proxy: self.options})
+        except Exception as exc:
+            log.warning("%s failed: %s: %s", self.proxy, type(exc).__name__, exc)
+            return math.nan
+        v = float(value[self.proxy])
+        return v if math.isfinite(v) else math.nan
+
+
+class StandaloneMIoU:
+    """Final validation mIoU (%) of a genotype's network trained from scratch for a short budget.
+
+    Every network is trained with the same seed (whatever the order) in ``folder/<key hash>``.
+
+    Args:
+        module: genotype -> LightningModule to fit (its network built from the genotype's contents).
+        trainer: folder -> a Lightning trainer (max epochs, no checkpoints or loggers).
+        datamodule: the data.
+        folder: where each network's genotype and trainer files go.
+        key: canonical key of a genotype (names its folder).
+        seed: the training seed.
+    """
+
+    def __init__(
+        self, module: Callable[[Any], L.LightningModule], trainer: Callable[[Path], L.Trainer],
+        datamodule: L.LightningDataModule, folder: Path, key: Callable[[Any], str], seed: int = 0,
+    ) -> None:
+        self.module, self.trainer, self.datamodule = module, trainer, datamodule
+        self.folder, self.key, self.seed = Path(folder), key, seed
+
+    def __call__(self, genotype: Any) -> float:
+        name = hashlib.sha1(self.key(genotype).encode()).hexdigest()[:12]
+        path = save_genotype(genotype, self.folder / name / "genotype.yaml")
+        L.seed_everything(self.seed, workers=True, verbose=False)
+        trainer = self.trainer(path.parent)
+        trainer.fit(self.module(genotype), datamodule=self.datamodule)
+        return float(trainer.callback_metrics["val/mIoU"])

@@ -1,6 +1,8 @@
 """Search spaces behind one registry, and genotype YAML files (validated on load).
 
-``SPACES`` maps a space name to its class; a new space registers itself by adding an entry here.
+``SPACES`` maps a space name to its class; a new space registers itself by adding an entry here. A
+genotype YAML may also carry its measured ``metrics`` and the ``retrain_command`` that retrains it;
+loading ignores both.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from segnas.spaces.fasterseg import FasterSegGenotype, FasterSegSpace
 from segnas.spaces.hyctas import HyCTASGenotype, HyCTASSpace
 
 SPACES: dict[str, type[SearchSpace]] = {"hyctas": HyCTASSpace, "fasterseg": FasterSegSpace}
+METADATA_KEYS = ("metrics", "retrain_command")
 
 
 def get_space(name: str, /, **cfg: Any) -> SearchSpace:
@@ -43,6 +46,11 @@ def resolve_genotype_path(spec: str | Path) -> Path:
     return arch_path(spec.removeprefix("pkg://")) if spec.startswith("pkg://") else Path(spec)
 
 
+def _from_dict(data: Mapping[str, Any], space: str) -> Genotype:
+    """A genotype of ``space`` from its plain-dict form (metadata keys dropped)."""
+    return SPACES[space].genotype_cls.from_dict({k: v for k, v in data.items() if k not in METADATA_KEYS})
+
+
 def load_genotype(path: str | Path) -> Any:
     """Read and validate a genotype YAML; ``ValueError`` names the file and the violated rule."""
     path = resolve_genotype_path(path)
@@ -53,7 +61,7 @@ def load_genotype(path: str | Path) -> Any:
     if not isinstance(data, dict) or data.get("space") not in SPACES:
         raise ValueError(f"{path}: expected a mapping with 'space' in {sorted(SPACES)}")
     try:
-        genotype = SPACES[data["space"]].genotype_cls.from_dict(data)
+        genotype = _from_dict(data, data["space"])
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
     problems = genotype.rule_violations()
@@ -62,15 +70,27 @@ def load_genotype(path: str | Path) -> Any:
     return genotype
 
 
-def save_genotype(genotype: Genotype, path: str | Path) -> Path:
-    """Write a genotype as YAML (lists in flow style, one branch per block)."""
+def save_genotype(
+    genotype: Genotype,
+    path: str | Path,
+    metrics: Mapping[str, Any] | None = None,
+    command: str | None = None,
+) -> Path:
+    """Write a genotype as YAML (lists in flow style, one branch per block), with its measured ``metrics``
+    (name -> number) and the ``command`` that retrains it when given."""
+    data = genotype.to_dict()
+    if metrics is not None:
+        data["metrics"] = {str(k): v.item() if hasattr(v, "item") else v for k, v in metrics.items()}
+    if command is not None:
+        data["retrain_command"] = command
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(genotype.to_dict(), sort_keys=False, default_flow_style=None, width=200))
+    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200))
     return path
 
 
 __all__ = [
+    "METADATA_KEYS",
     "SPACES",
     "FasterSegGenotype",
     "FasterSegSpace",
@@ -79,6 +99,7 @@ __all__ = [
     "HyCTASSpace",
     "SearchSpace",
     "arch_path",
+    "as_genotype",
     "get_space",
     "load_genotype",
     "resolve_genotype_path",
@@ -86,17 +107,24 @@ __all__ = [
 ]
 
 
-def as_genotype(value: str | Path | Mapping[str, Any] | Genotype, space: str) -> Genotype:
-    """A genotype of ``space`` from a genotype, its plain-dict form, or a YAML path / ``pkg://NAME``.
+def as_genotype(value: str | Path | Mapping[str, Any] | Genotype, space: str | None = None) -> Genotype:
+    """A genotype from a genotype, its plain-dict form, or a YAML path / ``pkg://NAME``; of ``space``
+    when given, else of the space it names (a dict needs its ``space`` key).
 
     Rule checks are left to the network builders (and to :func:`load_genotype` for files).
     """
-    cls = SPACES[space].genotype_cls
     if isinstance(value, Mapping):
-        return cls.from_dict(dict(value))
+        named = value.get("space", space)
+        if named not in SPACES or (space is not None and named != space):
+            expected = repr(space) if space is not None else f"one of {sorted(SPACES)}"
+            raise ValueError(f"genotype dict: space {named!r}, expected {expected}")
+        return _from_dict(value, named)
     is_file = isinstance(value, (str, Path))
     genotype = load_genotype(value) if is_file else value
-    if not isinstance(genotype, cls):
+    name = getattr(genotype, "space_name", None)
+    known = name in SPACES and isinstance(genotype, SPACES[name].genotype_cls)
+    if not known or (space is not None and name != space):
         source = str(value) if is_file else type(value).__name__
-        raise ValueError(f"{source}: expected a {space} genotype, got space {genotype.space_name!r}")
+        expected = f"a {space} genotype" if space is not None else f"a genotype of {sorted(SPACES)}"
+        raise ValueError(f"{source}: expected {expected}, got space {name!r}")
     return genotype

@@ -1,7 +1,13 @@
-"""Common interface of the search spaces (what the search algorithms and stages rely on)."""
+"""Common interface of the search spaces: what every search algorithm and stage relies on.
+
+A space owns its genetic vocabulary (NASLib's habit): sampling, an integer encoding, the variable groups
+that crossover swaps and mutation redraws, mutation and crossover on encodings, constraint violations and a
+canonical key. The algorithms in :mod:`segnas.search` know no space beyond this interface.
+"""
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Protocol
 
@@ -19,7 +25,11 @@ class Genotype(Protocol):
 
 
 class SearchSpace(ABC):
-    """A space of genotypes with sampling, an integer-vector encoding for pymoo, and constraints."""
+    """A space of genotypes: sampling, an integer-vector encoding, genetic operators and constraints.
+
+    Subclasses implement the abstract methods; the genetic operators have generic defaults over
+    :meth:`variable_groups` that a space overrides where its genes have more structure.
+    """
 
     name: ClassVar[str]
     genotype_cls: ClassVar[type]
@@ -52,3 +62,51 @@ class SearchSpace(ABC):
     def is_valid(self, genotype: Any) -> bool:
         """True when the genotype violates no constraint."""
         return not self.violations(genotype)
+
+    def key(self, genotype: Any) -> str:
+        """Canonical key: two genotypes that build the same network have the same key."""
+        return json.dumps(genotype.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def variable_groups(self) -> list[list[int]]:
+        """Indices of the variables that only make sense together (crossover and mutation units)."""
+        return [[i] for i in range(self.n_var)]
+
+    def sample_encoding(self, rng: np.random.Generator) -> np.ndarray:
+        """Encoding of a sample (a space may fill variables its decoding ignores)."""
+        return self.encode(self.sample(rng))
+
+    def mutate(self, x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+        """Redraw each variable group with probability ``p`` (at least one group) to another value, uniform
+        among the group's other values within bounds (groups with a single possible value are left alone)."""
+        lo, hi = self.bounds()
+        child = np.array(x, dtype=np.int64)
+        groups = [g for g in self.variable_groups() if np.any(hi[g] > lo[g])]
+        if not groups:
+            return child
+        chosen = [g for g in groups if rng.random() < p] or [groups[int(rng.integers(len(groups)))]]
+        for g in chosen:
+            sizes = tuple(int(s) for s in hi[g] - lo[g] + 1)
+            current = int(np.ravel_multi_index(tuple(np.clip(child[g], lo[g], hi[g]) - lo[g]), sizes))
+            new = int(rng.integers(int(np.prod(sizes)) - 1))
+            new += new >= current
+            child[g] = np.array(np.unravel_index(new, sizes), dtype=np.int64) + lo[g]
+        return child
+
+    def crossover(
+        self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform crossover of variable groups: two complementary children."""
+        groups = self.variable_groups()
+        first, second = np.array(a, dtype=np.int64), np.array(b, dtype=np.int64)
+        for group, swap in zip(groups, rng.random(len(groups)) < 0.5, strict=True):
+            if swap:
+                first[group], second[group] = b[group], a[group]
+        return first, second
+
+    def build_options(self) -> dict[str, Any]:
+        """Keyword options of :func:`segnas.models.build_network` that this space's settings fix."""
+        return {}
+
+    def strata(self) -> list[tuple[str, SearchSpace]]:
+        """Sub-spaces searched separately when a search is stratified (e.g. HyCTAS per branch count)."""
+        return [("all", self)]

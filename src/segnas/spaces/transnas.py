@@ -222,8 +222,14 @@ def parse(arch_str: str) -> tuple[int, str, str | None]:
     return channels, modules, cell
 
 
-def build(arch_str: str, num_classes: int = NUM_CLASSES) -> nn.Module:
-    """The TNB-101 segmentsemantic network (encoder + decoder) of ``arch_str``."""
+def build(arch_str: str, num_classes: int = NUM_CLASSES, seed: int | None = None) -> nn.Module:
+    """The TNB-101 segmentsemantic network (encoder + decoder) of ``arch_str``.
+
+    With ``seed``, torch's global generator is seeded first, so a net's initial weights depend only on
+    ``(arch_str, seed)``, not on what was drawn before.
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
     return TransNASSegmenter(arch_str, num_classes)
 
 

@@ -11,6 +11,7 @@ and ``ablation.jsonl`` (results as they finish; a re-run in the same folder skip
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -18,14 +19,14 @@ import numpy as np
 from omegaconf import DictConfig
 
 from segnas.callbacks.history import write_rows_csv
+from segnas.models import build_network
 from segnas.search.ablation import CONVS, SA, random_architectures, table8_variants
 from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator
-from segnas.search.objectives import Macs, NetworkBuilder, Params
+from segnas.search.objectives import Macs, Params
 from segnas.spaces import get_space, load_genotype
 from segnas.spaces.hyctas import HyCTASGenotype, HyCTASSpace
-from segnas.stages.common import build_datamodule, to_container
-from segnas.stages.correlate import StandaloneMIoU
+from segnas.stages.common import build_datamodule, standalone_miou, to_container
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
@@ -93,15 +94,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     meta = datamodule.metadata()
     shape = [int(v) for v in stage.cost_input] if stage.cost_input else [1, 3, *datamodule.crop_size]
-    builder = NetworkBuilder(meta["num_classes"], int(stage.filter_multiplier), int(stage.output_stride))
+    options = {"filter_multiplier": int(stage.filter_multiplier), "output_stride": int(stage.output_stride)}
+    builder = functools.partial(build_network, num_classes=meta["num_classes"], **options)
     evaluator = Evaluator(
         {
             "macs_g": Macs(builder, shape),
             "params_m": Params(builder),
-            "standalone_miou": StandaloneMIoU(cfg, datamodule, out / "networks", int(stage.filter_multiplier),
-                                              int(stage.output_stride), int(stage.train_epochs)),
+            "standalone_miou": standalone_miou(cfg, datamodule, out / "networks", space.key,
+                                               int(stage.train_epochs), **options),
         },
-        Archive(out / "ablation.jsonl"),
+        Archive(out / "ablation.jsonl", key=space.key),
     )
     rows = []
     for name, (group, g) in networks.items():

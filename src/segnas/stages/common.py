@@ -1,12 +1,15 @@
-"""Pieces every training-like stage uses: data, callbacks, loggers, trainer, checkpoint lookup."""
+"""Wiring every stage shares: data, callbacks, loggers, trainer, checkpoint lookup, the supernet."""
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -14,6 +17,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from segnas.data.base import SegmentationDataModule
+from segnas.lit.segmentation import SegmentationModule
+from segnas.lit.supernet import SupernetModule
+from segnas.proxies import get as get_proxy
+from segnas.search.objectives import StandaloneMIoU, SupernetMIoU, load_batches
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +83,94 @@ def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
     return paths
 
 
+def proxy_options(proxy: str, options: DictConfig | None, key: str) -> dict[str, Any]:
+    """``options`` (config ``key``) as keyword arguments of ``proxy``; an unknown proxy or keyword fails
+    naming it."""
+    accepted = set(inspect.signature(get_proxy(proxy).fn).parameters) - {"ctx", "ranges"}
+    given = to_container(options) if options else {}
+    unknown = sorted(set(given) - accepted)
+    if unknown:
+        raise ValueError(f"{key}: {unknown} are not options of proxy {proxy!r} (it accepts {sorted(accepted)})")
+    return given
+
+
+def device_of(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_supernet_module(
+    cfg: DictConfig, settings: DictConfig, metadata: dict[str, Any]
+) -> SupernetModule:
+    """The supernet LightningModule of ``cfg.space`` merged with ``settings.space_overrides`` and trained
+    with ``settings.module`` (the ``supernet`` config block)."""
+    overrides = settings.get("space_overrides")
+    space_config = {**to_container(cfg.space), **(to_container(overrides) if overrides else {})}
+    return SupernetModule(
+        space_config=space_config,
+        num_classes=metadata["num_classes"],
+        ignore_index=metadata["ignore_index"],
+        seed=int(cfg.seed),
+        **to_container(settings.module),
+    )
+
+
+def prepare_supernet(
+    cfg: DictConfig, datamodule: SegmentationDataModule, out: Path
+) -> tuple[SupernetModule, L.Trainer | None]:
+    """The supernet of ``cfg.stage.supernet.ckpt``, or one trained now into ``out/checkpoints`` for
+    ``cfg.stage.supernet.epochs`` (resumed from there when the folder already holds a checkpoint)."""
+    settings = cfg.stage.supernet
+    if settings.ckpt:
+        log.info("Loading supernet %s", settings.ckpt)
+        return SupernetModule.load_from_checkpoint(settings.ckpt, map_location="cpu"), None
+    module = build_supernet_module(cfg, settings, datamodule.metadata())
+    trainer = build_trainer(cfg, max_epochs=int(settings.epochs))
+    log.info("No supernet checkpoint given: training one for %d epochs", settings.epochs)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg, out))
+    return module, trainer
+
+
+def supernet_miou(
+    cfg: DictConfig, module: SupernetModule, datamodule: SegmentationDataModule, device: torch.device
+) -> SupernetMIoU:
+    """Supernet mIoU after BN recalibration on ``stage.evaluation.recalibration_images`` random training
+    images (fixed augmentation), on the first ``stage.evaluation.val_images`` validation images."""
+    ev, meta = cfg.stage.evaluation, datamodule.metadata()
+    datamodule.setup("fit")
+    rng = np.random.default_rng(int(cfg.seed))
+    n_train, n_val = len(datamodule.train_set), len(datamodule.val_set)
+    recal_idx = rng.choice(n_train, size=min(int(ev.recalibration_images), n_train), replace=False)
+    recal = load_batches(datamodule.train_set, sorted(recal_idx.tolist()), int(ev.batch_size), int(cfg.seed))
+    val = load_batches(datamodule.val_set, range(min(int(ev.val_images), n_val)), int(ev.batch_size))
+    return SupernetMIoU(module.supernet.to(device), recal, val, meta["num_classes"], meta["ignore_index"])
+
+
+def standalone_miou(
+    cfg: DictConfig, datamodule: SegmentationDataModule, folder: Path, key: Callable[[Any], str],
+    epochs: int, **network_options: Any,
+) -> StandaloneMIoU:
+    """mIoU after ``epochs`` epochs of training each network from scratch (``cfg.optim``, ``cfg.trainer``
+    without checkpoints or loggers, the run's seed), networks built by ``build_network(**network_options)``."""
+    meta = datamodule.metadata()
+
+    def module(genotype: Any) -> SegmentationModule:
+        return SegmentationModule(
+            net_config={"_target_": "segnas.models.build_network", "genotype": genotype.to_dict(),
+                        **network_options},
+            num_classes=meta["num_classes"], class_names=meta["class_names"], ignore_index=meta["ignore_index"],
+            **to_container(cfg.optim),
+        )
+
+    def trainer(root: Path) -> L.Trainer:
+        return instantiate(cfg.trainer, max_epochs=epochs, logger=False, callbacks=[], enable_checkpointing=False,
+                           default_root_dir=str(root))
+
+    return StandaloneMIoU(module, trainer, datamodule, folder, key, int(cfg.seed))
+
+
 def scoring_batch(
     data: DictConfig | None, inputs: str, batch_size: int, size: tuple[int, int], num_classes: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -97,3 +192,22 @@ def scoring_batch(
         batch = next(iter(datamodule.train_dataloader()))
         return batch["image"], batch["mask"], int(datamodule.metadata()["num_classes"])
     raise ValueError(f"stage.inputs must be 'random' or 'data', got {inputs!r}")
+
+
+def transnas_scoring_batch(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The proxy batch of the TransNAS-Bench-101 stages from ``cfg.stage`` (``inputs``, ``batch_size``,
+    ``resolution``) and ``cfg.seed``; data classes the benchmark's 17-way head lacks are ignored (255)."""
+    from segnas.spaces import transnas  # the benchmark's head only matters to these stages
+
+    res = int(cfg.stage.resolution)
+    images, labels, _ = scoring_batch(
+        cfg.get("data"),
+        str(cfg.stage.inputs),
+        int(cfg.stage.batch_size),
+        (res, res),
+        transnas.NUM_CLASSES,
+        int(cfg.seed),
+    )
+    labels = labels.clone()
+    labels[labels >= transnas.NUM_CLASSES] = 255
+    return images, labels

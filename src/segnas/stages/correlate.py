@@ -9,7 +9,6 @@ trained 40k iterations) with ``correlation.csv`` and ``correlation.png``. Both s
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,61 +18,23 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from segnas.callbacks.history import write_rows_csv
-from segnas.data.base import SegmentationDataModule
-from segnas.lit.segmentation import SegmentationModule
 from segnas.metrics import rank_correlations
-from segnas.search.archive import Archive, genotype_key
+from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator
-from segnas.spaces import save_genotype
 from segnas.spaces.hyctas import HyCTASGenotype
-from segnas.stages.common import build_datamodule, to_container
-from segnas.stages.search import device_of, prepare_supernet, supernet_miou
-from segnas.utils.run import output_dir, seed_everything
+from segnas.stages.common import (
+    build_datamodule,
+    device_of,
+    prepare_supernet,
+    standalone_miou,
+    supernet_miou,
+)
+from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
-
-
-class StandaloneMIoU:
-    """Final validation mIoU (%) of a genotype's network trained from scratch with ``cfg.optim``.
-
-    Every network is trained with the run's seed (whatever the order), for ``epochs`` epochs of the
-    trainer group's settings, without checkpoints or loggers, in ``folder/<genotype hash>``.
-    """
-
-    def __init__(
-        self, cfg: DictConfig, datamodule: SegmentationDataModule, folder: Path, filter_multiplier: int,
-        output_stride: int, epochs: int,
-    ) -> None:
-        self.cfg, self.datamodule, self.folder = cfg, datamodule, folder
-        self.filter_multiplier, self.output_stride, self.epochs = filter_multiplier, output_stride, epochs
-
-    def __call__(self, genotype: HyCTASGenotype) -> float:
-        meta = self.datamodule.metadata()
-        name = hashlib.sha1(genotype_key(genotype).encode()).hexdigest()[:12]
-        path = save_genotype(genotype, self.folder / name / "genotype.yaml")
-        seed_everything(int(self.cfg.seed))
-        module = SegmentationModule(
-            net_config={
-                "_target_": "segnas.models.hyctas_net.build_hyctas_net",
-                "genotype": str(path),
-                "filter_multiplier": self.filter_multiplier,
-                "output_stride": self.output_stride,
-            },
-            num_classes=meta["num_classes"],
-            class_names=meta["class_names"],
-            ignore_index=meta["ignore_index"],
-            **to_container(self.cfg.optim),
-        )
-        trainer = instantiate(
-            self.cfg.trainer, max_epochs=self.epochs, logger=False, callbacks=[], enable_checkpointing=False,
-            default_root_dir=str(path.parent),
-        )
-        trainer.fit(module, datamodule=self.datamodule)
-        return float(trainer.callback_metrics["val/mIoU"])
 
 
 def plot_correlation(rows: list[dict[str, Any]], corr: dict[str, float], path: Path) -> None:
@@ -103,12 +64,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         g = space.sample(rng)
         if g not in genotypes:
             genotypes.append(g)
-    standalone = StandaloneMIoU(cfg, datamodule, out / "standalone", space.filter_multiplier,
-                                module.hparams.output_stride, int(cfg.stage.train_epochs))
+    standalone = standalone_miou(cfg, datamodule, out / "standalone", space.key, int(cfg.stage.train_epochs),
+                                 output_stride=int(module.hparams.output_stride), **space.build_options())
     evaluator = Evaluator(
         {"supernet_miou": supernet_miou(cfg, module, datamodule, device_of(cfg.stage.device)),
          "standalone_miou": standalone},
-        Archive(out / "correlation.jsonl"),
+        Archive(out / "correlation.jsonl", key=space.key),
     )
     rows = []
     for i, g in enumerate(genotypes):

@@ -1,4 +1,5 @@
-"""``stage=evaluate``: mIoU, per-class IoU, MACs, params and FPS of a trained checkpoint."""
+"""``stage=evaluate``: mIoU, per-class IoU, MACs, params and FPS of a trained checkpoint (any network a
+``stage=train`` or ``stage=retrain`` checkpoint holds; costs without auxiliary heads)."""
 
 from __future__ import annotations
 
@@ -15,22 +16,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from segnas.callbacks.history import write_rows_csv
-from segnas.lit.segmentation import SegmentationModule
+from segnas.lit.inference import load_checkpoint
 from segnas.metrics import count_macs_params, measure_latency
+from segnas.models.aux_heads import deploy_net
 from segnas.stages.common import build_datamodule
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
-
-
-def load_checkpoint(path: str | Path | None) -> SegmentationModule:
-    """Load a ``stage=train`` checkpoint (the network config travels inside it)."""
-    if not path:
-        raise ValueError("stage=evaluate needs ckpt_path=PATH (a checkpoint written by stage=train)")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={path} does not exist")
-    return SegmentationModule.load_from_checkpoint(path, map_location="cpu")
 
 
 def plot_per_class(per_class: dict[str, float], path: Path) -> None:
@@ -84,7 +76,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     stage = cfg.stage
     height, width = stage.input_size or datamodule.val_set[0]["image"].shape[-2:]
     shape = (1, 3, int(height), int(width))
-    net = module.net.eval()
+    net = deploy_net(module.net).eval()
     macs, params = count_macs_params(net, shape)
     latency = measure_latency(net, shape, device=stage.latency_device, duration_s=stage.latency_duration_s)
     results = {

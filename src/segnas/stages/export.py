@@ -11,8 +11,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from segnas.lit.inference import load_checkpoint
 from segnas.models.aux_heads import deploy_net
-from segnas.stages.evaluate import load_checkpoint
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"stage.formats: unknown {unknown}; choose from {list(FORMATS)}")
-    if not cfg.get("ckpt_path"):
-        raise ValueError(
-            "stage=export needs ckpt_path=PATH (a checkpoint written by stage=train or stage=retrain)"
-        )
+    net = deploy_net(load_checkpoint(cfg.get("ckpt_path")).net).eval()
     out = output_dir(cfg)
-    net = deploy_net(load_checkpoint(cfg.ckpt_path).net).eval()
     height, width = (int(s) for s in stage.input_size)
     generator = torch.Generator().manual_seed(int(cfg.seed))
     example = torch.randn(1, 3, height, width, generator=generator)

@@ -16,8 +16,8 @@ from segnas.callbacks.latency import LatencyMonitor
 from segnas.data.base import SegmentationDataModule
 from segnas.lit.panoptic import PanopticModule, ground_truth_segments
 from segnas.metrics.panoptic import pq_compute, pq_percent
-from segnas.models.aux_heads import as_genotype
 from segnas.models.panoptic_postprocess import PanopticPredictionWriter
+from segnas.spaces import HyCTASGenotype, as_genotype
 from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, resolve_ckpt, to_container
 from segnas.utils.run import output_dir
 
@@ -47,12 +47,24 @@ def dataset_categories(datamodule: SegmentationDataModule) -> list[dict[str, Any
     ]
 
 
+def panoptic_genotype(spec: Any) -> HyCTASGenotype:
+    """The HyCTAS genotype of ``stage.genotype``; other spaces are refused (the instance decoder needs the
+    HyCTAS trunk's multi-branch features)."""
+    genotype = as_genotype(spec)
+    if not isinstance(genotype, HyCTASGenotype):
+        raise ValueError(
+            f"stage=panoptic builds its heads on a HyCTAS backbone; stage.genotype={spec} is a "
+            f"{genotype.space_name} genotype (supported space: hyctas)"
+        )
+    return genotype
+
+
 def build_module(cfg: DictConfig, categories: list[dict[str, Any]], ignore_index: int) -> PanopticModule:
     """The :class:`PanopticModule` of ``cfg.stage`` (net, loss, targets, post-processing) + ``cfg.optim``."""
     stage = cfg.stage
     net_config = {
         "_target_": "segnas.models.panoptic_deeplab.build_panoptic_hyctas",
-        "genotype": as_genotype(stage.genotype).to_dict(),
+        "genotype": panoptic_genotype(stage.genotype).to_dict(),
         "filter_multiplier": int(stage.filter_multiplier),
         "instance_width": stage.instance_width,
         "head_width": int(stage.head_width),

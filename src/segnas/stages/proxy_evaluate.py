@@ -27,31 +27,10 @@ from segnas.proxies import calibrate_cached, compute
 from segnas.proxies.benchmark import Record, load
 from segnas.proxies.evaluation import COEFFICIENTS, ScoreFile, draw_samples, score_all, summarize
 from segnas.spaces import transnas
-from segnas.stages.common import scoring_batch
+from segnas.stages.common import transnas_scoring_batch
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
-
-
-def _batch(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The scoring batch: random N(0,1) images with uniform labels, or one training batch of ``cfg.data``."""
-    res = int(cfg.stage.resolution)
-    images, labels, _ = scoring_batch(
-        cfg.get("data"),
-        str(cfg.stage.inputs),
-        int(cfg.stage.batch_size),
-        (res, res),
-        transnas.NUM_CLASSES,
-        int(cfg.seed),
-    )
-    labels = labels.clone()
-    labels[labels >= transnas.NUM_CLASSES] = 255  # data classes the benchmark's 17-way head does not have
-    return images, labels
-
-
-def _build(arch: str, seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)  # an arch's init does not depend on what was scored before it
-    return transnas.build(arch)
 
 
 def _proxy_options(cfg: DictConfig, space: str, batch: tuple[torch.Tensor, ...], out: Path) -> dict:
@@ -64,7 +43,7 @@ def _proxy_options(cfg: DictConfig, space: str, batch: tuple[torch.Tensor, ...],
     options: dict[str, dict[str, Any]] = {"saswot_minus": dict(reduce)}
     if "saswot" in cfg.stage.proxies:
         ranges = calibrate_cached(
-            lambda rng: _build(transnas.sample(rng, space), rng.randrange(2**31)),
+            lambda rng: transnas.build(transnas.sample(rng, space), seed=rng.randrange(2**31)),
             int(sas.calibration_archs),
             *batch,
             space=f"transnas-{space}",
@@ -174,7 +153,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     names, spaces = list(stage.proxies), list(stage.spaces)
     csv_path = to_absolute_path(str(cfg.benchmark.csv))
     records = load(csv_path, str(cfg.benchmark.target))
-    batch = _batch(cfg)
+    batch = transnas_scoring_batch(cfg)
     rng = random.Random(int(cfg.seed))
     results: dict[str, Any] = {
         "proxies": {n: {} for n in names},
@@ -200,7 +179,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         scores = score_all(
             [a for sample in samples for a in sample],
             lambda arch, options=options: compute(
-                names, _build(arch, int(cfg.seed)), *batch, options=options
+                names, transnas.build(arch, seed=int(cfg.seed)), *batch, options=options
             ),
             store,
             bool(stage.progress),

@@ -1,5 +1,6 @@
-"""``stage=retrain``: a genotype YAML -> standalone HyCTAS network trained with the paper's recipe
-(auxiliary heads, scheduled drop path, top-k CE, optional distillation) -> mIoU, MACs, params, FPS."""
+"""``stage=retrain``: a genotype YAML of any space (HyCTAS, FasterSeg) -> standalone network trained with
+the HyCTAS paper's recipe (auxiliary heads, scheduled drop path where the network has it, top-k CE,
+optional distillation) -> mIoU, MACs, params, FPS."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from segnas.data.base import SegmentationDataModule
 from segnas.lit.retrain import RetrainModule
 from segnas.lit.segmentation import SegmentationModule
 from segnas.metrics import count_macs_params, measure_latency
-from segnas.models.aux_heads import as_genotype, deploy_net
+from segnas.models.aux_heads import deploy_net
+from segnas.models.factory import network_options
+from segnas.spaces import as_genotype
 from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, resolve_ckpt, to_container
 from segnas.utils.run import output_dir
 
@@ -22,19 +25,25 @@ log = logging.getLogger(__name__)
 
 
 def net_config(stage: DictConfig) -> dict[str, Any]:
-    """The ``_target_`` config of the retrained network, with the genotype inlined (self-contained ckpt)."""
+    """The ``build_network`` config of the retrained network, with the genotype inlined (self-contained
+    checkpoint) and the stage's options its space accepts (HyCTAS: all; FasterSeg: ``aux_heads``)."""
     if not stage.get("genotype"):
         raise ValueError(
             "stage=retrain needs arch=hyctas_s|hyctas_m|hyctas_l or stage.genotype=PATH "
             "(a genotype YAML written by stage=search or stage=zero_shot_search)"
         )
-    return {
-        "_target_": "segnas.models.aux_heads.build_retrain_net",
-        "genotype": as_genotype(stage.genotype).to_dict(),
+    genotype = as_genotype(stage.genotype)
+    wanted = {
         "filter_multiplier": int(stage.filter_multiplier),
         "output_stride": int(stage.output_stride),
-        "aux": stage.aux_weight > 0,
+        "aux_heads": stage.aux_weight > 0,
     }
+    accepted = network_options(genotype.space_name)
+    ignored = sorted(set(wanted) - set(accepted))
+    if ignored:
+        log.info("A %s network has no %s: those stage settings are ignored", genotype.space_name, ignored)
+    options = {k: v for k, v in wanted.items() if k in accepted}
+    return {"_target_": "segnas.models.build_network", "genotype": genotype.to_dict(), **options}
 
 
 def build_module(cfg: DictConfig, datamodule: SegmentationDataModule) -> RetrainModule:
@@ -94,6 +103,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "val/per_class_iou": per_class,
         "eval_scales": module.eval_scales,
         "eval_flip": module.eval_flip,
+        "space": module.hparams.net_config["genotype"]["space"],
         "net": {k: v for k, v in module.hparams.net_config.items() if k != "genotype"},
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,

@@ -1,146 +1,343 @@
-"""``stage=search``: HyCTAS multi-objective search (paper §3.4, Algorithm 1) on a trained supernet.
+"""``stage=search``: one search engine for every space, score and algorithm.
 
-supernet checkpoint (``stage.supernet.ckpt``; trained first into this run folder when null) -> for every
-candidate: cost (lookup-table or measured latency, MACs, params), then BN recalibration + mIoU on a
-validation subset -> NSGA-II (``search`` group) -> ``archive.jsonl`` (every evaluation, appended at once;
-a re-run in the same folder resumes from it), ``pareto.csv``, ``pareto.png``, ``genotypes/*.yaml``,
-``evaluations.csv``; with ``search.random_baseline`` also random search on the same budget, and the
-hypervolumes of both against one reference point.
+``space=hyctas|fasterseg`` x ``score=supernet|proxy|standalone`` x ``search=nsga2|topk|random``:
+the score (supernet mIoU after BN recalibration, a zero-cost proxy, or mIoU after a short training) and
+the costs (latency by lookup table or measurement, MACs, params) are objectives evaluated through the
+append-only ``archive.jsonl`` (a re-run in the same folder resumes from it); budgets (``search.max_*``)
+reject candidates before they are scored. NSGA-II trades the score off against ``search.objective``;
+top-k evolution maximises the score alone. ``search.warm_start=proxy`` seeds the first population with
+the best of a proxy-ranked random pool. Writes ``archive.jsonl``, ``evaluations.csv`` (or
+``stage.table``), ``pareto.csv``, ``pareto.png``, ``genotypes/{arch,rank,random}_NN.yaml`` (each with
+its metrics and retrain command) and returns hypervolumes and counts (``results.json``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from segnas.callbacks.history import write_rows_csv
-from segnas.data.base import SegmentationDataModule
-from segnas.lit.supernet import SupernetModule
-from segnas.search.algorithms import MIOU, Evaluated, run_nsga2, run_random, unique
+from segnas.models import build_network
+from segnas.proxies import calibrate_cached
+from segnas.search import report
+from segnas.search.algorithms import run_nsga2, run_random, unique
 from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator, Objective
 from segnas.search.latency_table import LatencyTable, agreement
-from segnas.search.objectives import Macs, MeasuredLatency, NetworkBuilder, Params, SupernetMIoU, load_batches
-from segnas.search.pareto import hypervolume, pareto_indices
+from segnas.search.objectives import ActivationMemory, Builder, Macs, MeasuredLatency, Params, ProxyScore
+from segnas.search.pareto import hypervolume
 from segnas.search.plot import plot_search
-from segnas.spaces import save_genotype
-from segnas.spaces.hyctas import HyCTASGenotype
-from segnas.stages import supernet as supernet_stage
-from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, resolve_ckpt
+from segnas.search.problem import Evaluated, Goal, SearchProblem
+from segnas.search.topk import run_topk
+from segnas.search.warm_start import select_initial
+from segnas.spaces import get_space
+from segnas.spaces.base import SearchSpace
+from segnas.stages.common import (
+    build_datamodule,
+    checkpoint_paths,
+    device_of,
+    prepare_supernet,
+    proxy_options,
+    scoring_batch,
+    standalone_miou,
+    supernet_miou,
+    to_container,
+)
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
 
 COSTS = {"latency": "latency_ms", "macs": "macs_g", "params": "params_m"}
+BUDGETS = {"max_latency_ms": "latency_ms", "max_macs_g": "macs_g", "max_params_m": "params_m"}
+ALGORITHMS = ("nsga2", "topk", "random")
+SCORES = {"supernet": "miou", "standalone": "miou", "proxy": "score"}
 
 
-def device_of(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+class Wiring:
+    """Everything a search needs, built from the config: data, space, score, costs, archive context."""
+
+    def __init__(self, cfg: DictConfig, out: Path) -> None:
+        self.cfg, self.out = cfg, out
+        self.kind = str(cfg.score.kind)
+        self.device = device_of(cfg.stage.device)
+        self.trainer: L.Trainer | None = None
+        self.datamodule = build_datamodule(cfg) if self.kind != "proxy" or cfg.stage.proxy_batch.inputs == "data" \
+            else None
+        if self.kind == "supernet":
+            module, self.trainer = prepare_supernet(cfg, self.datamodule, out)
+            self.space: SearchSpace = module.space
+            self.output_stride = int(module.hparams.output_stride)
+            self.score: Objective = supernet_miou(cfg, module, self.datamodule, self.device)
+        else:
+            self.space = get_space(str(cfg.space.name), **{k: v for k, v in to_container(cfg.space).items()
+                                                            if k != "name"})
+            self.output_stride = 8
+        self.num_classes = self._num_classes()
+        self.network_options = {**self.space.build_options(),
+                                **({"output_stride": self.output_stride} if self.space.name == "hyctas" else {})}
+        self.build: Builder = functools.partial(build_network, num_classes=self.num_classes, **self.network_options)
+        if self.kind == "proxy":
+            self.score = self.proxy_score(str(cfg.score.proxy), cfg.score.get("options"))
+        elif self.kind == "standalone":
+            self.score = standalone_miou(cfg, self.datamodule, out / "standalone", self.space.key,
+                                         int(cfg.score.epochs), **self.network_options)
+        self.cost_input = self._cost_input()
+
+    def _num_classes(self) -> int:
+        if self.datamodule is not None:
+            return int(self.datamodule.metadata()["num_classes"])
+        return int(self.cfg.stage.proxy_batch.num_classes)
+
+    def _cost_input(self) -> list[int]:
+        if self.cfg.stage.cost_input:
+            return [int(v) for v in self.cfg.stage.cost_input]
+        if self.datamodule is None:
+            raise ValueError("stage.cost_input is needed when no data is used (score=proxy with random inputs)")
+        return [1, 3, *(int(v) for v in self.datamodule.crop_size)]
+
+    def proxy_score(self, proxy: str, options: DictConfig | None) -> ProxyScore:
+        """A zero-cost proxy on the ``stage.proxy_batch`` batch (saswot calibrated on random archs)."""
+        pb = self.cfg.stage.proxy_batch
+        seed = int(self.cfg.seed)
+        inputs, targets, _ = scoring_batch(self.cfg.get("data"), str(pb.inputs), int(pb.batch_size),
+                                           tuple(int(v) for v in pb.resolution), self.num_classes, seed)
+        kwargs = proxy_options(proxy, options, "score.options")
+        if proxy == "saswot":
+            sample_rng = np.random.default_rng(seed + 1)
+
+            def sample_model(rng: Any) -> Any:
+                import torch
+
+                torch.manual_seed(rng.randrange(2**31))
+                return self.build(self.space.sample(sample_rng))
+
+            kwargs["ranges"] = calibrate_cached(
+                sample_model, int(pb.saswot_calibration_archs), inputs, targets, space=f"search-{self.space.name}",
+                cache=self.out / "saswot_avt.json", seed=seed, **kwargs,
+            )
+        return ProxyScore(proxy, self.build, inputs, targets, kwargs, seed)
+
+    def costs(self) -> tuple[dict[str, Objective], LatencyTable | None, MeasuredLatency]:
+        """Latency (``stage.latency.model``: lut | measured), MACs and params of the standalone network, and
+        the space's training-memory estimate where it has one."""
+        lat = self.cfg.stage.latency
+        measured = MeasuredLatency(self.build, self.cost_input, self.device, warmup=int(lat.warmup),
+                                   duration_s=float(lat.duration_s))
+        table = None
+        if lat.model == "lut":
+            if self.space.name != "hyctas":
+                raise ValueError(f"stage.latency.model=lut models the hyctas space only, not {self.space.name!r}; "
+                                 "use stage.latency.model=measured")
+            table = LatencyTable(lat.lut_dir, self.cost_input, self.space.filter_multiplier, self.num_classes,
+                                 self.output_stride, self.device)
+        costs: dict[str, Objective] = {
+            "latency_ms": table if table is not None else measured,
+            "macs_g": Macs(self.build, self.cost_input),
+            "params_m": Params(self.build),
+        }
+        if hasattr(self.space, "memory_mb"):
+            costs["memory_mb"] = ActivationMemory(self.space.memory_mb)
+        return costs, table, measured
+
+    def context(self) -> dict[str, Any]:
+        """What the archived metrics depend on: a different context never reuses them."""
+        cfg = self.cfg
+        scoring = {"supernet": lambda: {"evaluation": to_container(cfg.stage.evaluation),
+                                        "supernet": cfg.stage.supernet.ckpt or to_container(cfg.stage.supernet)},
+                   "proxy": lambda: {"proxy_batch": to_container(cfg.stage.proxy_batch)},
+                   "standalone": lambda: {"optim": to_container(cfg.optim)}}[self.kind]()
+        return {
+            "space": {"name": self.space.name, **{k: v for k, v in vars(self.space).items()
+                                                  if isinstance(v, int | float | str | tuple | list | None)}},
+            "score": to_container(cfg.score),
+            **scoring,
+            "data": to_container(cfg.data) if self.datamodule is not None else None,
+            "cost_input": self.cost_input,
+            "latency_model": str(cfg.stage.latency.model),
+            "seed": int(cfg.seed),
+        }
 
 
-def prepare_supernet(
-    cfg: DictConfig, datamodule: SegmentationDataModule, out: Path
-) -> tuple[SupernetModule, L.Trainer | None]:
-    """The supernet of ``cfg.stage.supernet.ckpt``, or one trained now into ``out/checkpoints`` with the
-    settings of ``cfg.stage.supernet`` (resumed from there when the folder already holds a checkpoint)."""
-    settings = cfg.stage.supernet
-    if settings.ckpt:
-        log.info("Loading supernet %s", settings.ckpt)
-        return SupernetModule.load_from_checkpoint(settings.ckpt, map_location="cpu"), None
-    sub = OmegaConf.create({
-        "seed": cfg.seed,
-        "space": OmegaConf.to_container(cfg.space, resolve=True),
-        "stage": OmegaConf.to_container(settings, resolve=True),
-    })
-    module = supernet_stage.build_module(sub, datamodule.metadata())
-    trainer = build_trainer(cfg, max_epochs=int(settings.epochs))
-    log.info("No supernet checkpoint given: training one for %d epochs", settings.epochs)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg, out))
-    return module, trainer
+def validate(cfg: DictConfig) -> None:
+    """Names and budgets of the search config, checked before any work starts."""
+    search = cfg.search
+    if search.algorithm not in ALGORITHMS:
+        raise ValueError(f"search.algorithm must be one of {list(ALGORITHMS)}, got {search.algorithm!r}")
+    if search.objective not in COSTS:
+        raise ValueError(f"search.objective must be one of {sorted(COSTS)}, got {search.objective!r}")
+    if cfg.score.kind not in SCORES:
+        raise ValueError(f"score.kind must be one of {sorted(SCORES)}, got {cfg.score.kind!r}")
+    if search.warm_start not in (None, "proxy"):
+        raise ValueError(f"search.warm_start must be null or 'proxy', got {search.warm_start!r}")
+    positive = ["population", "generations"] + (["top_k", "num_evals"] if search.algorithm == "topk" else [])
+    for key in positive:
+        if int(search[key]) < 1:
+            raise ValueError(f"search.{key} must be a positive integer, got {search[key]}")
+    if search.min_miou is not None and cfg.score.kind == "proxy":
+        raise ValueError("search.min_miou applies to mIoU scores, not to score=proxy")
 
 
-def cost_input(cfg: DictConfig, datamodule: SegmentationDataModule) -> list[int]:
-    """``stage.cost_input`` or ``[1, 3, *crop_size]`` of the data."""
-    if cfg.stage.cost_input:
-        return [int(v) for v in cfg.stage.cost_input]
-    return [1, 3, *(int(v) for v in datamodule.crop_size)]
+def warm_start(wiring: Wiring, problem: SearchProblem, n: int, cost: str) -> tuple[list[Any], dict[str, Any]]:
+    """``n`` genotypes of ``search.warm_start_pool`` random ones within the budgets, chosen by a zero-cost proxy
+    (scores archived in ``warm_start.jsonl``, so a resumed run does not score them again):
+    ``search.warm_start_select=top`` keeps the ``n`` best proxy scores, ``pareto`` NSGA-II's rank-and-crowding
+    survival over (proxy up, ``cost`` down), which keeps the first population spread over the cost range."""
+    search = wiring.cfg.search
+    pool_size, select = int(search.warm_start_pool), str(search.warm_start_select)
+    if pool_size < n:
+        raise ValueError(f"search.warm_start_pool ({pool_size}) must be at least the population ({n})")
+    proxy = str(search.warm_start_proxy)
+    archive = Archive(wiring.out / "warm_start.jsonl", key=wiring.space.key,
+                      context={**wiring.context(), "proxy": proxy, "pool": pool_size})
+    evaluator = Evaluator({"proxy": wiring.proxy_score(proxy, None)}, archive)
+    rng = np.random.default_rng([int(wiring.cfg.seed), 17])
+    pool: dict[str, Any] = {}
+    for _ in range(50 * pool_size):
+        if len(pool) == pool_size:
+            break
+        genotype = wiring.space.sample(rng)
+        key = wiring.space.key(genotype)
+        if key not in pool and problem.accepts(genotype, generation=0, search="warm_start"):
+            pool[key] = genotype
+    genotypes = list(pool.values())
+    scores = np.array([evaluator(g)["proxy"] for g in genotypes], dtype=float)
+    costs = [problem.evaluator(g, [cost], generation=0, search="warm_start")[cost] for g in genotypes] \
+        if select == "pareto" else [0.0] * len(genotypes)
+    order = select_initial(scores, costs, n, select, rng)
+    chosen = [genotypes[i] for i in order]
+    info = {"method": "proxy", "proxy": proxy, "select": select, "pool": len(pool), "picked": len(chosen),
+            "picked_mean_proxy": float(np.nanmean(scores[order])), "pool_mean_proxy": float(np.nanmean(scores)),
+            "n_computed_this_run": evaluator.n_computed}
+    return chosen, info
 
 
-def supernet_miou(
-    cfg: DictConfig, module: SupernetModule, datamodule: SegmentationDataModule, device: torch.device
-) -> SupernetMIoU:
-    """Supernet mIoU after BN recalibration on ``stage.evaluation.recalibration_images`` random training
-    images (fixed augmentation), on the first ``stage.evaluation.val_images`` validation images."""
-    ev, meta = cfg.stage.evaluation, datamodule.metadata()
-    datamodule.setup("fit")
-    rng = np.random.default_rng(int(cfg.seed))
-    n_train, n_val = len(datamodule.train_set), len(datamodule.val_set)
-    recal_idx = rng.choice(n_train, size=min(int(ev.recalibration_images), n_train), replace=False)
-    recal = load_batches(datamodule.train_set, sorted(recal_idx.tolist()), int(ev.batch_size), int(cfg.seed))
-    val = load_batches(datamodule.val_set, range(min(int(ev.val_images), n_val)), int(ev.batch_size))
-    return SupernetMIoU(module.supernet.to(device), recal, val, meta["num_classes"], meta["ignore_index"])
+def search_with(wiring: Wiring, problem: SearchProblem, initial: list[Any]) -> tuple[list[Evaluated], dict]:
+    """Run ``search.algorithm``; returns its evaluations and, for top-k, its per-generation history."""
+    search, seed, progress = wiring.cfg.search, int(wiring.cfg.seed), bool(wiring.cfg.stage.progress)
+    if search.algorithm == "nsga2":
+        return run_nsga2(problem, population=int(search.population), generations=int(search.generations),
+                         crossover_prob=float(search.crossover_prob), mutation_prob=float(search.mutation_prob),
+                         stratified=bool(search.per_branch), initial=initial, seed=seed, progress=progress), {}
+    if search.algorithm == "topk":
+        result = run_topk(problem, n_evals=int(search.num_evals), population=int(search.population),
+                          top_k=int(search.top_k), children=search.children, p_crossover=float(search.p_crossover),
+                          p_mutate=float(search.mutation_prob), patience=search.patience,
+                          clear_pool=bool(search.clear_pool), random_per_generation=int(search.random_per_generation),
+                          initial=initial, seed=seed, progress=progress)
+        return result.evaluated, {"history": result.history, "resets": result.resets}
+    budget = int(search.population) * int(search.generations)
+    return run_random(problem, budget, batch=int(search.population), seed=seed, progress=progress), {}
 
 
-def build_objectives(
-    cfg: DictConfig, module: SupernetModule, datamodule: SegmentationDataModule, device: torch.device
-) -> tuple[dict[str, Objective], LatencyTable, MeasuredLatency]:
-    """The search objective's cost metric and ``stage.extra_metrics`` (latency by ``stage.latency.model``,
-    MACs, params) first, supernet mIoU last; also the lookup table and the measured latency (for the
-    agreement report)."""
-    lat, meta, space = cfg.stage.latency, datamodule.metadata(), module.space
-    if lat.model not in ("lut", "measured"):
-        raise ValueError(f"stage.latency.model must be 'lut' or 'measured', got {lat.model!r}")
-    shape = cost_input(cfg, datamodule)
-    builder = NetworkBuilder(meta["num_classes"], space.filter_multiplier, module.hparams.output_stride)
-    table = LatencyTable(lat.lut_dir, shape, space.filter_multiplier, meta["num_classes"],
-                         module.hparams.output_stride, device)
-    measured = MeasuredLatency(builder, shape, device, warmup=lat.warmup, duration_s=lat.duration_s)
-    costs: dict[str, Objective] = {
-        "latency_ms": table if lat.model == "lut" else measured,
-        "macs_g": Macs(builder, shape),
-        "params_m": Params(builder),
-    }
-    wanted = {COSTS[cfg.search.objective], *cfg.stage.extra_metrics}
-    if cfg.search.max_latency_ms is not None:
-        wanted.add("latency_ms")
-    unknown = wanted - set(costs)
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Build the problem from the config, search (+ random baseline), write the outputs, return results."""
+    validate(cfg)
+    out = output_dir(cfg)
+    search = cfg.search
+    wiring = Wiring(cfg, out)
+    score, cost = SCORES[str(cfg.score.kind)], COSTS[search.objective]
+    costs, table, measured = wiring.costs()
+    budgets = {metric: float(search[key]) for key, metric in BUDGETS.items() if search.get(key) is not None}
+    wanted = [cost, *budgets, *cfg.stage.extra_metrics]
+    unknown = sorted(set(wanted) - set(costs))
     if unknown:
-        raise ValueError(f"stage.extra_metrics: unknown metrics {sorted(unknown)}; choose from {sorted(costs)}")
+        raise ValueError(f"stage.extra_metrics: unknown metrics {unknown}; choose from {sorted(costs)}")
     objectives = {name: fn for name, fn in costs.items() if name in wanted}
-    objectives[MIOU] = supernet_miou(cfg, module, datamodule, device)
-    return objectives, table, measured
+    objectives[score] = wiring.score
+    archive = Archive(out / "archive.jsonl", key=wiring.space.key, context=wiring.context())
+    log.info("Archive %s holds %d architectures", archive.path, len(archive))
+    evaluator = Evaluator(objectives, archive)
+    goals = [Goal(score, maximize=True)] + ([Goal(cost)] if search.algorithm != "topk" else [])
+    floors = {score: float(search.min_miou)} if search.min_miou is not None else {}
+    problem = SearchProblem(wiring.space, evaluator, goals, budgets, floors)
+
+    start = time.perf_counter()
+    initial, warm = warm_start(wiring, problem, int(search.population), cost) if search.warm_start else ([], None)
+    evaluated, extra = search_with(wiring, problem, initial)
+    search_seconds = time.perf_counter() - start
+    n_computed = evaluator.n_computed
+    distinct = unique(problem, evaluated)
+    baseline: list[Evaluated] = []
+    if search.random_baseline and search.algorithm != "random":
+        baseline = unique(problem, run_random(problem, len(distinct), batch=int(search.population),
+                                              seed=int(cfg.seed) + 1000, progress=bool(cfg.stage.progress)))
+
+    retrain = str(cfg.stage.retrain_command) if cfg.stage.get("retrain_command") else None
+    front = report.front_of(distinct, score, cost, search.min_miou)
+    front_rows = report.write_front(out, front, retrain)
+    write_rows_csv(out / str(cfg.stage.table), report.rows(distinct + baseline))
+    top = report.write_genotypes(out, report.ranked(distinct, score)[: int(cfg.stage.top_n)], "rank", retrain)
+    png = plot_search(distinct, cost, out / "pareto.png", baseline, score=score,
+                      title=f"{wiring.space.name} {search.algorithm} search: {len(distinct)} architectures")
+    everything = distinct + baseline
+    ref_cost = float(search.hv_ref_cost or max(e.metrics[cost] for e in everything))
+    score_range = (0.0, 100.0) if score == "miou" else _score_range(everything, score)
+    hv = _hypervolume(front, score, cost, ref_cost, score_range)
+    results: dict[str, Any] = {
+        "space": wiring.space.name,
+        "score": str(cfg.score.kind),
+        "score_metric": score,
+        "algorithm": search.algorithm,
+        "objective": search.objective,
+        "cost_metric": cost,
+        "budgets": budgets,
+        "n_evaluated": len(distinct),
+        "n_computed_this_run": None,  # set below, random baseline included
+        "hypervolume": hv,
+        "hv_reference": {score: score_range[0], cost: ref_cost, "score_range": list(score_range)},
+        "pareto": front_rows,
+        "top": top,
+        "summary": report.summary(distinct, score, cost),
+        "search_seconds": search_seconds,
+        "seconds_per_evaluation": search_seconds / n_computed if n_computed else None,
+        **extra,
+    }
+    if wiring.kind == "supernet":
+        results["supernet_ckpt"] = cfg.stage.supernet.ckpt or (
+            checkpoint_paths(wiring.trainer).get("last_ckpt") if wiring.trainer else None)
+    if warm is not None:
+        results["warm_start"] = warm
+    if baseline:
+        results["n_evaluated_random"] = len(baseline)
+        results["hypervolume_random"] = _hypervolume(report.front_of(baseline, score, cost, search.min_miou),
+                                                     score, cost, ref_cost, score_range)
+        results["summary_random"] = report.summary(baseline, score, cost)
+        results["beats_random"] = bool(results["summary"]["best_score"] > results["summary_random"]["best_score"])
+        results["random_picks"] = report.write_genotypes(out, baseline[: int(cfg.stage.top_n)], "random", retrain)
+    results["n_computed_this_run"] = evaluator.n_computed
+    if table is not None and int(cfg.stage.latency.check_archs) > 0:
+        results["lut_agreement"] = agreement(
+            table, measured, check_genotypes(distinct, front, int(cfg.stage.latency.check_archs), int(cfg.seed))
+        )
+    log_wandb(cfg, wiring.trainer, front_rows, score, cost, png)
+    log.info("%d architectures evaluated (%d computed now), %d on the front, hypervolume %.4f%s", len(distinct),
+             evaluator.n_computed, len(front), hv,
+             f" (random search: {results['hypervolume_random']:.4f})" if baseline else "")
+    return results
 
 
-def _rows(evaluated: list[Evaluated], names: list[str] | None = None) -> list[dict[str, Any]]:
-    rows = []
-    for i, e in enumerate(evaluated):
-        row: dict[str, Any] = {"name": names[i]} if names else {}
-        row.update(search=e.search, generation=e.generation, num_branches=e.genotype.num_branches,
-                   head="_".join(map(str, e.genotype.head)))
-        row.update({k: round(v, 6) for k, v in e.metrics.items()})
-        rows.append(row)
-    return rows
+def _score_range(evaluated: list[Evaluated], score: str) -> tuple[float, float]:
+    values = [e.metrics[score] for e in evaluated if math.isfinite(e.metrics[score])]
+    if not values or max(values) == min(values):
+        return (0.0, 1.0)
+    return (min(values), max(values))
 
 
-def front_of(evaluated: list[Evaluated], cost: str, min_miou: float | None) -> list[Evaluated]:
-    """The Pareto front (by cost) of the feasible evaluations."""
-    feasible = [e for e in evaluated if min_miou is None or e.metrics[MIOU] >= min_miou]
-    return [feasible[i] for i in pareto_indices([e.metrics[MIOU] for e in feasible],
-                                                [e.metrics[cost] for e in feasible])]
+def _hypervolume(front: list[Evaluated], score: str, cost: str, ref_cost: float,
+                 score_range: tuple[float, float]) -> float:  # fmt: skip
+    return hypervolume([e.metrics[score] for e in front], [e.metrics[cost] for e in front], ref_cost, score_range)
 
 
-def check_genotypes(evaluated: list[Evaluated], front: list[Evaluated], n: int, seed: int) -> list[HyCTASGenotype]:
+def check_genotypes(evaluated: list[Evaluated], front: list[Evaluated], n: int, seed: int) -> list[Any]:
     """The front (at most ``n`` of it) plus random other evaluated genotypes, ``n`` in all (fewer when fewer
     were evaluated): the lookup-table agreement check."""
     chosen = [e.genotype for e in front[:n]]
@@ -150,21 +347,8 @@ def check_genotypes(evaluated: list[Evaluated], front: list[Evaluated], n: int, 
     return chosen + [others[i] for i in sorted(picks)]
 
 
-def write_front(out: Path, front: list[Evaluated]) -> list[dict[str, Any]]:
-    """``genotypes/arch_NN.yaml`` per front architecture (stale ones removed) and ``pareto.csv``."""
-    folder = out / "genotypes"
-    folder.mkdir(exist_ok=True)
-    for stale in folder.glob("arch_*.yaml"):
-        stale.unlink()
-    names = [f"arch_{i:02d}" for i in range(len(front))]
-    rows = _rows(front, names)
-    for row, e in zip(rows, front, strict=True):
-        row["genotype"] = str(save_genotype(e.genotype, folder / f"{row['name']}.yaml").relative_to(out))
-    write_rows_csv(out / "pareto.csv", rows)
-    return rows
-
-
-def log_wandb(cfg: DictConfig, trainer: L.Trainer | None, rows: list[dict[str, Any]], cost: str, png: Path) -> None:
+def log_wandb(cfg: DictConfig, trainer: L.Trainer | None, rows: list[dict[str, Any]], score: str, cost: str,
+              png: Path) -> None:  # fmt: skip
     """A W&B table and scatter plot of the front (and the figure) when ``logger=wandb``."""
     from lightning.pytorch.loggers import WandbLogger
 
@@ -176,83 +360,11 @@ def log_wandb(cfg: DictConfig, trainer: L.Trainer | None, rows: list[dict[str, A
         if isinstance(logger, WandbLogger):
             import wandb
 
-            columns = list(rows[0]) if rows else ["miou", cost]
+            columns = list(rows[0]) if rows else [score, cost]
             table = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
             logger.experiment.log({
                 "search/pareto": table,
-                "search/pareto_scatter": wandb.plot.scatter(table, cost, MIOU, title=f"Pareto front: mIoU vs {cost}"),
+                "search/pareto_scatter": wandb.plot.scatter(table, cost, score, title=f"Pareto front: {score} vs {cost}"),
                 "search/pareto_png": wandb.Image(str(png)),
             })
 
-
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train or load the supernet, search, write the front and return hypervolumes and counts."""
-    out = output_dir(cfg)
-    search = cfg.search
-    if search.objective not in COSTS:
-        raise ValueError(f"search.objective must be one of {sorted(COSTS)}, got {search.objective!r}")
-    if search.algorithm not in ("nsga2", "random"):
-        raise ValueError(f"search.algorithm must be 'nsga2' or 'random', got {search.algorithm!r}")
-    cost = COSTS[search.objective]
-    device = device_of(cfg.stage.device)
-    datamodule = build_datamodule(cfg)
-    module, trainer = prepare_supernet(cfg, datamodule, out)
-    objectives, table, measured = build_objectives(cfg, module, datamodule, device)
-    archive = Archive(out / "archive.jsonl")
-    evaluator = Evaluator(objectives, archive)
-    log.info("Archive %s holds %d architectures", archive.path, len(archive))
-    filters = {"max_latency_ms": search.max_latency_ms, "min_miou": search.min_miou}
-    common = {"cost": cost, "seed": int(cfg.seed), "progress": bool(cfg.stage.progress), **filters}
-    budget = int(search.population) * int(search.generations)
-
-    start = time.perf_counter()
-    if search.algorithm == "nsga2":
-        evaluated = run_nsga2(module.space, evaluator, population=int(search.population),
-                              generations=int(search.generations), crossover_prob=float(search.crossover_prob),
-                              mutation_prob=float(search.mutation_prob), per_branch=bool(search.per_branch),
-                              **common)
-    else:
-        evaluated = run_random(module.space, evaluator, budget, batch=int(search.population), **common)
-    search_seconds = time.perf_counter() - start
-    n_computed = evaluator.n_computed
-    distinct = unique(evaluated)
-    baseline: list[Evaluated] = []
-    if search.random_baseline and search.algorithm == "nsga2":
-        baseline = unique(run_random(module.space, evaluator, len(distinct), batch=int(search.population),
-                                     **{**common, "seed": int(cfg.seed) + 1000}))
-
-    front = front_of(distinct, cost, search.min_miou)
-    rows = write_front(out, front)
-    write_rows_csv(out / "evaluations.csv", _rows(distinct + baseline))
-    png = plot_search(distinct, cost, out / "pareto.png", baseline,
-                      title=f"HyCTAS {search.algorithm} search: {len(distinct)} architectures")
-    ref_cost = float(search.hv_ref_cost or max(e.metrics[cost] for e in distinct + baseline))
-    hv = hypervolume([e.metrics[MIOU] for e in front], [e.metrics[cost] for e in front], ref_cost)
-    results: dict[str, Any] = {
-        "algorithm": search.algorithm,
-        "objective": search.objective,
-        "cost_metric": cost,
-        "n_evaluated": len(distinct),
-        "hypervolume": hv,
-        "hv_reference": {"miou": 0.0, cost: ref_cost},
-        "pareto": rows,
-        "search_seconds": search_seconds,
-        "seconds_per_evaluation": search_seconds / n_computed if n_computed else None,
-        "supernet_ckpt": cfg.stage.supernet.ckpt or (checkpoint_paths(trainer).get("last_ckpt") if trainer else None),
-        "n_computed_this_run": evaluator.n_computed,
-    }
-    if baseline:
-        base_front = front_of(baseline, cost, search.min_miou)
-        results["n_evaluated_random"] = len(baseline)
-        results["hypervolume_random"] = hypervolume(
-            [e.metrics[MIOU] for e in base_front], [e.metrics[cost] for e in base_front], ref_cost
-        )
-    if int(cfg.stage.latency.check_archs) > 0:
-        results["lut_agreement"] = agreement(
-            table, measured, check_genotypes(distinct, front, int(cfg.stage.latency.check_archs), int(cfg.seed))
-        )
-    log_wandb(cfg, trainer, rows, cost, png)
-    log.info("%d architectures evaluated (%d computed now), %d on the front, hypervolume %.4f%s", len(distinct),
-             n_computed, len(front), hv,
-             f" (random search: {results['hypervolume_random']:.4f})" if baseline else "")
-    return results

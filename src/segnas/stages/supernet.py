@@ -7,31 +7,23 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from segnas.lit.supernet import SupernetModule
-from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, resolve_ckpt, to_container
+from segnas.stages.common import (
+    build_datamodule,
+    build_supernet_module,
+    build_trainer,
+    checkpoint_paths,
+    resolve_ckpt,
+)
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
-
-
-def build_module(cfg: DictConfig, metadata: dict[str, Any]) -> SupernetModule:
-    """The supernet LightningModule of ``cfg.space`` (+ ``cfg.stage.space_overrides``) and ``cfg.stage``."""
-    overrides = cfg.stage.get("space_overrides")
-    space_config = {**to_container(cfg.space), **(to_container(overrides) if overrides else {})}
-    return SupernetModule(
-        space_config=space_config,
-        num_classes=metadata["num_classes"],
-        ignore_index=metadata["ignore_index"],
-        seed=int(cfg.seed),
-        **to_container(cfg.stage.module),
-    )
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (resuming from the run folder's ``last.ckpt``), then return the validation mIoU and checkpoints."""
     out = output_dir(cfg)
     datamodule = build_datamodule(cfg)
-    module = build_module(cfg, datamodule.metadata())
+    module = build_supernet_module(cfg, cfg.stage, datamodule.metadata())
     trainer = build_trainer(cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg, out))
     results: dict[str, Any] = {

@@ -1,8 +1,10 @@
-"""The HyCTAS search space: sampling with the branch-count prior, pymoo encoding and constraints."""
+"""The HyCTAS search space: sampling with the branch-count prior, encoding, genetic operators, constraints."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -27,6 +29,22 @@ _ACTIVATION_MAPS = {
 }
 _ATTENTION_HEADS = {"self_attention": 2, "transformer": 4}
 _MAX_TRIES = 10_000
+
+
+@dataclass(frozen=True)
+class Genes:
+    """Variable indices of every gene of the encoding: the branch count, each cell's ``(operator, width)``
+    pair, each branch slot's downsampling flags and each fusion gate."""
+
+    count: int
+    cells: tuple[tuple[int, int], ...]
+    downs: tuple[tuple[int, ...], ...]
+    gates: tuple[int, ...]
+    slots: tuple[tuple[int, int], ...]  # [start, stop) of each branch slot
+
+    def groups(self) -> list[list[int]]:
+        """The genes as variable groups, in a fixed order."""
+        return [[self.count], *map(list, self.cells), *map(list, self.downs), *([g] for g in self.gates)]
 
 
 class HyCTASSpace(SearchSpace):
@@ -71,6 +89,7 @@ class HyCTASSpace(SearchSpace):
         self.memory_limit_mb = memory_limit_mb
         self.memory_input = tuple(int(v) for v in memory_input)
         self._down_ops = tuple(o for o in self.ops if o != "skip")
+        self.fixed_branches: int | None = None
 
     # ----------------------------------------------------------------------------------- sampling
     def sample(self, rng: np.random.Generator) -> HyCTASGenotype:
@@ -109,8 +128,11 @@ class HyCTASSpace(SearchSpace):
         """Layout: ``[branches-1] + 3 x ([op]*L + [width]*L + [down]*L) + [fusion]*(L-1)``."""
         L = self.layers
         slot = [len(self.ops) - 1] * L + [len(self.width_mults) - 1] * L + [1] * L
-        upper = [MAX_BRANCHES - 1] + slot * MAX_BRANCHES + [1] * (L - 1)
-        return np.zeros(len(upper), dtype=np.int64), np.array(upper, dtype=np.int64)
+        lower = np.zeros(1 + len(slot) * MAX_BRANCHES + L - 1, dtype=np.int64)
+        upper = np.array([MAX_BRANCHES - 1] + slot * MAX_BRANCHES + [1] * (L - 1), dtype=np.int64)
+        if self.fixed_branches is not None:
+            lower[0] = upper[0] = self.fixed_branches - 1
+        return lower, upper
 
     def encode(self, genotype: HyCTASGenotype) -> np.ndarray:
         """Integer vector; unused branch slots (and fusion of a one-branch net) are zeros."""
@@ -162,12 +184,93 @@ class HyCTASSpace(SearchSpace):
                 return i
         raise ValueError(f"width multiplier {width} is not in the space ({list(self.width_mults)})")
 
+    # ------------------------------------------------------------------------- genetic vocabulary
+    @property
+    def genes(self) -> Genes:
+        """Variable indices of the genes (see :meth:`bounds` for the layout)."""
+        L = self.layers
+        cells, downs, slots = [], [], []
+        for k in range(MAX_BRANCHES):
+            base = 1 + 3 * L * k
+            cells += [(base + i, base + L + i) for i in range(L)]
+            downs.append(tuple(range(base + 2 * L, base + 3 * L)))
+            slots.append((base, base + 3 * L))
+        fusion = 1 + 3 * L * MAX_BRANCHES
+        return Genes(0, tuple(cells), tuple(downs), tuple(range(fusion, fusion + L - 1)), tuple(slots))
+
+    def variable_groups(self) -> list[list[int]]:
+        """Branch count, each cell's (operator, width), each slot's downsampling flags, each fusion gate."""
+        return self.genes.groups()
+
+    def sample_encoding(self, rng: np.random.Generator) -> np.ndarray:
+        """Encoding of a sample whose unused ("dormant") branch slots and gates hold the branches of an
+        independent three-branch sample, so that a mutation of the branch count turns on valid branches."""
+        genotype = self.sample(rng)
+        x = self.encode(genotype)
+        dormant = self.encode(self.with_branches(MAX_BRANCHES).sample(rng))
+        genes = self.genes
+        for start, stop in genes.slots[genotype.num_branches :]:
+            x[start:stop] = dormant[start:stop]
+        if genotype.num_branches == 1:
+            x[list(genes.gates)] = dormant[list(genes.gates)]
+        return x
+
+    def mutate(self, x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+        """Mutate each gene with probability ``p``: another branch count (when the bounds allow), a new
+        ``(operator, width)`` for a cell, one downsampling moved to another layer or toggled, a flipped gate."""
+        genes = self.genes
+        lo, hi = self.bounds()
+        x = np.array(x, dtype=np.int64)
+        if hi[genes.count] > lo[genes.count] and rng.random() < p:
+            others = [v for v in range(lo[genes.count], hi[genes.count] + 1) if v != x[genes.count]]
+            x[genes.count] = rng.choice(others)
+        for op, width in genes.cells:
+            if rng.random() < p:
+                n_ops, n_widths = hi[op] + 1, hi[width] + 1
+                current = x[op] * n_widths + x[width]
+                new = int(rng.integers(n_ops * n_widths - 1))
+                new += new >= current
+                x[op], x[width] = divmod(new, n_widths)
+        for idx in genes.downs:
+            if rng.random() < p:
+                flags = x[list(idx)]
+                on, off = np.flatnonzero(flags), np.flatnonzero(flags == 0)
+                if len(on) and len(off) and rng.random() < 0.5:
+                    flags[rng.choice(on)], flags[rng.choice(off)] = 0, 1
+                else:
+                    j = rng.integers(len(idx))
+                    flags[j] = 1 - flags[j]
+                x[list(idx)] = flags
+        for gate in genes.gates:
+            if rng.random() < p:
+                x[gate] = 1 - x[gate]
+        return x
+
+    def with_branches(self, num_branches: int) -> HyCTASSpace:
+        """A copy of this space holding only ``num_branches``-branch genotypes (prior and bounds)."""
+        if not 1 <= num_branches <= MAX_BRANCHES:
+            raise ValueError(f"num_branches must be in 1..{MAX_BRANCHES}, got {num_branches}")
+        restricted = copy.copy(self)
+        restricted.branch_prior = tuple(float(i + 1 == num_branches) for i in range(MAX_BRANCHES))
+        restricted.fixed_branches = num_branches
+        return restricted
+
+    def build_options(self) -> dict[str, int]:
+        """The network's channel multiplier ``F``."""
+        return {"filter_multiplier": self.filter_multiplier}
+
+    def strata(self) -> list[tuple[str, SearchSpace]]:
+        """One sub-space per branch count (the paper's per-branch search)."""
+        return [(f"{n}branch", self.with_branches(n)) for n in range(1, MAX_BRANCHES + 1)]
+
     # -------------------------------------------------------------------------------- constraints
     def violations(self, genotype: HyCTASGenotype) -> list[str]:
         """The genotype's own rules plus this space's depth, operators, widths and memory limit."""
         out = genotype.rule_violations()
         if genotype.num_branches and genotype.depth != self.layers:
             out.append(f"depth: {genotype.depth} cells per branch, the space has {self.layers}")
+        if self.fixed_branches is not None and genotype.num_branches != self.fixed_branches:
+            out.append(f"branches: {genotype.num_branches}, this sub-space holds {self.fixed_branches}")
         for i, b in enumerate(genotype.branches):
             foreign = sorted(set(b.ops) - set(self.ops))
             if foreign:

@@ -1,0 +1,98 @@
+"""What a search optimises, independent of the algorithm: a space, goals and budgets over evaluated metrics.
+
+A :class:`SearchProblem` only evaluates (pymoo's habit): its :class:`~segnas.search.evaluator.Evaluator`
+computes metrics through the archive. Budgets (``metric <= max``, e.g. latency or MACs) are checked
+first, from cheap metrics, and a genotype over budget is never scored (Algorithm 1's latency filter);
+floors (``metric >= min``, e.g. mIoU_min) are constraints that rank a genotype behind every feasible one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from segnas.search.evaluator import Evaluator
+from segnas.spaces.base import SearchSpace
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One objective: a metric of the evaluator, maximised or minimised."""
+
+    metric: str
+    maximize: bool = False
+
+    def loss(self, value: float) -> float:
+        """The value as a quantity to minimise (NaN, an invalid score, becomes +inf)."""
+        if not math.isfinite(value):
+            return math.inf
+        return -value if self.maximize else value
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One evaluation made by a search: the genotype, its metrics, the generation and the search's label."""
+
+    genotype: Any
+    metrics: dict[str, float]
+    generation: int
+    search: str
+
+
+@dataclass
+class SearchProblem:
+    """A space, the goals to optimise and the budgets/floors every candidate must respect.
+
+    Args:
+        space: the search space.
+        evaluator: computes every metric named by ``goals``, ``budgets`` and ``floors`` through the archive.
+        goals: the objectives (first one: the quality metric of single-objective searches).
+        budgets: ``metric -> max``; a genotype above is rejected before its goals are computed.
+        floors: ``metric -> min``; a constraint ``min - value <= 0`` (multi-objective search ranks it last).
+    """
+
+    space: SearchSpace
+    evaluator: Evaluator
+    goals: Sequence[Goal]
+    budgets: Mapping[str, float] = field(default_factory=dict)
+    floors: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.goals:
+            raise ValueError("a search problem needs at least one goal")
+        names = [g.metric for g in self.goals] + list(self.budgets) + list(self.floors)
+        unknown = sorted(set(names) - set(self.evaluator.objectives))
+        if unknown:
+            raise KeyError(f"metrics {unknown} have no objective; known: {sorted(self.evaluator.objectives)}")
+
+    def on(self, space: SearchSpace) -> SearchProblem:
+        """The same problem over another (sub-)space."""
+        return SearchProblem(space, self.evaluator, self.goals, self.budgets, self.floors)
+
+    def key(self, genotype: Any) -> str:
+        """The space's canonical key of ``genotype``."""
+        return self.space.key(genotype)
+
+    def accepts(self, genotype: Any, **info: Any) -> bool:
+        """No constraint violated and every budget metric (computed through the archive) within its max."""
+        if self.space.violations(genotype):
+            return False
+        if not self.budgets:
+            return True
+        metrics = self.evaluator(genotype, list(self.budgets), **info)
+        return all(metrics[m] <= limit for m, limit in self.budgets.items())
+
+    def evaluate(self, genotype: Any, generation: int, search: str) -> Evaluated:
+        """All metrics of ``genotype`` (goals, budgets, floors and any other objective of the evaluator)."""
+        metrics = self.evaluator(genotype, generation=generation, search=search)
+        return Evaluated(genotype, metrics, generation, search)
+
+    def losses(self, metrics: Mapping[str, float]) -> list[float]:
+        """The goals' values as quantities to minimise."""
+        return [g.loss(metrics[g.metric]) for g in self.goals]
+
+    def shortfalls(self, metrics: Mapping[str, float]) -> list[float]:
+        """``min - value`` of every floor (feasible when <= 0)."""
+        return [limit - metrics[m] for m, limit in self.floors.items()]
