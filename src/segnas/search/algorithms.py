@@ -11,7 +11,7 @@ resumes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,9 @@ from segnas.search.operators import (
 )
 from segnas.search.problem import Evaluated, SearchProblem
 
+# Called after every generation with the search's label, the generation index and every evaluation so far.
+GenerationCallback = Callable[[str, int, list[Evaluated]], None]
+
 
 class PymooProblem(Problem):
     """pymoo view of a search problem: minimise the goals' losses over the space's integer encoding.
@@ -37,10 +40,13 @@ class PymooProblem(Problem):
         search: the search problem (space, evaluator, goals, budgets, floors).
         label: name of this search in the archive and the progress bars.
         progress: show one progress bar per generation.
+        on_generation: called after each generation (e.g. live dashboards).
     """
 
-    def __init__(self, search: SearchProblem, label: str, progress: bool = True) -> None:
-        self.search, self.label, self.progress = search, label, progress
+    def __init__(
+        self, search: SearchProblem, label: str, progress: bool = True, on_generation: GenerationCallback | None = None
+    ) -> None:
+        self.search, self.label, self.progress, self.on_generation = search, label, progress, on_generation
         xl, xu = search.space.bounds()
         super().__init__(
             n_var=len(xl), n_obj=len(search.goals), n_ieq_constr=len(search.floors), xl=xl, xu=xu, vtype=int
@@ -64,6 +70,8 @@ class PymooProblem(Problem):
         out["F"] = np.array([self.search.losses(m) for m in rows], dtype=float)
         if self.search.floors:
             out["G"] = np.array([self.search.shortfalls(m) for m in rows], dtype=float)
+        if self.on_generation is not None:
+            self.on_generation(self.label, self.generation, list(self.evaluated))
         self.generation += 1
 
 
@@ -79,6 +87,7 @@ def run_nsga2(
     seed: int = 0,
     label: str = "nsga2",
     progress: bool = True,
+    on_generation: GenerationCallback | None = None,
 ) -> list[Evaluated]:
     """NSGA-II for ``generations`` generations of ``population`` (the first: ``initial`` genotypes, then
     random samples). With ``stratified`` one search per sub-space of ``space.strata()`` (HyCTAS: per branch
@@ -88,7 +97,7 @@ def run_nsga2(
     evaluated: list[Evaluated] = []
     for i, (name, space) in enumerate(strata):
         sub = problem.on(space)
-        pymoo_problem = PymooProblem(sub, f"{label}_{name}" if name else label, progress)
+        pymoo_problem = PymooProblem(sub, f"{label}_{name}" if name else label, progress, on_generation)
         own = [g for g in initial if not space.violations(g)]
         algorithm = NSGA2(
             pop_size=population,
@@ -111,11 +120,12 @@ def run_random(
     seed: int = 0,
     label: str = "random",
     progress: bool = True,
+    on_generation: GenerationCallback | None = None,
 ) -> list[Evaluated]:
     """Random search: ``n_evaluations`` unique accepted genotypes from the space's prior, evaluated in
     batches of ``batch`` (its "generations")."""
     _check_positive(n_evaluations=n_evaluations, batch=batch)
-    pymoo_problem = PymooProblem(problem, label, progress)
+    pymoo_problem = PymooProblem(problem, label, progress, on_generation)
     X = SpaceSampling().do(pymoo_problem, n_evaluations, random_state=np.random.default_rng(seed)).get("X")
     for start in range(0, len(X), batch):
         pymoo_problem.evaluate(X[start : start + batch])

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from segnas.search.algorithms import GenerationCallback
 from segnas.search.problem import Evaluated, SearchProblem
 
 
@@ -94,10 +95,13 @@ def run_topk(
     seed: int = 0,
     label: str = "topk",
     progress: bool = True,
+    on_generation: GenerationCallback | None = None,
 ) -> TopKResult:
     """Evolve until ``n_evals`` genotypes were scored or ``generations`` generations ran (see module doc).
 
-    ``children`` defaults to ``population``; ``initial`` genotypes enter the first pool before random ones.
+    ``children`` defaults to ``population``; ``initial`` genotypes enter the first pool before random ones;
+    ``on_generation(label, generation, evaluations)`` is called after the first pool (generation 0) and after
+    every generation.
     """
     if n_evals is None and generations is None:
         raise ValueError("run_topk needs n_evals or generations")
@@ -128,6 +132,8 @@ def run_topk(
     fill(0)
     if pool.best is None:
         raise RuntimeError(f"{label}: no valid genotype within the budgets was found; raise the budget")
+    if on_generation is not None:
+        on_generation(label, 0, list(pool.result.evaluated))
     stagnant, best_loss = 0, pool.loss(pool.best)
     generation = 0
     bar = tqdm(total=n_evals or generations, desc=label, disable=not progress, unit="arch" if n_evals else "gen")
@@ -175,6 +181,8 @@ def run_topk(
             "population_mean": float(np.mean(members)) if members else math.nan,
             "evaluated": len(pool.result.evaluated),
         })
+        if on_generation is not None:
+            on_generation(label, generation, list(pool.result.evaluated))
         bar.n = len(pool.result.evaluated) if n_evals else generation
         bar.refresh()
         if len(pool.seen) == before:
