@@ -271,3 +271,43 @@ def test_warm_start_selection_top_and_pareto() -> None:
     assert 2 not in picked
     with pytest.raises(ValueError, match="selection"):
         select_initial(proxy, cost, 3, "best", rng)
+
+
+def test_weighted_crowding_changes_the_survivors_and_equal_weights_are_nsga2() -> None:
+    from pymoo.core.problem import Problem
+    from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
+
+    from segnas.search.survival import weighted_crowding_distance, weighted_rank_and_crowding
+
+    # one front: f2 = 1 / f1, with points dense in f1 at one end and dense in f2 at the other
+    f1 = np.array([1.0, 1.1, 1.2, 1.3, 2.0, 3.0, 5.0, 8.0, 9.0, 10.0])
+    F = np.column_stack([f1, 1.0 / f1])
+    assert np.allclose(weighted_crowding_distance(F, [1, 1]), calc_crowding_distance(F))
+
+    def survivors(weights):
+        pop = Population.new(X=np.arange(len(F))[:, None], F=F)
+        out = weighted_rank_and_crowding(weights).do(Problem(n_var=1, n_obj=2), pop, n_survive=5,
+                                                      random_state=np.random.default_rng(0))
+        return sorted(out.get("X")[:, 0].tolist())
+
+    by_f1, by_f2 = survivors([1.0, 0.0]), survivors([0.0, 1.0])
+    assert by_f1 != by_f2
+    assert {0, 9} <= set(by_f1) and {0, 9} <= set(by_f2)  # the extremes always survive
+    with pytest.raises(ValueError, match="weight"):
+        weighted_crowding_distance(F, [1.0])
+
+
+def test_floor_rejects_below_it_and_budget_function_rejects_over_it(space, tmp_path: Path) -> None:
+    """Algorithm 1's filters reject (never enter the population), they do not just rank."""
+    floor = 2.0
+    problem = problem_of(space, tmp_path / "a.jsonl", goals=("score", "cost"), floors={"score": floor},
+                         reject_below_floors=True, budgets={"cost": lambda g: 2.0 * len(g.branches[0].ops) + 4})
+    assert problem.shortfalls({"score": 0.0}) == []
+    evaluated = run_nsga2(problem, population=6, generations=3, seed=0, progress=False)
+    assert evaluated and all(e.metrics["score"] >= floor for e in evaluated)
+    assert all(e.metrics["cost"] <= 2.0 * len(e.genotype.branches[0].ops) + 4 for e in evaluated)
+    archived = list(problem.evaluator.archive)
+    below = [r for r in archived if r["metrics"].get("score", math.inf) < floor]
+    assert below  # they were scored (Algorithm 1 evaluates, then filters) but never joined the population
+    constrained = problem_of(space, tmp_path / "b.jsonl", goals=("score", "cost"), floors={"score": floor})
+    assert constrained.shortfalls({"score": 1.0}) == [1.0]

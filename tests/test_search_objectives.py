@@ -18,7 +18,7 @@ from segnas.metrics import count_macs, count_params
 from segnas.models import build_network
 from segnas.models.hyctas_net import HyCTASNet
 from segnas.models.supernet import HyCTASSupernet
-from segnas.search.ablation import CONVS, SA, random_architectures, table8_variants
+from segnas.search.ablation import CONVS, SA, random_architectures, searched_per_branch_count, table8_variants
 from segnas.search.latency_table import LatencyTable, agreement
 from segnas.search.objectives import (
     ActivationMemory,
@@ -30,9 +30,9 @@ from segnas.search.objectives import (
     evaluate_miou,
     load_batches,
 )
-from segnas.spaces import get_space
+from segnas.spaces import get_space, load_genotype
 from segnas.spaces.fasterseg import FasterSegSpace
-from segnas.spaces.hyctas import build_plan
+from segnas.spaces.hyctas import HyCTASGenotype, build_plan
 
 INPUT = (1, 3, 32, 48)
 
@@ -164,7 +164,32 @@ def test_table8_variants(space) -> None:
     assert pos.branches[i].ops.count(SA) == 1 and pos.branches[i].ops[layer] != SA
     moved = variants["shift_sa_branch"]
     (j, other), = [(j, k) for j, b in enumerate(moved.branches) for k, op in enumerate(b.ops) if op == SA]
-    assert j != i and moved.branches[j].cell_strides()[other] == g.branches[i].cell_strides()[layer]
+    assert (j, other) != (i, layer) and moved.branches[j].cell_strides()[other] == g.branches[i].cell_strides()[layer]
+
+
+@pytest.mark.parametrize("name", ["hyctas_m", "hyctas_l"])
+def test_table8_has_all_four_distortions_of_the_released_models(name: str) -> None:
+    g = load_genotype(f"pkg://{name}")
+    space = get_space("hyctas", layers=g.depth)
+    variants = table8_variants(g, space, np.random.default_rng(0))
+    assert all(v is not None and not space.violations(v) for v in variants.values())
+    moved = variants["shift_sa_branch"]
+    strides = lambda genotype: sorted(  # noqa: E731
+        b.cell_strides()[k] for b in genotype.branches for k, op in enumerate(b.ops) if op == SA)
+    assert strides(moved) == strides(g) and moved != g  # same strides, other positions
+
+
+def test_searched_per_branch_count_takes_the_best_of_each() -> None:
+    rng = np.random.default_rng(0)
+    space = get_space("hyctas", layers=5, filter_multiplier=4)
+    records = [{"genotype": g.to_dict(), "metrics": {"miou": float(i)}}
+               for i, g in enumerate(space.sample(rng) for _ in range(40))]
+    records.append({"genotype": records[0]["genotype"], "metrics": {"miou": float("nan")}})
+    best = searched_per_branch_count(records)
+    for n, g in best.items():
+        same = [r for r in records if HyCTASGenotype.from_dict(r["genotype"]).num_branches == n
+                and np.isfinite(r["metrics"]["miou"])]
+        assert g.to_dict() == max(same, key=lambda r: r["metrics"]["miou"])["genotype"]
 
 
 def test_variants_that_do_not_apply_are_none_and_random_architectures(space) -> None:

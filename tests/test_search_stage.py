@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from segnas.search.archive import Archive
 from segnas.search.objectives import SupernetMIoU
@@ -173,3 +174,32 @@ def test_sweep_over_the_three_objectives_with_the_local_launcher(first_search, t
         rows = _read_csv(tmp_path / str(i) / "pareto.csv")
         costs = [float(r[column]) for r in rows]
         assert costs == sorted(costs) and len(rows) >= 1
+
+
+def test_another_supernet_in_the_same_folder_is_refused(first_search, tmp_path: Path) -> None:
+    out, results = first_search
+    common = [*TINY_SEARCH, "search.generations=1", "search.random_baseline=false", "stage.latency.check_archs=0",
+              f"stage.latency.lut_dir={out / 'lut'}"]
+    run_stage(compose_config([*common, f"stage.supernet.ckpt={results['supernet_ckpt']}"], tmp_path))
+    other = tmp_path / "other.ckpt"
+    ckpt = torch.load(results["supernet_ckpt"], map_location="cpu", weights_only=False)
+    name = next(k for k in ckpt["state_dict"] if k.endswith("weight"))
+    ckpt["state_dict"][name] = ckpt["state_dict"][name] + 1.0
+    torch.save(ckpt, other)
+    with pytest.raises(ValueError, match="supernet_weights_sha1"):
+        run_stage(compose_config([*common, f"stage.supernet.ckpt={other}"], tmp_path))
+
+
+def test_ablate_takes_table7_searched_networks_from_a_search(first_search, tmp_path: Path) -> None:
+    out, _ = first_search
+    cfg = compose_config(["stage=ablate", *TINY_DATA, "stage.train_epochs=1", "stage.random_per_branch_count=1",
+                          "stage.filter_multiplier=2", "stage.space_overrides.layers=4", f"stage.search_dir={out}"],
+                         tmp_path)
+    result = run_stage(cfg)
+    searched = [n for n in result["networks"] if n["group"] == "table7"]
+    evaluated = _read_csv(out / "evaluations.csv")
+    for row in searched:
+        n = row["num_branches"]
+        assert row["name"] == f"searched{n}"
+        assert n in {int(r["num_branches"]) for r in evaluated}
+    assert searched and "| Searched-" in (tmp_path / "ablation.md").read_text()

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segnas.nn.drop import DropPath
-from segnas.nn.slim import ConvBNAct, SlimConv2d, SlimLayerNorm, SlimLinear
+from segnas.nn.slim import ConvBNAct, SlimBatchNorm2d, SlimConv2d, SlimLayerNorm, SlimLinear
 
 
 def half_size(x: Tensor) -> tuple[int, int]:
@@ -169,6 +170,60 @@ class SelfAttention(nn.Module):
         return F.relu(self.drop_path(self.expand(z, c_out)) + self.bypass(x, c_out))
 
 
+class SelfAttentionReference(nn.Module):
+    """The public reference code's self-attention cell (``operations.Self_Attn``), single head.
+
+    Main path: 1x1 conv-BN-ReLU ``c_in -> c_out``; SAGAN attention over all pixels with q/k 1x1 convs to
+    ``c_out // 8`` and v to ``c_out`` (all with bias), ``softmax(q^T k)`` without 1/sqrt(d) scaling and no
+    positional encoding, added as ``gamma * attention + z`` with a learned scalar ``gamma`` (initialised
+    to 0); 2x2 average pooling at stride 2; BN-ReLU; 1x1 conv-BN. Shortcut: identity (stride 1, same
+    width), 1x1 conv-BN-ReLU (width change) or 3x3 stride-2 conv-BN-ReLU (stride 2). Output
+    ``ReLU(main + shortcut)``. ``project=True`` builds the shortcut conv even at ``c_in == c_out``
+    (a supernet op whose slices change width).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, project: bool | None = None) -> None:
+        super().__init__()
+        self.c_out, self.stride = c_out, stride
+        if project is None:
+            project = stride != 1 or c_in != c_out
+        self.shortcut = ConvBNAct(c_in, c_out, 3 if stride == 2 else 1, stride) if project else None
+        self.embed = ConvBNAct(c_in, c_out, 1)
+        c_qk = self.qk_width(c_out)
+        self.q = SlimConv2d(c_out, c_qk, 1)
+        self.k = SlimConv2d(c_out, c_qk, 1)
+        self.v = SlimConv2d(c_out, c_out, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+        self.norm = SlimBatchNorm2d(c_out)
+        self.expand = ConvBNAct(c_out, c_out, 1, act=False)
+        self.drop_path = DropPath()
+
+    @staticmethod
+    def qk_width(c_out: int) -> int:
+        """Query/key width for output width ``c_out`` (``c_out // 8``, at least 1)."""
+        return max(1, c_out // 8)
+
+    def forward(self, x: Tensor, c_out: int | None = None) -> Tensor:
+        c_out = self.c_out if c_out is None else c_out
+        if self.stride == 1 and x.shape[1] == c_out:
+            identity = x
+        elif self.shortcut is None:
+            raise RuntimeError("SelfAttentionReference built without shortcut conv cannot change shape")
+        else:
+            identity = self.shortcut(x, c_out)
+        z = self.embed(x, c_out)
+        c_qk = self.qk_width(c_out)
+        q, k, v = (
+            to_tokens(lin(z, c)).unsqueeze(1) for lin, c in ((self.q, c_qk), (self.k, c_qk), (self.v, c_out))
+        )
+        attn = F.scaled_dot_product_attention(q, k, v, scale=1.0).squeeze(1)
+        z = z + self.gamma * to_map(attn, z.shape[-2:])
+        if self.stride == 2:
+            z = pool2(z)
+        z = self.expand(F.relu(self.norm(z)), c_out)
+        return F.relu(self.drop_path(z) + identity)
+
+
 class TransformerBlock(nn.Module):
     """Standard pre-norm transformer block (MHSA + GELU MLP) on a 1x1-projected feature map.
 
@@ -215,6 +270,7 @@ OPS: dict[str, Callable[..., nn.Module]] = {
     "lightweight_conv": LightweightConv,
     "lightweight_conv2x": LightweightConv2x,
     "self_attention": SelfAttention,
+    "self_attention_reference": SelfAttentionReference,
     "transformer": TransformerBlock,
 }
 

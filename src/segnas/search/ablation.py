@@ -3,13 +3,17 @@ architectures with 1, 2 and 3 branches).
 
 Table 8: all self-attention cells -> convolution; all convolution cells (conv and both lightweight
 convs) -> self-attention; every self-attention cell moved to another position of its branch; every
-self-attention cell moved to a cell of another branch that runs at the same stride. The moves swap
-operators and keep widths and downsampling, and are redrawn until the variant violates no constraint.
+self-attention cell moved "to a random position on the same stride" (the paper's definition of the branch
+shift: any other cell, of any branch, whose input stride is the cell's). The moves swap operators and keep
+widths and downsampling, and are redrawn until the variant violates no constraint.
+Table 7: the best searched network of every branch count (:func:`searched_per_branch_count`) against
+random architectures with 1, 2 and 3 branches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -72,13 +76,13 @@ def shift_sa_position(genotype: HyCTASGenotype, space: HyCTASSpace, rng: np.rand
 
     def targets(cell: Cell) -> list[Cell]:
         i, layer = cell
-        return [(i, other) for other in range(genotype.depth) if other != layer]
+        return [(i, other) for other in range(len(genotype.branches[i].ops)) if other != layer]
 
     return _shift(genotype, space, rng, targets)
 
 
 def shift_sa_branch(genotype: HyCTASGenotype, space: HyCTASSpace, rng: np.random.Generator) -> HyCTASGenotype | None:
-    """Every self-attention cell moved to a cell of another branch at the same input stride."""
+    """Every self-attention cell moved to a random other cell at the same input stride (of any branch)."""
     strides = [b.cell_strides() for b in genotype.branches]
 
     def targets(cell: Cell) -> list[Cell]:
@@ -86,9 +90,8 @@ def shift_sa_branch(genotype: HyCTASGenotype, space: HyCTASSpace, rng: np.random
         return [
             (j, other)
             for j in range(genotype.num_branches)
-            if j != i
-            for other in range(genotype.depth)
-            if strides[j][other] == strides[i][layer]
+            for other in range(len(strides[j]))
+            if (j, other) != cell and strides[j][other] == strides[i][layer]
         ]
 
     return _shift(genotype, space, rng, targets)
@@ -122,3 +125,20 @@ def random_architectures(space: HyCTASSpace, per_branch_count: int, rng: np.rand
                 drawn.append(g)
         out.update({f"random{n}_{k}": g for k, g in enumerate(drawn)})
     return out
+
+
+def searched_per_branch_count(
+    records: Iterable[Mapping[str, Any]], score: str = "miou"
+) -> dict[int, HyCTASGenotype]:
+    """Table 7's Searched-n: per branch count, the highest-``score`` genotype among a search's archive
+    records (the best-score point of a front is always on it)."""
+    best: dict[int, tuple[float, HyCTASGenotype]] = {}
+    for record in records:
+        value = record.get("metrics", {}).get(score)
+        if value is None or not np.isfinite(value):
+            continue
+        genotype = HyCTASGenotype.from_dict(record["genotype"])
+        n = genotype.num_branches
+        if n not in best or value > best[n][0]:
+            best[n] = (float(value), genotype)
+    return {n: best[n][1] for n in sorted(best)}

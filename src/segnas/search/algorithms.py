@@ -28,6 +28,7 @@ from segnas.search.operators import (
     SpaceSampling,
 )
 from segnas.search.problem import Evaluated, SearchProblem
+from segnas.search.survival import weighted_rank_and_crowding
 
 # Called after every generation with the search's label, the generation index and every evaluation so far.
 GenerationCallback = Callable[[str, int, list[Evaluated]], None]
@@ -49,7 +50,8 @@ class PymooProblem(Problem):
         self.search, self.label, self.progress, self.on_generation = search, label, progress, on_generation
         xl, xu = search.space.bounds()
         super().__init__(
-            n_var=len(xl), n_obj=len(search.goals), n_ieq_constr=len(search.floors), xl=xl, xu=xu, vtype=int
+            n_var=len(xl), n_obj=len(search.goals), n_ieq_constr=0 if search.reject_below_floors else len(search.floors),
+            xl=xl, xu=xu, vtype=int,
         )
         self.generation = 0
         self.evaluated: list[Evaluated] = []
@@ -68,7 +70,7 @@ class PymooProblem(Problem):
             self.seen.add(self.search.key(e.genotype))
             rows.append(e.metrics)
         out["F"] = np.array([self.search.losses(m) for m in rows], dtype=float)
-        if self.search.floors:
+        if self.n_ieq_constr:
             out["G"] = np.array([self.search.shortfalls(m) for m in rows], dtype=float)
         if self.on_generation is not None:
             self.on_generation(self.label, self.generation, list(self.evaluated))
@@ -84,6 +86,7 @@ def run_nsga2(
     mutation_prob: float = 0.02,
     stratified: bool = False,
     initial: Sequence[Any] = (),
+    objective_weights: Sequence[float] | None = None,
     seed: int = 0,
     label: str = "nsga2",
     progress: bool = True,
@@ -91,7 +94,9 @@ def run_nsga2(
 ) -> list[Evaluated]:
     """NSGA-II for ``generations`` generations of ``population`` (the first: ``initial`` genotypes, then
     random samples). With ``stratified`` one search per sub-space of ``space.strata()`` (HyCTAS: per branch
-    count; seeds ``seed``, ``seed + 1``, ...; ``initial`` split among them). Returns every evaluation."""
+    count; seeds ``seed``, ``seed + 1``, ...; ``initial`` split among them). ``objective_weights`` (one per
+    goal) weight the crowding distance of the survival (None: NSGA-II's equal weights). Returns every
+    evaluation."""
     _check_positive(population=population, generations=generations)
     strata = problem.space.strata() if stratified else [("", problem.space)]
     evaluated: list[Evaluated] = []
@@ -101,6 +106,7 @@ def run_nsga2(
         own = [g for g in initial if not space.violations(g)]
         algorithm = NSGA2(
             pop_size=population,
+            **({"survival": weighted_rank_and_crowding(objective_weights)} if objective_weights else {}),
             sampling=SpaceSampling(own),
             crossover=SpaceCrossover(crossover_prob),
             mutation=SpaceMutation(mutation_prob),

@@ -72,6 +72,7 @@ class LatencyTable:
         self.warmup, self.duration_s, self.min_iters = warmup, duration_s, min_iters
         self.meta = {
             "device": _device_name(self.device),
+            "torch": torch.__version__,
             "input_shape": list(self.input_shape),
             "filter_multiplier": filter_multiplier,
             "num_classes": num_classes,

@@ -11,14 +11,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LinearSegmentedColormap, Normalize
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from segnas.search.pareto import pareto_indices
 from segnas.search.problem import Evaluated
+from segnas.search.report import front_of
 
 MARKERS = {1: "o", 2: "s", 3: "^"}
 GENERATIONS = LinearSegmentedColormap.from_list("generations", plt.cm.Blues(np.linspace(0.25, 1.0, 256)))
-COST_LABELS = {"latency_ms": "latency (ms)", "macs_g": "FLOPs (GMACs)", "params_m": "parameters (M)"}
+COST_LABELS = {"latency_ms": "latency (ms)", "macs_g": "MACs (G)", "params_m": "parameters (M)"}
 SCORE_LABELS = {"miou": "mIoU (%)", "score": "proxy score"}
 
 
@@ -33,10 +34,12 @@ def plot_search(
     baseline: Sequence[Evaluated] = (),
     title: str = "",
     score: str = "miou",
+    min_score: float | None = None,
 ) -> Path:
     """Every evaluated architecture (``score`` vs ``cost``) coloured by generation (light to dark), marker
-    by branch count, the Pareto front as a solid line; ``baseline`` (e.g. random search) in grey with a
-    dashed front."""
+    by branch count, the Pareto front (of the points at or above ``min_score``) as a solid line with its
+    points named ``arch_NN`` as in ``genotypes/``; ``baseline`` (e.g. random search) in grey with a dashed
+    front. The title (``title``: its first part) counts the points and the front."""
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     last = max((e.generation for e in evaluated), default=0)
     norm = Normalize(vmin=0, vmax=max(last, 1))
@@ -53,19 +56,24 @@ def plot_search(
                    marker="x", s=14, linewidths=0.8, zorder=1)
     handles = [Line2D([], [], ls="", marker=m, color="tab:blue", label=f"{n} branch{'es' * (n > 1)}")
                for n, m in MARKERS.items()]
-    for points, style, label in ((evaluated, "-", "Pareto front"), (baseline, "--", "random search front")):
+    front = front_of(evaluated, score, cost, min_score)
+    for i, e in enumerate(front):
+        ax.annotate(f"arch_{i:02d}", (e.metrics[cost], e.metrics[score]), textcoords="offset points",
+                    xytext=(3, 3), fontsize=6, zorder=4)
+    fronts = ((front, "-", "Pareto front"), (front_of(baseline, score, cost), "--", "random search front"))
+    for points, style, label in fronts:
         if not points:
             continue
-        front = [points[i] for i in pareto_indices([e.metrics[score] for e in points],
-                                                   [e.metrics[cost] for e in points])]
-        ax.plot([e.metrics[cost] for e in front], [e.metrics[score] for e in front], style,
+        ax.plot([e.metrics[cost] for e in points], [e.metrics[score] for e in points], style,
                 color="k" if style == "-" else "0.45", lw=1.4, zorder=3)
         handles.append(Line2D([], [], ls=style, color="k" if style == "-" else "0.45", label=label))
     mappable = plt.cm.ScalarMappable(norm=norm, cmap=GENERATIONS)
     fig.colorbar(mappable, ax=ax, label="generation")
     ax.set_xlabel(COST_LABELS.get(cost, cost))
     ax.set_ylabel(SCORE_LABELS.get(score, score))
-    ax.set_title(title or f"{SCORE_LABELS.get(score, score)} vs {COST_LABELS.get(cost, cost)}")
+    counts = f"{len(evaluated)} searched" + (f" + {len(baseline)} random" if baseline else "")
+    head = title or f"{SCORE_LABELS.get(score, score)} vs {COST_LABELS.get(cost, cost)}"
+    ax.set_title(f"{head}: {counts} architectures, {len(front)} on the front", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(handles=handles, fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -73,3 +81,23 @@ def plot_search(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_front(
+    evaluated: Sequence[Evaluated], front: Sequence[Evaluated], cost: str, score: str = "miou", title: str = ""
+) -> Figure:
+    """Every evaluation coloured by branch count and the ``front`` joined (the live dashboards' figure);
+    the caller closes it."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for n in sorted({_branches(e) for e in evaluated}):
+        points = [e for e in evaluated if _branches(e) == n]
+        ax.scatter([e.metrics[cost] for e in points], [e.metrics[score] for e in points], s=16, color=f"C{n - 1}",
+                   label=f"{n} branch{'es' * (n > 1)}", zorder=2)
+    ax.plot([e.metrics[cost] for e in front], [e.metrics[score] for e in front], "-o", color="k", mfc="none",
+            lw=1.2, ms=7, zorder=3, label="front")
+    ax.set(xlabel=COST_LABELS.get(cost, cost), ylabel=SCORE_LABELS.get(score, score))
+    ax.set_title(f"{title}: {len(evaluated)} architectures, {len(front)} on the front", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

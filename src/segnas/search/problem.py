@@ -1,15 +1,18 @@
 """What a search optimises, independent of the algorithm: a space, goals and budgets over evaluated metrics.
 
 A :class:`SearchProblem` only evaluates (pymoo's habit): its :class:`~segnas.search.evaluator.Evaluator`
-computes metrics through the archive. Budgets (``metric <= max``, e.g. latency or MACs) are checked
-first, from cheap metrics, and a genotype over budget is never scored (Algorithm 1's latency filter);
-floors (``metric >= min``, e.g. mIoU_min) are constraints that rank a genotype behind every feasible one.
+computes metrics through the archive. Budgets (``metric <= max``, e.g. latency or MACs; a number, or a
+function of the genotype such as a fraction of the largest network's latency) are checked first, from
+cheap metrics, and a genotype over budget is never scored (Algorithm 1's latency filter). Floors
+(``metric >= min``, e.g. mIoU_min) either reject a genotype after it is scored (Algorithm 1: it is not
+added to the population and another is bred) or, with ``reject_below_floors=False``, are constraints
+that rank it behind every feasible one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,15 +52,19 @@ class SearchProblem:
         space: the search space.
         evaluator: computes every metric named by ``goals``, ``budgets`` and ``floors`` through the archive.
         goals: the objectives (first one: the quality metric of single-objective searches).
-        budgets: ``metric -> max``; a genotype above is rejected before its goals are computed.
-        floors: ``metric -> min``; a constraint ``min - value <= 0`` (multi-objective search ranks it last).
+        budgets: ``metric -> max`` (a number or ``genotype -> number``); a genotype above is rejected before
+            its goals are computed.
+        floors: ``metric -> min``; rejected below (``reject_below_floors``) or a constraint
+            ``min - value <= 0`` that multi-objective search ranks last.
+        reject_below_floors: whether floors reject (Algorithm 1) or constrain.
     """
 
     space: SearchSpace
     evaluator: Evaluator
     goals: Sequence[Goal]
-    budgets: Mapping[str, float] = field(default_factory=dict)
+    budgets: Mapping[str, float | Callable[[Any], float]] = field(default_factory=dict)
     floors: Mapping[str, float] = field(default_factory=dict)
+    reject_below_floors: bool = False
 
     def __post_init__(self) -> None:
         if not self.goals:
@@ -69,20 +76,30 @@ class SearchProblem:
 
     def on(self, space: SearchSpace) -> SearchProblem:
         """The same problem over another (sub-)space."""
-        return SearchProblem(space, self.evaluator, self.goals, self.budgets, self.floors)
+        return SearchProblem(space, self.evaluator, self.goals, self.budgets, self.floors, self.reject_below_floors)
 
     def key(self, genotype: Any) -> str:
         """The space's canonical key of ``genotype``."""
         return self.space.key(genotype)
 
+    def limit(self, metric: str, genotype: Any) -> float:
+        """The budget of ``metric`` for ``genotype``."""
+        limit = self.budgets[metric]
+        return float(limit(genotype) if callable(limit) else limit)
+
     def accepts(self, genotype: Any, **info: Any) -> bool:
-        """No constraint violated and every budget metric (computed through the archive) within its max."""
+        """No constraint violated, every budget metric (computed through the archive) within its max and,
+        with ``reject_below_floors``, every floor metric (the score: computed now) at or above its min."""
         if self.space.violations(genotype):
             return False
-        if not self.budgets:
-            return True
-        metrics = self.evaluator(genotype, list(self.budgets), **info)
-        return all(metrics[m] <= limit for m, limit in self.budgets.items())
+        if self.budgets:
+            metrics = self.evaluator(genotype, list(self.budgets), **info)
+            if any(metrics[m] > self.limit(m, genotype) for m in self.budgets):
+                return False
+        if self.reject_below_floors and self.floors:
+            metrics = self.evaluator(genotype, list(self.floors), **info)
+            return all(metrics[m] >= low for m, low in self.floors.items())
+        return True
 
     def evaluate(self, genotype: Any, generation: int, search: str) -> Evaluated:
         """All metrics of ``genotype`` (goals, budgets, floors and any other objective of the evaluator)."""
@@ -94,5 +111,5 @@ class SearchProblem:
         return [g.loss(metrics[g.metric]) for g in self.goals]
 
     def shortfalls(self, metrics: Mapping[str, float]) -> list[float]:
-        """``min - value`` of every floor (feasible when <= 0)."""
-        return [limit - metrics[m] for m, limit in self.floors.items()]
+        """``min - value`` of every floor used as a constraint (feasible when <= 0)."""
+        return [] if self.reject_below_floors else [limit - metrics[m] for m, limit in self.floors.items()]

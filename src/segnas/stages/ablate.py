@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from omegaconf import DictConfig
 
 from segnas.callbacks.history import write_rows_csv
 from segnas.models import build_network
-from segnas.search.ablation import CONVS, SA, random_architectures, table8_variants
+from segnas.search.ablation import CONVS, SA, random_architectures, searched_per_branch_count, table8_variants
 from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator
 from segnas.search.objectives import Macs, Params
@@ -37,6 +38,7 @@ LABELS = {
     "conv_to_sa": "+ Conv. -> SA",
     "shift_sa_position": "+ Shift SA Position",
     "shift_sa_branch": "+ Shift SA Branch",
+    **{f"searched{n}": f"Searched-{n}" for n in (1, 2, 3)},
 }
 
 
@@ -60,7 +62,7 @@ def _summary(rows: list[dict[str, Any]]) -> str:
     """Markdown: Table 8 rows, then Random-n (mean ± std) rows."""
     lines = ["| architecture | FLOPs (GMACs) | Params (M) | mIoU (%) |", "|---|---|---|---|"]
     for row in rows:
-        if row["group"] == "table8":
+        if row["group"] in ("table8", "table7"):
             lines.append(f"| {LABELS[row['name']]} | {row['macs_g']:.4f} | {row['params_m']:.4f} "
                          f"| {row['standalone_miou']:.2f} |")
     for n in (1, 2, 3):
@@ -88,6 +90,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             skipped.append(name)
         else:
             networks[name] = ("table8", variant)
+    if stage.search_dir:
+        archive = Path(stage.search_dir) / "archive.jsonl"
+        if not archive.is_file():
+            raise FileNotFoundError(f"stage.search_dir={stage.search_dir}: no archive.jsonl (a stage=search folder)")
+        for n, g in searched_per_branch_count(Archive(archive, key=space.key)).items():
+            networks[f"searched{n}"] = ("table7", g)
+            space = _space(cfg, g.depth)  # the random architectures match the searched networks' depth
     for name, g in random_architectures(space, int(stage.random_per_branch_count), rng).items():
         networks[name] = (name.split("_")[0], g)
 

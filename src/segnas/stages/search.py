@@ -14,6 +14,8 @@ its metrics and retrain command) and returns hypervolumes and counts (``results.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import math
 import time
@@ -22,17 +24,17 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from segnas.callbacks.history import write_rows_csv
 from segnas.models import build_network
 from segnas.proxies import calibrate_cached
 from segnas.search import report
-from segnas.search.algorithms import run_nsga2, run_random, unique
+from segnas.search.algorithms import GenerationCallback, run_nsga2, run_random, unique
 from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator, Objective
 from segnas.search.latency_table import LatencyTable, agreement
+from segnas.search.live import LiveSearch
 from segnas.search.objectives import ActivationMemory, Builder, Macs, MeasuredLatency, Params, ProxyScore
 from segnas.search.pareto import hypervolume
 from segnas.search.plot import plot_search
@@ -52,6 +54,7 @@ from segnas.stages.common import (
     supernet_miou,
     to_container,
 )
+from segnas.utils.loggers import build_loggers
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,7 @@ class Wiring:
             self.space: SearchSpace = module.space
             self.output_stride = int(module.hparams.output_stride)
             self.score: Objective = supernet_miou(cfg, module, self.datamodule, self.device)
+            self.supernet_sha1 = weights_sha1(module.supernet)
         else:
             self.space = get_space(str(cfg.space.name), **{k: v for k, v in to_container(cfg.space).items()
                                                             if k != "name"})
@@ -85,6 +89,13 @@ class Wiring:
         self.network_options = {**self.space.build_options(),
                                 **({"output_stride": self.output_stride} if self.space.name == "hyctas" else {})}
         self.build: Builder = functools.partial(build_network, num_classes=self.num_classes, **self.network_options)
+        overrides = {k: v for k, v in to_container(cfg.stage.cost_network).items() if v is not None}
+        unknown = sorted(set(overrides) - set(self.network_options))
+        if unknown:
+            raise ValueError(f"stage.cost_network: {unknown} are not options of a {self.space.name} network "
+                             f"(it takes {sorted(self.network_options)})")
+        self.cost_options = {**self.network_options, **overrides}
+        self.cost_build: Builder = functools.partial(build_network, num_classes=self.num_classes, **self.cost_options)
         if self.kind == "proxy":
             self.score = self.proxy_score(str(cfg.score.proxy), cfg.score.get("options"))
         elif self.kind == "standalone":
@@ -127,22 +138,25 @@ class Wiring:
         return ProxyScore(proxy, self.build, inputs, targets, kwargs, seed)
 
     def costs(self) -> tuple[dict[str, Objective], LatencyTable | None, MeasuredLatency]:
-        """Latency (``stage.latency.model``: lut | measured), MACs and params of the standalone network, and
+        """Latency (``stage.latency.model``: lut | measured), MACs and params of the network that will be
+        deployed (the space's options with ``stage.cost_network`` overrides, e.g. the retrain F and OS), and
         the space's training-memory estimate where it has one."""
         lat = self.cfg.stage.latency
-        measured = MeasuredLatency(self.build, self.cost_input, self.device, warmup=int(lat.warmup),
+        measured = MeasuredLatency(self.cost_build, self.cost_input, self.device, warmup=int(lat.warmup),
                                    duration_s=float(lat.duration_s))
         table = None
+        self.latency_table_name: str | None = None
         if lat.model == "lut":
             if self.space.name != "hyctas":
                 raise ValueError(f"stage.latency.model=lut models the hyctas space only, not {self.space.name!r}; "
                                  "use stage.latency.model=measured")
-            table = LatencyTable(lat.lut_dir, self.cost_input, self.space.filter_multiplier, self.num_classes,
-                                 self.output_stride, self.device)
+            table = LatencyTable(lat.lut_dir, self.cost_input, self.cost_options["filter_multiplier"],
+                                 self.num_classes, self.cost_options["output_stride"], self.device)
+            self.latency_table_name = table.path.name  # its name hashes device, torch, input and network
         costs: dict[str, Objective] = {
             "latency_ms": table if table is not None else measured,
-            "macs_g": Macs(self.build, self.cost_input),
-            "params_m": Params(self.build),
+            "macs_g": Macs(self.cost_build, self.cost_input),
+            "params_m": Params(self.cost_build),
         }
         if hasattr(self.space, "memory_mb"):
             costs["memory_mb"] = ActivationMemory(self.space.memory_mb)
@@ -152,7 +166,7 @@ class Wiring:
         """What the archived metrics depend on: a different context never reuses them."""
         cfg = self.cfg
         scoring = {"supernet": lambda: {"evaluation": to_container(cfg.stage.evaluation),
-                                        "supernet": cfg.stage.supernet.ckpt or to_container(cfg.stage.supernet)},
+                                        "supernet_weights_sha1": self.supernet_sha1},
                    "proxy": lambda: {"proxy_batch": to_container(cfg.stage.proxy_batch)},
                    "standalone": lambda: {"optim": to_container(cfg.optim)}}[self.kind]()
         return {
@@ -162,9 +176,20 @@ class Wiring:
             **scoring,
             "data": to_container(cfg.data) if self.datamodule is not None else None,
             "cost_input": self.cost_input,
+            "cost_network": self.cost_options,
             "latency_model": str(cfg.stage.latency.model),
+            "latency_table": self.latency_table_name,
             "seed": int(cfg.seed),
         }
+
+
+def weights_sha1(module: Any) -> str:
+    """SHA-1 of a module's state (parameter and buffer names, shapes and bytes)."""
+    digest = hashlib.sha1()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def validate(cfg: DictConfig) -> None:
@@ -182,6 +207,12 @@ def validate(cfg: DictConfig) -> None:
     for key in positive:
         if int(search[key]) < 1:
             raise ValueError(f"search.{key} must be a positive integer, got {search[key]}")
+    if search.min_miou_mode not in ("reject", "constraint"):
+        raise ValueError(f"search.min_miou_mode must be 'reject' or 'constraint', got {search.min_miou_mode!r}")
+    if search.objective_weights is not None and (len(search.objective_weights) != 2
+                                                 or min(search.objective_weights) < 0):
+        raise ValueError(f"search.objective_weights must be 2 non-negative weights (score, cost), "
+                         f"got {list(search.objective_weights)}")
     if search.min_miou is not None and cfg.score.kind == "proxy":
         raise ValueError("search.min_miou applies to mIoU scores, not to score=proxy")
 
@@ -220,22 +251,27 @@ def warm_start(wiring: Wiring, problem: SearchProblem, n: int, cost: str) -> tup
     return chosen, info
 
 
-def search_with(wiring: Wiring, problem: SearchProblem, initial: list[Any]) -> tuple[list[Evaluated], dict]:
-    """Run ``search.algorithm``; returns its evaluations and, for top-k, its per-generation history."""
+def search_with(wiring: Wiring, problem: SearchProblem, initial: list[Any],
+                on_generation: GenerationCallback | None = None) -> tuple[list[Evaluated], dict]:
+    """Run ``search.algorithm`` (``on_generation``: see the algorithms); returns its evaluations and, for
+    top-k, its per-generation history."""
     search, seed, progress = wiring.cfg.search, int(wiring.cfg.seed), bool(wiring.cfg.stage.progress)
     if search.algorithm == "nsga2":
         return run_nsga2(problem, population=int(search.population), generations=int(search.generations),
                          crossover_prob=float(search.crossover_prob), mutation_prob=float(search.mutation_prob),
-                         stratified=bool(search.per_branch), initial=initial, seed=seed, progress=progress), {}
+                         stratified=bool(search.per_branch), initial=initial, seed=seed, progress=progress,
+                         on_generation=on_generation,
+                         objective_weights=list(search.objective_weights) if search.objective_weights else None), {}
     if search.algorithm == "topk":
         result = run_topk(problem, n_evals=int(search.num_evals), population=int(search.population),
                           top_k=int(search.top_k), children=search.children, p_crossover=float(search.p_crossover),
                           p_mutate=float(search.mutation_prob), patience=search.patience,
                           clear_pool=bool(search.clear_pool), random_per_generation=int(search.random_per_generation),
-                          initial=initial, seed=seed, progress=progress)
+                          initial=initial, seed=seed, progress=progress, on_generation=on_generation)
         return result.evaluated, {"history": result.history, "resets": result.resets}
     budget = int(search.population) * int(search.generations)
-    return run_random(problem, budget, batch=int(search.population), seed=seed, progress=progress), {}
+    return run_random(problem, budget, batch=int(search.population), seed=seed, progress=progress,
+                      on_generation=on_generation), {}
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -258,26 +294,31 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     evaluator = Evaluator(objectives, archive)
     goals = [Goal(score, maximize=True)] + ([Goal(cost)] if search.algorithm != "topk" else [])
     floors = {score: float(search.min_miou)} if search.min_miou is not None else {}
-    problem = SearchProblem(wiring.space, evaluator, goals, budgets, floors)
+    problem = SearchProblem(wiring.space, evaluator, goals, budgets, floors,
+                            reject_below_floors=search.min_miou_mode == "reject")
 
     start = time.perf_counter()
     initial, warm = warm_start(wiring, problem, int(search.population), cost) if search.warm_start else ([], None)
-    evaluated, extra = search_with(wiring, problem, initial)
+    loggers = list(wiring.trainer.loggers) if wiring.trainer is not None else build_loggers(cfg)
+    live = LiveSearch(loggers, score, cost, float(search.hv_ref_cost) if search.hv_ref_cost else None,
+                      (0.0, 100.0) if score == "miou" else None, search.min_miou)
+    evaluated, extra = search_with(wiring, problem, initial, live)
     search_seconds = time.perf_counter() - start
     n_computed = evaluator.n_computed
     distinct = unique(problem, evaluated)
     baseline: list[Evaluated] = []
     if search.random_baseline and search.algorithm != "random":
         baseline = unique(problem, run_random(problem, len(distinct), batch=int(search.population),
-                                              seed=int(cfg.seed) + 1000, progress=bool(cfg.stage.progress)))
+                                              seed=int(cfg.seed) + 1000, progress=bool(cfg.stage.progress),
+                                              on_generation=live))
 
     retrain = str(cfg.stage.retrain_command) if cfg.stage.get("retrain_command") else None
     front = report.front_of(distinct, score, cost, search.min_miou)
     front_rows = report.write_front(out, front, retrain)
     write_rows_csv(out / str(cfg.stage.table), report.rows(distinct + baseline))
     top = report.write_genotypes(out, report.ranked(distinct, score)[: int(cfg.stage.top_n)], "rank", retrain)
-    png = plot_search(distinct, cost, out / "pareto.png", baseline, score=score,
-                      title=f"{wiring.space.name} {search.algorithm} search: {len(distinct)} architectures")
+    png = plot_search(distinct, cost, out / "pareto.png", baseline, score=score, min_score=search.min_miou,
+                      title=f"{wiring.space.name} {search.algorithm} search")
     everything = distinct + baseline
     ref_cost = float(search.hv_ref_cost or max(e.metrics[cost] for e in everything))
     score_range = (0.0, 100.0) if score == "miou" else _score_range(everything, score)
@@ -314,11 +355,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         results["beats_random"] = bool(results["summary"]["best_score"] > results["summary_random"]["best_score"])
         results["random_picks"] = report.write_genotypes(out, baseline[: int(cfg.stage.top_n)], "random", retrain)
     results["n_computed_this_run"] = evaluator.n_computed
+    if table is not None:
+        results["latency_table"] = {"path": str(table.path), "entries": len(table.entries),
+                                    "sha1": hashlib.sha1(json.dumps(table.entries, sort_keys=True).encode()).hexdigest()}
     if table is not None and int(cfg.stage.latency.check_archs) > 0:
         results["lut_agreement"] = agreement(
             table, measured, check_genotypes(distinct, front, int(cfg.stage.latency.check_archs), int(cfg.seed))
         )
-    log_wandb(cfg, wiring.trainer, front_rows, score, cost, png)
+    live.finish({key: results.get(key) for key in ("hypervolume", "hypervolume_random", "n_evaluated")}
+                | {f"best_{score}": results["summary"]["best_score"]}, front_rows, {"pareto_png": png})
     log.info("%d architectures evaluated (%d computed now), %d on the front, hypervolume %.4f%s", len(distinct),
              evaluator.n_computed, len(front), hv,
              f" (random search: {results['hypervolume_random']:.4f})" if baseline else "")
@@ -345,26 +390,4 @@ def check_genotypes(evaluated: list[Evaluated], front: list[Evaluated], n: int, 
     k = min(n - len(chosen), len(others))
     picks = np.random.default_rng(seed).choice(len(others), size=k, replace=False)
     return chosen + [others[i] for i in sorted(picks)]
-
-
-def log_wandb(cfg: DictConfig, trainer: L.Trainer | None, rows: list[dict[str, Any]], score: str, cost: str,
-              png: Path) -> None:  # fmt: skip
-    """A W&B table and scatter plot of the front (and the figure) when ``logger=wandb``."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    loggers = list(trainer.loggers) if trainer is not None else [
-        instantiate(node) for node in (cfg.get("logger") or {}).values()
-        if node and str(node.get("_target_", "")).endswith("WandbLogger")
-    ]
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            import wandb
-
-            columns = list(rows[0]) if rows else [score, cost]
-            table = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
-            logger.experiment.log({
-                "search/pareto": table,
-                "search/pareto_scatter": wandb.plot.scatter(table, cost, score, title=f"Pareto front: {score} vs {cost}"),
-                "search/pareto_png": wandb.Image(str(png)),
-            })
 

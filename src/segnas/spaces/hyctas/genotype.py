@@ -14,7 +14,15 @@ from typing import Any, ClassVar
 
 # Operator names a cell may use (the keys of ``segnas.nn.ops.OPS``; kept here so that spaces do not
 # import torch).
-KNOWN_OPS = ("skip", "conv", "lightweight_conv", "lightweight_conv2x", "self_attention", "transformer")
+KNOWN_OPS = (
+    "skip",
+    "conv",
+    "lightweight_conv",
+    "lightweight_conv2x",
+    "self_attention",
+    "self_attention_reference",
+    "transformer",
+)
 STRIDES = (8, 16, 32)
 HEADS: tuple[tuple[int, ...], ...] = ((8,), (16,), (32,), (8, 16), (8, 32), (8, 16, 32))
 MAX_BRANCHES = 3
