@@ -12,6 +12,7 @@ from segnas.data import (
     SyntheticDataModule,
     SyntheticDataset,
 )
+from segnas.data.cityscapes import CityscapesDataModule
 from segnas.data.synthetic import SIGNAL_ROWS
 from segnas.data.transforms import train_transform
 
@@ -65,6 +66,15 @@ def test_train_transform_pads_image_with_zero_and_label_with_ignore():
     assert (out["mask"] == 1).sum() == 16 * 16
     assert (out["mask"] == 255).sum() == 64 * 64 - 16 * 16
     assert np.all(out["image"][out["mask"] == 255] == 0)
+
+
+def test_colour_jitter_is_off_at_zero_strength(tmp_path):
+    def steps(jitter: float) -> list[str]:
+        return [type(t).__name__ for t in train_transform(crop_size=(32, 32), jitter=jitter).transforms]
+
+    assert "ColorJitter" in steps(0.2) and "ColorJitter" not in steps(0.0)
+    module = CityscapesDataModule(root=tmp_path, jitter=0.0)
+    assert "ColorJitter" not in [type(t).__name__ for t in module.train_transform().transforms]
 
 
 def test_sampler_order_depends_only_on_seed_and_epoch():

@@ -9,15 +9,17 @@ import torch
 import torch.nn.functional as F
 
 from segnas.metrics import count_macs_params
+from segnas.models.hyctas_net import build_cell
 from segnas.nn import (
     OPS,
     DropPath,
+    IdentitySkip,
     MultiHeadSelfAttention,
     SlimBatchNorm2d,
     build_op,
     load_leading_slices,
 )
-from segnas.spaces.hyctas import KNOWN_OPS
+from segnas.spaces.hyctas import KNOWN_OPS, Node
 
 TABLE2_INPUT = (1, 256, 32, 64)
 
@@ -159,3 +161,25 @@ def test_ops_with_bypass_drop_their_main_branch(name: str) -> None:
         eval_dropped = op(x)
         op.drop_path.p = 0.0
         torch.testing.assert_close(op(x), eval_dropped)
+
+
+def test_identity_skip_cells_drop_to_their_input() -> None:
+    def node(op: str, c_out: int = 8, down: int = 0) -> Node:
+        return Node(0, (0,), op, down, 8, 8, c_out, None)
+
+    assert isinstance(build_cell(node("conv")), IdentitySkip)
+    # a width change, a downsampling cell or an operator with its own bypass: no identity skip
+    assert not any(
+        isinstance(build_cell(n), IdentitySkip)
+        for n in (node("conv", 12), node("conv", 16, 1), node("lightweight_conv"), node("skip"))
+    )
+    cell = build_cell(node("conv"))
+    cell.drop_path.p = 0.5
+    x = torch.randn(64, 8, 5, 5)
+    torch.manual_seed(0)
+    y = cell.train()(x)
+    kept_input = (y == x).flatten(1).all(1)
+    assert 0.3 < kept_input.float().mean() < 0.7
+    cell.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(cell(x), x + cell.op(x))

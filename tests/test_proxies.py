@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from segnas import proxies
+from segnas.models import build_network
 from segnas.proxies import stats as stats_mod
 from segnas.proxies.saswot import AvtRanges, calibrate, calibrate_cached
+from segnas.spaces import as_genotype
 
 EXPECTED = {
     "params",
@@ -24,6 +29,7 @@ EXPECTED = {
     "fisher",
     "jacov",
     "synflow",
+    "synflow_log",
     "nwot",
     "zen",
     "plain",
@@ -135,6 +141,111 @@ def test_nwot_counts_activation_modules_not_blocks_named_relu() -> None:
     assert block == pytest.approx(proxies.compute(["nwot"], nn.ReLU(), x, torch.zeros(4).long())["nwot"])
 
 
+class FourReLUs(nn.Module):
+    """Four conv + activation blocks (ReLU, LeakyReLU, ReLU, ReLU6) as modules, or called (``style``)
+    as plain or in-place functions."""
+
+    def __init__(self, style: str = "modules") -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(c, 6, 3, padding=1) for c in (3, 6, 6, 6))
+        self.acts = nn.ModuleList([nn.ReLU(), nn.LeakyReLU(0.2), nn.ReLU(inplace=True), nn.ReLU6()])
+        self.style = style
+
+    def act(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        if self.style == "plain":
+            return [torch.relu, lambda t: F.leaky_relu(t, 0.2), torch.Tensor.relu, F.relu6][i](x)
+        if self.style == "inplace":
+            return [lambda t: F.relu(t, inplace=True), lambda t: F.leaky_relu_(t, 0.2), torch.relu_,
+                    lambda t: F.relu6(t, inplace=True)][i](x)  # fmt: skip
+        return self.acts[i](x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, conv in enumerate(self.convs):
+            x = self.act(i, conv(x))
+        return x
+
+
+def test_nwot_is_the_same_for_relu_modules_and_functional_relus() -> None:
+    x, y = torch.randn(6, 3, 5, 5), torch.zeros(6, 5, 5).long()
+    modules = FourReLUs()
+    want = stats_mod.collect(modules, x, y, None, {stats_mod.NWOT})
+    assert want.relu_calls == 4
+    for style in ("plain", "inplace"):
+        net = FourReLUs(style)
+        net.load_state_dict(modules.state_dict())
+        assert torch.equal(net(x), modules(x))
+        got = stats_mod.collect(net, x, y, None, {stats_mod.NWOT})
+        assert got.relu_calls == 4 and torch.equal(got.nwot_kernel, want.nwot_kernel), style
+        assert (
+            proxies.compute(["nwot"], net, x, y)["nwot"] == proxies.compute(["nwot"], modules, x, y)["nwot"]
+        )
+
+
+@pytest.mark.parametrize(
+    "act",
+    [
+        nn.ReLU(inplace=True),
+        nn.LeakyReLU(inplace=True),
+        nn.ReLU6(),
+        nn.PReLU(),
+        nn.RReLU(),
+        nn.Hardtanh(0.0, 1.0),
+    ],
+)
+def test_nwot_sees_the_relu_family(act: nn.Module) -> None:
+    x, y = torch.randn(5, 3, 4, 4), torch.zeros(5, 4, 4).long()
+    conv = nn.Conv2d(3, 8, 1)
+    want = proxies.compute(["nwot"], nn.Sequential(conv, nn.ReLU()), x, y)["nwot"]
+    assert proxies.compute(["nwot"], nn.Sequential(conv, act), x, y)["nwot"] == want
+    assert math.isnan(proxies.compute(["nwot"], nn.Sequential(conv, nn.Hardtanh()), x, y)["nwot"])  # no unit
+
+
+class ReLUCallCounter(TorchFunctionMode):
+    """Counts calls of functions named like a ReLU (independent of the proxies' own list)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(
+        self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        self.calls += "relu" in getattr(func, "__name__", "")
+        return func(*args, **(kwargs or {}))
+
+
+def only_conv_downup() -> dict:
+    genotype = as_genotype("pkg://fasterseg").to_dict()
+    for branch in genotype["branches"]:
+        branch["ops"] = ["conv_downup"] * len(branch["ops"])
+    return genotype
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: build_network("pkg://hyctas_s", num_classes=19, filter_multiplier=4),
+        lambda: build_network("pkg://fasterseg", num_classes=19),
+        lambda: build_network(only_conv_downup(), num_classes=19),
+    ],
+    ids=["hyctas_s", "fasterseg", "fasterseg_conv_downup"],
+)
+def test_nwot_counts_every_relu_of_hyctas_and_fasterseg(make: Callable[[], nn.Module]) -> None:
+    net = make()
+    x, y = torch.randn(3, 3, 64, 128), torch.randint(0, 19, (3, 64, 128))
+    hooked: list[int] = []  # what hooks on nn.ReLU modules see (before issue 12)
+    handles = [m.register_forward_pre_hook(lambda *_: hooked.append(1)) for m in net.modules()
+               if isinstance(m, nn.ReLU)]  # fmt: skip
+    counter = ReLUCallCounter()
+    with counter, torch.no_grad():
+        net.train()(x)
+    for handle in handles:
+        handle.remove()
+    got = stats_mod.collect(net, x, y, None, {stats_mod.NWOT})
+    assert len(hooked) < counter.calls == got.relu_calls
+    assert math.isfinite(proxies.compute(["nwot"], net, x, y)["nwot"])
+
+
 def test_binary_code_kernel_is_exact_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     codes = (torch.rand(5, 37) > 0.5).float()
     brute = torch.tensor([[float((a == b).sum()) for b in codes] for a in codes], dtype=torch.float64)
@@ -183,8 +294,16 @@ def test_synflow_is_conserved_along_a_linear_chain_and_ignores_bn() -> None:
         net[1].running_var.fill_(0.01)
     w1, w2 = net[0].weight.detach().double().abs(), net[2].weight.detach().double().abs()
     flow = (w2 @ w1).sum()  # R for an all-ones input with |W|, BN removed
-    got = proxies.compute(["synflow"], net, torch.randn(8, 5), torch.zeros(8).long())["synflow"]
-    assert got == pytest.approx(2 * float(flow), rel=1e-10)  # each layer carries all of R
+    got = proxies.compute(["synflow", "synflow_log"], net, torch.randn(8, 5), torch.zeros(8).long())
+    assert got["synflow"] == pytest.approx(2 * float(flow), rel=1e-10)  # each layer carries all of R
+    assert got["synflow_log"] == pytest.approx(math.log(got["synflow"]), rel=1e-12)  # as NASLib reports it
+
+
+def test_naslib_log_is_signed() -> None:
+    from segnas.proxies.own_pass import naslib_log
+
+    assert naslib_log(math.e**2) == pytest.approx(2) and naslib_log(-math.e) == pytest.approx(-1)
+    assert naslib_log(0.0) == 0.0 and naslib_log(0.5) == pytest.approx(math.log(0.5))
 
 
 def test_grasp_matches_functional_hessian() -> None:

@@ -1,6 +1,9 @@
-"""Supernet: slices equal the standalone network, shared weights, drop path of the standalone network."""
+"""Supernet: slices equal the standalone network at every depth, shared weights, the released networks in the
+default supernet, drop path of the standalone network."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -8,10 +11,11 @@ import torch
 
 from segnas.models.hyctas_net import HyCTASNet
 from segnas.models.supernet import HyCTASSupernet
+from segnas.nn import DropPath
 from segnas.spaces import get_space, load_genotype
-from segnas.spaces.hyctas import build_plan
+from segnas.spaces.hyctas import DEFAULT_LAYERS, KNOWN_OPS, Branch, HyCTASGenotype, build_plan
 
-OPS = ("skip", "conv", "lightweight_conv", "lightweight_conv2x", "self_attention", "transformer")
+OPS = KNOWN_OPS
 
 
 def _randomize_bn(module: torch.nn.Module) -> None:
@@ -27,7 +31,7 @@ def _randomize_bn(module: torch.nn.Module) -> None:
 
 @pytest.fixture(scope="module")
 def space():
-    return get_space("hyctas", layers=5, ops=OPS, filter_multiplier=2)
+    return get_space("hyctas", layers=6, min_layers=4, ops=OPS, filter_multiplier=2)
 
 
 @pytest.mark.parametrize("output_stride", [8, 4])
@@ -36,19 +40,20 @@ def test_extracted_network_equals_supernet(space, output_stride: int) -> None:
     supernet = HyCTASSupernet.from_space(space, num_classes=3, output_stride=output_stride)
     _randomize_bn(supernet)
     supernet.eval()
-    rng = np.random.default_rng(output_stride)
+    rng = np.random.default_rng(output_stride // 4 + 1)
     x = torch.randn(2, 3, 64, 96)
-    heads = set()
+    heads, depths = set(), set()
     for _ in range(12):
         g = space.sample(rng)
         heads.add(g.head)
+        depths.add(g.depth)
         net = supernet.extract(g).eval()
         with torch.no_grad():
             expected = supernet(x, g)
             torch.testing.assert_close(net(x), expected, atol=1e-5, rtol=1e-5)
         assert expected.shape == (2, 3, 64, 96)
         assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in supernet.parameters())
-    assert len(heads) >= 3
+    assert len(heads) >= 3 and len(depths) == 3
 
 
 def test_fusion_changes_the_output(space) -> None:
@@ -79,12 +84,29 @@ def test_training_step_touches_only_the_sampled_cells(space) -> None:
 
 def test_supernet_rejects_genotypes_it_cannot_run(space) -> None:
     supernet = HyCTASSupernet(layers=5, ops=("conv", "skip"), filter_multiplier=2, num_classes=3)
-    g = space.sample(np.random.default_rng(0))
+    g = next(g for g in (space.sample(np.random.default_rng(i)) for i in range(100)) if g.depth == 5)
     g_bad_op = type(g)(
         tuple(type(b)(("self_attention",) * 5, b.widths, b.downs) for b in g.branches), g.fusion
     )
     with pytest.raises(ValueError, match="not in the supernet"):
         supernet(torch.randn(1, 3, 32, 32), g_bad_op)
+    too_deep = next(g for g in (space.sample(np.random.default_rng(i)) for i in range(100)) if g.depth == 6)
+    with pytest.raises(ValueError, match="exceeds"):
+        supernet(torch.randn(1, 3, 32, 32), too_deep)
+
+
+def test_default_supernet_holds_the_released_networks() -> None:
+    torch.manual_seed(0)
+    supernet = HyCTASSupernet(filter_multiplier=1, num_classes=3)
+    assert supernet.layers == DEFAULT_LAYERS >= 20
+    assert not any(key.startswith(f"{DEFAULT_LAYERS - 1}_") and key.endswith("_1") for key in supernet.cells)
+    _randomize_bn(supernet)
+    supernet.eval()
+    x = torch.randn(1, 3, 64, 64)
+    for name in ("hyctas_s", "hyctas_m", "hyctas_l"):
+        g = load_genotype(f"pkg://{name}")
+        with torch.no_grad():
+            torch.testing.assert_close(supernet.extract(g).eval()(x), supernet(x, g), atol=1e-5, rtol=1e-5)
 
 
 def test_released_architectures_build_and_run() -> None:
@@ -94,6 +116,38 @@ def test_released_architectures_build_and_run() -> None:
         ).eval()
         with torch.no_grad():
             assert net(torch.randn(1, 3, 64, 64)).shape == (1, 4, 64, 64)
+
+
+def test_cells_of_every_operator_are_dropped_in_training_and_never_in_eval() -> None:
+    ops = tuple(o for o in OPS if o != "skip")
+    depth = len(ops)  # one stride-8 branch at full width: every cell keeps its input's shape
+    g = HyCTASGenotype((Branch(ops, (1.0,) * depth, (0,) * depth),), (0,) * (depth - 1))
+    net = HyCTASNet(g, num_classes=3, filter_multiplier=2, drop_path_rate=0.5).train()
+    dropped: Counter[str] = Counter()
+
+    def count(op: str):
+        def hook(module, inputs, output) -> None:
+            live = inputs[0].flatten(1).abs().sum(1) > 0
+            dropped[op] += int((live & (output.flatten(1).abs().sum(1) == 0)).sum())
+
+        return hook
+
+    for cell, node in zip(net.cells, (layer[0] for layer in net.plan.layers), strict=True):
+        assert node.identity_skip == (node.op == "conv")
+        for m in cell[0].modules():
+            if isinstance(m, DropPath):
+                m.register_forward_hook(count(node.op))
+    x = torch.randn(16, 3, 32, 32)
+    with torch.no_grad():
+        net(x)
+        assert set(dropped) == set(ops) and min(dropped.values()) > 0, dropped
+        net.eval()
+        dropped.clear()
+        torch.manual_seed(0)
+        first = net(x)
+        torch.manual_seed(1)
+        torch.testing.assert_close(net(x), first)
+    assert sum(dropped.values()) == 0
 
 
 def test_drop_path_really_drops_in_training_and_never_in_eval() -> None:

@@ -71,6 +71,36 @@ def test_micro_cell_wiring_by_hand() -> None:
     assert zero.shape == (2, 16, 4, 4) and not zero.any()
 
 
+def test_macro_residual_bn_reproduces_tnbs_positional_arguments() -> None:
+    # TNB: nn.BatchNorm2d(planes, affine, track_running_stats) -> eps=True, momentum=True
+    tnb = nn.BatchNorm2d(8, True, True)
+    assert (tnb.eps, tnb.momentum) == (1.0, 1.0)
+    arch = "64-1234-basic"
+    quirky, plain = transnas.build(arch, seed=0), transnas.build(arch, seed=0, bn_quirk=False)
+    residual = {
+        id(m.downsample[1])
+        for m in quirky.modules()
+        if isinstance(m, transnas.BasicBlock) and isinstance(m.downsample, nn.Sequential)
+    }
+    assert len(residual) == 4  # one projection per module (each changes width or stride)
+    for m in quirky.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            assert (m.eps, m.momentum) == ((1.0, 1.0) if id(m) in residual else (1e-5, 0.1))
+    assert all((m.eps, m.momentum) == (1e-5, 0.1) for m in plain.modules() if isinstance(m, nn.BatchNorm2d))
+    state = plain.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in quirky.state_dict().items())  # same weights
+    conv, bn = quirky.encoder.cells[0].downsample
+    seen: list[torch.Tensor] = []
+    conv.register_forward_hook(lambda *args: seen.append(args[-1].detach()))
+    x = torch.randn(2, 3, 64, 64)
+    assert not torch.allclose(quirky(x), plain(x))
+    # momentum 1: the running statistics are the last batch's
+    assert torch.allclose(bn.running_mean, seen[0].mean((0, 2, 3)), atol=1e-6)
+    assert torch.allclose(bn.running_var, seen[0].var((0, 2, 3)), rtol=1e-4)
+    micro = transnas.build("64-41414-1_13_133")
+    assert all(m.eps == 1e-5 for m in micro.modules() if isinstance(m, nn.BatchNorm2d))
+
+
 def test_encoder_init_matches_tnb() -> None:
     net = transnas.build("64-41414-3_33_333")
     conv = net.encoder.cells[-1].edges[-1][1]

@@ -139,7 +139,7 @@ def test_nsga2_over_a_proxy_in_the_fasterseg_space(tmp_path: Path) -> None:
 def test_zero_shot_genotype_retrains_with_stage_retrain(tmp_path: Path, space: str) -> None:
     extra = [TINY_BUDGET] if space == "fasterseg" else [
         "space=hyctas", "space.layers=4", "space.filter_multiplier=2", "search.max_macs_g=null",
-        "score.proxy=grad_norm"]  # nwot does not see HyCTAS's functional ReLUs yet (-inf)
+        "score.proxy=nwot"]
     search = [o for o in FAST if not o.startswith("space.")] if space == "hyctas" else FAST
     run_stage(compose_config([*search, *extra, "stage.top_n=1", "search.random_baseline=false"], tmp_path / "search"))
     genotype = tmp_path / "search" / "genotypes" / "rank_00.yaml"
@@ -148,3 +148,12 @@ def test_zero_shot_genotype_retrains_with_stage_retrain(tmp_path: Path, space: s
                           "stage.latency_duration_s=0.05", "stage.filter_multiplier=2"], tmp_path / "retrain")
     results = run_stage(cfg)
     assert 0.0 <= results["val/mIoU"] <= 100.0
+
+
+def test_a_search_where_every_score_is_invalid_fails(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(ProxyScore, "__call__", lambda self, g: float("nan"))
+    with pytest.raises(RuntimeError, match="invalid"):
+        run_stage(compose_config(["stage=search", "space=fasterseg", "score=proxy", "search=random",
+                                  "search.population=3", "search.generations=1", *FAST[5:], "stage.latency.model=measured",
+                                  "stage.latency.check_archs=0", "search.objective=macs", "stage.extra_metrics=[]"],
+                                 tmp_path))

@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import matplotlib
+from lightning.pytorch.trainer.states import TrainerFn
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -28,8 +29,9 @@ def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 class MetricHistory(L.Callback):
     """Keeps one row of epoch-level metrics per validation; the rows live in the checkpoint for resume.
 
-    Rows are taken at ``on_validation_end``, after the LightningModule's epoch-end logging, so a
-    module should log its epoch-level training statistics from ``on_validation_epoch_end`` too.
+    Rows are taken at ``on_validation_end`` while fitting, after the LightningModule's epoch-end logging, so
+    a module should log its epoch-level training statistics from ``on_validation_epoch_end`` too. A resumed
+    run restores the rows of its checkpoint and continues them.
 
     The CSV and PNG are written whatever loggers are configured, so every run leaves plain files.
     """
@@ -41,7 +43,7 @@ class MetricHistory(L.Callback):
         self.rows: list[dict[str, Any]] = []
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking or not trainer.is_global_zero or trainer.state.fn != TrainerFn.FITTING:
             return
         row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         for key, value in sorted(trainer.callback_metrics.items()):

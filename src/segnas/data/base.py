@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from segnas.data.checks import check_split
 from segnas.data.transforms import eval_transform, train_transform
 
 Sample = dict[str, np.ndarray]
@@ -73,6 +74,12 @@ class SegmentationDataset(Dataset, ABC):
     @abstractmethod
     def load(self, index: int) -> Sample:
         """Return ``image`` (HxWx3 uint8), ``mask`` (HxW train ids, 255 = ignore) and optionally ``instance``."""
+
+    def files(self, index: int) -> tuple[Path, ...]:
+        """The files sample ``index`` is read from: its ``(image, label)`` pair for datasets that list their
+        files in ``self.pairs``; empty for generated datasets (nothing to check up front)."""
+        pairs = getattr(self, "pairs", None)
+        return tuple(pairs[index]) if pairs is not None else ()
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         index, aug_seed = key if isinstance(key, tuple) else (key, index_seed(key))
@@ -175,10 +182,17 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         return eval_transform()
 
     def setup(self, stage: str | None = None) -> None:
+        """Build the splits the ``stage`` needs, each checked up front (:func:`segnas.data.checks.check_split`)."""
         if self.train_set is None and stage in (None, "fit"):
-            self.train_set = _limit(self.build_dataset(self.train_split, self.train_transform()), self.max_train_samples)
+            self.train_set = self._checked(self.train_split, self.train_transform(), self.max_train_samples)
         if self.val_set is None:
-            self.val_set = _limit(self.build_dataset(self.val_split, self.eval_transform()), self.max_val_samples)
+            self.val_set = self._checked(self.val_split, self.eval_transform(), self.max_val_samples)
+
+    def _checked(self, split: str, transform: A.Compose, max_samples: int | None) -> Dataset:
+        dataset = _limit(self.build_dataset(split, transform), max_samples)
+        full = dataset.dataset if isinstance(dataset, _Subset) else dataset
+        check_split(full, len(dataset), split, self.num_classes, self.ignore_index)
+        return dataset
 
     def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler, drop_last: bool) -> DataLoader:
         return DataLoader(

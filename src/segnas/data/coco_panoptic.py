@@ -68,6 +68,9 @@ class PanopticDataset(SegmentationDataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def files(self, index: int) -> tuple[Path, ...]:
+        return self.records[index].image, self.records[index].panoptic
+
     def load(self, index: int) -> Sample:
         rec = self.records[index]
         image = read_image(rec.image)

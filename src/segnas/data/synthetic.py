@@ -25,12 +25,14 @@ SIGNAL_COLOURS = ((200, 40, 40), (40, 60, 200))  # decides context class A (red)
 CONTEXT_COLOUR = (150, 150, 150)
 CONTEXT_SHAPE = "box"
 SIGNAL_ROWS = 3
+MIN_CLASSES, MAX_CLASSES = 4, 255  # uint8 label maps: class ids 0..254, 255 = ignore
 
 
 def synthetic_class_names(num_classes: int) -> list[str]:
     """Class names: ``sky``, ``ground``, one ``<shape>_<k>`` per plain thing class, ``context_a/b``."""
-    if num_classes < 4:
-        raise ValueError(f"data.num_classes must be >= 4 (2 stuff + 2 context classes), got {num_classes}")
+    if not MIN_CLASSES <= num_classes <= MAX_CLASSES:
+        raise ValueError(f"data.num_classes must be in {MIN_CLASSES}..{MAX_CLASSES} (2 stuff + 2 context classes; "
+                         f"labels are uint8 with 255 = ignore), got {num_classes}")
     things = [f"{SHAPES[i % len(SHAPES)]}_{i}" for i in range(num_classes - 4)]
     return ["sky", "ground", *things, "context_a", "context_b"]
 

@@ -22,7 +22,8 @@ def train_transform(
 ) -> A.Compose:
     """Random scale, pad (image 0, label ``ignore_index``), random crop, flip, photometric jitter, normalise.
 
-    ``crop_size`` is ``(height, width)``; ``scale_range`` the min/max resize factor.
+    ``crop_size`` is ``(height, width)``; ``scale_range`` the min/max resize factor; ``jitter`` the colour
+    jitter strength (brightness, contrast, saturation; hue a quarter of it), 0 for none (Panoptic-DeepLab).
     """
     height, width = (int(s) for s in crop_size)
     low, high = scale_range

@@ -3,14 +3,51 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segnas.lit.segmentation import SegmentationModule
+
+# Checkpoint kinds: the hyper-parameters that identify them and the stage that writes them.
+CHECKPOINT_KINDS: dict[str, tuple[frozenset[str], str]] = {
+    "segmentation": (frozenset({"net_config", "num_classes"}), "stage=train or stage=retrain"),
+    "panoptic": (frozenset({"net_config", "categories"}), "stage=panoptic"),
+    "supernet": (frozenset({"space_config", "num_classes"}), "stage=supernet"),
+}
+RESUME_KEYS = ("loops", "optimizer_states")  # what a checkpoint needs to resume training from
+
+
+def read_checkpoint(path: str | Path, kind: str, resumable: bool = False) -> dict[str, Any]:
+    """The Lightning checkpoint at ``path`` (loaded on the CPU with ``weights_only=True``: tensors and plain
+    containers only, no code runs), checked to be a ``kind`` checkpoint (:data:`CHECKPOINT_KINDS`), with
+    the training state to resume from when ``resumable``. Errors name the file and what was expected."""
+    path = Path(path)
+    keys, writer = CHECKPOINT_KINDS[kind]
+    expected = f"expected a {kind} checkpoint written by {writer}"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; {expected}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"checkpoint {path} cannot be read (truncated, not a PyTorch file, or holding objects "
+                         f"other than tensors and plain containers): {err}; {expected}") from err
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise ValueError(f"checkpoint {path} holds no Lightning state_dict; {expected}")
+    hparams = ckpt.get("hyper_parameters") or {}
+    if not keys <= set(hparams):
+        raise ValueError(f"checkpoint {path} lacks the hyper-parameters {sorted(keys - set(hparams))} "
+                         f"(it has {sorted(hparams)}); {expected}")
+    missing = [k for k in RESUME_KEYS if resumable and k not in ckpt]
+    if missing:
+        raise ValueError(f"checkpoint {path} holds no training state {missing} to resume from (saved with "
+                         f"weights only?); {expected}")
+    return ckpt
 
 
 def load_checkpoint(path: str | Path | None) -> SegmentationModule:
@@ -19,10 +56,8 @@ def load_checkpoint(path: str | Path | None) -> SegmentationModule:
         raise ValueError(
             "this stage needs ckpt_path=PATH (a checkpoint written by stage=train or stage=retrain)"
         )
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={path} does not exist")
-    return SegmentationModule.load_from_checkpoint(path, map_location="cpu")
+    read_checkpoint(path, "segmentation")
+    return SegmentationModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
 
 
 def scaled_size(size: Sequence[int], scale: float, multiple: int = 1) -> tuple[int, int]:

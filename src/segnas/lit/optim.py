@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LinearLR, LRScheduler, PolynomialLR, SequentialLR
 
 
 def sgd(params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 5e-4,
@@ -19,23 +19,15 @@ def sgd(params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.9, 
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
 
 
-def poly_lambda(total_steps: int, power: float = 0.9, warmup_steps: int = 0, warmup_factor: float = 0.1):
-    """Multiplier of the base lr at a step: linear warm-up from ``warmup_factor``, then polynomial decay."""
-    total_steps = max(1, total_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return warmup_factor + (1.0 - warmup_factor) * step / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return max(0.0, 1.0 - progress) ** power
-
-    return factor
-
-
 def poly_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, power: float = 0.9, warmup_steps: int = 0,
-                   warmup_factor: float = 0.1) -> LambdaLR:
-    """Per-step poly schedule with warm-up (see :func:`poly_lambda`)."""
-    return LambdaLR(optimizer, poly_lambda(total_steps, power, warmup_steps, warmup_factor))
+                   warmup_factor: float = 0.1) -> LRScheduler:
+    """Per-step lr: linear warm-up from ``warmup_factor`` x the base lr over ``warmup_steps`` steps, then
+    polynomial decay ``(1 - t / (total_steps - warmup_steps)) ** power`` to 0 (torch's LinearLR, PolynomialLR)."""
+    poly = PolynomialLR(optimizer, total_iters=max(1, total_steps - warmup_steps), power=power)
+    if warmup_steps <= 0:
+        return poly
+    warmup = LinearLR(optimizer, start_factor=warmup_factor, end_factor=1.0, total_iters=warmup_steps)
+    return SequentialLR(optimizer, [warmup, poly], milestones=[warmup_steps])
 
 
 def exponential_scheduler(optimizer: torch.optim.Optimizer, gamma: float) -> torch.optim.lr_scheduler.ExponentialLR:

@@ -15,13 +15,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import Tensor
 
 from segnas.data.panoptic_targets import PanopticTargetGenerator, segments_from_labels
 from segnas.lit.losses import hard_pixel_ce
 from segnas.lit.optim import poly_scheduler, sgd
+from segnas.lit.segmentation import build_net
 from segnas.metrics.panoptic import PanopticQuality, pq_percent
 from segnas.metrics.segmentation import SegmentationMetric, miou
 from segnas.models.panoptic_postprocess import PanopticPostProcessor, panoptic_to_segments
@@ -110,9 +109,7 @@ class PanopticModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.num_classes = len(categories)
-        self.net = instantiate(
-            OmegaConf.create(dict(net_config)), num_classes=self.num_classes, _convert_="all"
-        )
+        self.net = build_net(net_config, self.num_classes)
         self.category_ids = [int(c["id"]) for c in categories]
         self.thing_ids = [i for i, c in enumerate(categories) if c["isthing"]]
         self.targets = PanopticTargetGenerator(

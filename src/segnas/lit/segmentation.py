@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -16,11 +17,28 @@ from segnas.lit.optim import poly_scheduler, sgd
 from segnas.metrics.segmentation import SegmentationMetric, miou, pixel_accuracy
 from segnas.models.factory import inline_genotype
 
+ALLOWED_TARGETS = "segnas."  # a network config (e.g. from a checkpoint) may only call builders of segnas
+
+
+def _targets(node: Any) -> list[str]:
+    if isinstance(node, Mapping):
+        own = [str(node["_target_"])] if "_target_" in node else []
+        return own + [t for value in node.values() for t in _targets(value)]
+    if isinstance(node, list | tuple):
+        return [t for value in node for t in _targets(value)]
+    return []
+
 
 def build_net(net_config: dict[str, Any] | DictConfig, num_classes: int) -> nn.Module:
     """Instantiate a network from a ``_target_`` config with ``num_classes`` outputs (genotype networks:
-    ``_target_: segnas.models.build_network``)."""
-    return instantiate(OmegaConf.create(dict(net_config)), num_classes=num_classes, _convert_="all")
+    ``_target_: segnas.models.build_network``); every ``_target_`` in it must lie inside ``segnas``."""
+    config = OmegaConf.to_container(net_config) if isinstance(net_config, DictConfig) else dict(net_config)
+    targets = _targets(config)
+    outside = [t for t in targets if not t.startswith(ALLOWED_TARGETS)]
+    if not targets or outside:
+        raise ValueError(f"network config: every _target_ must be a {ALLOWED_TARGETS}* builder, got "
+                         f"{outside or 'none'}")
+    return instantiate(OmegaConf.create(config), num_classes=num_classes, _convert_="all")
 
 
 class SegmentationModule(L.LightningModule):

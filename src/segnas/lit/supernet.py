@@ -1,7 +1,8 @@
 """LightningModule that trains the HyCTAS weight-sharing supernet (paper section 3.4, eq. 1).
 
-Every training step runs one sub-network drawn from the space's prior with an RNG seeded by
-``(seed, global_step)``, so a resumed run draws exactly the genotypes an uninterrupted run would.
+Every training step runs one sub-network drawn from the space's prior (branch count by the paper's
+prior, depth and everything else uniform) with an RNG seeded by ``(seed, global_step)``, so a resumed
+run draws exactly the genotypes an uninterrupted run would.
 Validation reports the mIoU of a fixed set of genotypes (current BN statistics, no recalibration).
 """
 
@@ -81,6 +82,7 @@ class SupernetModule(L.LightningModule):
         batch_size = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
         self.log("train/num_branches", float(genotype.num_branches), on_step=True, batch_size=batch_size)
+        self.log("train/depth", float(genotype.depth), on_step=True, batch_size=batch_size)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

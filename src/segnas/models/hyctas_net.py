@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segnas.nn import AggregationHead, DropPath, FuseEdge, Stem, build_op
+from segnas.nn import AggregationHead, DropPath, FuseEdge, IdentitySkip, Stem, build_op
 from segnas.spaces import load_genotype
 from segnas.spaces.hyctas import HyCTASGenotype, Node, Plan, build_plan
 
@@ -36,6 +36,12 @@ def forward_plan(plan: Plan, x8: Tensor, cell: CellFn, edge: EdgeFn) -> list[Ten
     return [prev[i] for i in plan.outputs]
 
 
+def build_cell(node: Node) -> nn.Module:
+    """The module of a plan node: its operator, inside an :class:`IdentitySkip` when the node has one."""
+    op = build_op(node.op, node.c_in, node.c_out, 1 + node.down)
+    return IdentitySkip(op) if node.identity_skip else op
+
+
 class HyCTASNet(nn.Module):
     """A HyCTAS sub-network: stem, the genotype's cells (shared trunk computed once), fusion edges and
     the aggregation head of its branch output strides.
@@ -45,7 +51,8 @@ class HyCTASNet(nn.Module):
         num_classes: output channels of the classifier.
         filter_multiplier: ``F`` (channels ``round(stride * F * width)``; stem output ``8F``).
         output_stride: 8, or 4 to fuse the stem's stride-4 feature in the head.
-        drop_path_rate: drop probability of the main branch of every operator with a bypass
+        drop_path_rate: drop probability of the residual branch of every cell that has one: the main
+            branch of an operator with a bypass, or the operator of a cell with an identity skip
             (training only; change it later through :attr:`drop_path_rate`).
         in_channels: input image channels.
     """
@@ -67,10 +74,7 @@ class HyCTASNet(nn.Module):
         self.filter_multiplier = filter_multiplier
         self.plan = build_plan(genotype, filter_multiplier)
         self.stem = Stem(filter_multiplier, in_channels)
-        self.cells = nn.ModuleList(
-            nn.ModuleList(build_op(n.op, n.c_in, n.c_out, 1 + n.down) for n in nodes)
-            for nodes in self.plan.layers
-        )
+        self.cells = nn.ModuleList(nn.ModuleList(build_cell(n) for n in nodes) for nodes in self.plan.layers)
         self.fuse = nn.ModuleList(
             nn.ModuleDict(
                 {

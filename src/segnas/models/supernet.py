@@ -1,21 +1,33 @@
 """Weight-sharing HyCTAS supernet: one lattice of slimmable cells that runs any genotype of the space.
 
 Cell weights are indexed by (layer, input stride, downsampling, operator) and built at the largest
-width (no skip at downsampling positions, which the constraints forbid); a genotype's cell uses the
-leading slices of the weights at its position, so branches that pass the same position with the same
-operator share weights (and identical branch prefixes are computed once). Fusion edges are indexed by (layer, source stride, target stride) and the six output
-heads by their branch output strides, with slimmable 1x1 convs adapting the branch widths.
+width (no skip at downsampling positions and no downsampling at the last layer, which the constraints
+forbid); a genotype's cell uses the leading slices of the weights at its position, so branches that pass
+the same position with the same operator share weights (and identical branch prefixes are computed once).
+A genotype of depth ``d`` uses the first ``d`` layers, then the head of its branch output strides. Fusion
+edges are indexed by (layer, source stride, target stride) and the six output heads by their branch
+output strides, with slimmable 1x1 convs adapting the branch widths.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 from torch import Tensor, nn
 
 from segnas.models.hyctas_net import HyCTASNet, forward_plan
-from segnas.nn import AggregationHead, FuseEdge, Stem, build_op, load_leading_slices
-from segnas.spaces.hyctas import DEFAULT_OPS, HEADS, HyCTASGenotype, HyCTASSpace, build_plan, num_filters
+from segnas.nn import OPS, AggregationHead, FuseEdge, IdentitySkip, Stem, build_op, load_leading_slices
+from segnas.spaces.hyctas import (
+    DEFAULT_LAYERS,
+    DEFAULT_OPS,
+    HEADS,
+    HyCTASGenotype,
+    HyCTASSpace,
+    Node,
+    build_plan,
+    num_filters,
+)
 
 
 def _head_key(head: Sequence[int]) -> str:
@@ -26,7 +38,7 @@ class HyCTASSupernet(nn.Module):
     """Supernet over ``layers`` cells per branch.
 
     Args:
-        layers: depth of the lattice (genotypes may use its first ``depth`` layers).
+        layers: depth of the lattice (a genotype uses its first ``depth`` layers).
         ops: operator names available to every cell.
         filter_multiplier: ``F`` of :func:`segnas.spaces.hyctas.num_filters`.
         max_width: largest width multiplier (weights are built at this width).
@@ -37,7 +49,7 @@ class HyCTASSupernet(nn.Module):
 
     def __init__(
         self,
-        layers: int = 12,
+        layers: int = DEFAULT_LAYERS,
         ops: Sequence[str] = DEFAULT_OPS,
         filter_multiplier: int = 8,
         max_width: float = 1.0,
@@ -59,7 +71,7 @@ class HyCTASSupernet(nn.Module):
         self.fuse = nn.ModuleDict()
         for layer in range(layers):
             for k, stride in enumerate((8, 16, 32)[: min(layer, 2) + 1]):
-                for down in (0, 1) if k < 2 else (0,):
+                for down in (0, 1) if k < 2 and layer < layers - 1 else (0,):
                     c_in, c_out = c_max[stride], c_max[stride * (1 + down)]
                     self.cells[f"{layer}_{stride}_{down}"] = nn.ModuleDict(
                         {
@@ -84,11 +96,10 @@ class HyCTASSupernet(nn.Module):
 
     @staticmethod
     def _op(name: str, c_in: int, c_out: int, stride: int) -> nn.Module:
-        return (
-            build_op(name, c_in, c_out, stride, project=True)
-            if name == "skip"
-            else build_op(name, c_in, c_out, stride)
-        )
+        """An operator that can change widths even when built with ``c_in == c_out`` (``project=True``
+        where the operator would otherwise drop its projection)."""
+        projects = "project" in inspect.signature(OPS[name]).parameters
+        return build_op(name, c_in, c_out, stride, **({"project": True} if projects else {}))
 
     @classmethod
     def from_space(cls, space: HyCTASSpace, **kwargs: int) -> HyCTASSupernet:
@@ -119,14 +130,16 @@ class HyCTASSupernet(nn.Module):
         feats = forward_plan(
             plan,
             x8,
-            lambda layer, i, node, h: self.cells[f"{layer}_{node.in_stride}_{node.down}"][node.op](
-                h, node.c_out
-            ),
+            lambda layer, i, node, h: self._cell(layer, node, h),
             lambda layer, u, t, h, size: self.fuse[
                 f"{layer}_{plan.layers[layer][u].out_stride}_{plan.layers[layer][t].out_stride}"
             ](h, size, plan.layers[layer][t].c_out),
         )
         return self.heads[_head_key(plan.head)](feats, x4, x.shape[-2:])
+
+    def _cell(self, layer: int, node: Node, h: Tensor) -> Tensor:
+        out = self.cells[f"{layer}_{node.in_stride}_{node.down}"][node.op](h, node.c_out)
+        return h + out if node.identity_skip else out
 
     def extract(self, genotype: HyCTASGenotype, drop_path_rate: float = 0.0) -> HyCTASNet:
         """Standalone network of ``genotype`` initialised from the leading slices of the shared weights."""
@@ -142,9 +155,10 @@ class HyCTASSupernet(nn.Module):
         load_leading_slices(net.stem, self.stem)
         plan = net.plan
         for layer, nodes in enumerate(plan.layers):
-            for i, node in enumerate(nodes):
+            for cell, node in zip(net.cells[layer], nodes, strict=True):
                 load_leading_slices(
-                    net.cells[layer][i], self.cells[f"{layer}_{node.in_stride}_{node.down}"][node.op]
+                    cell.op if isinstance(cell, IdentitySkip) else cell,
+                    self.cells[f"{layer}_{node.in_stride}_{node.down}"][node.op],
                 )
             for u, t in plan.fusion_edges(layer):
                 src = self.fuse[f"{layer}_{nodes[u].out_stride}_{nodes[t].out_stride}"]

@@ -1,6 +1,6 @@
 """Building blocks: slimmable layers, cell operators, stem, fusion edges and output heads."""
 
-from segnas.nn.drop import DropPath
+from segnas.nn.drop import DropPath, IdentitySkip
 from segnas.nn.heads import AggregationHead, FuseEdge, Stem
 from segnas.nn.ops import (
     OPS,
@@ -30,6 +30,7 @@ __all__ = [
     "ConvBNAct",
     "DropPath",
     "FuseEdge",
+    "IdentitySkip",
     "LightweightConv",
     "LightweightConv2x",
     "MultiHeadSelfAttention",

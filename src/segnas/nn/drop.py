@@ -1,4 +1,4 @@
-"""Stochastic depth (drop path) on the residual branch of an operator."""
+"""Stochastic depth (drop path) on the residual branch of an operator or a cell."""
 
 from __future__ import annotations
 
@@ -26,3 +26,16 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class IdentitySkip(nn.Module):
+    """``x + drop_path(op(x))``: a cell whose operator has no bypass of its own and keeps its input's shape,
+    as the residual branch of an identity skip (so dropping it leaves the input)."""
+
+    def __init__(self, op: nn.Module) -> None:
+        super().__init__()
+        self.op = op
+        self.drop_path = DropPath()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.drop_path(self.op(x))

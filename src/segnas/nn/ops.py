@@ -4,8 +4,8 @@ Every operator works at stride 1 and 2 with any input/output width and is slimma
 c_out=None)`` reads the input width from ``x`` and runs on leading weight slices when ``c_out`` is
 smaller than the width it was built with (see :mod:`segnas.nn.slim`). Stride-2 outputs have
 ``ceil(H/2) x ceil(W/2)`` pixels for every operator. Operators with a bypass put a :class:`DropPath`
-on their main branch; operators without one (``conv``, ``skip``) are never dropped, because dropping
-them would zero the whole feature map.
+on their main branch; a ``conv`` cell that keeps its input's shape is wrapped in an identity skip whose
+residual branch is dropped (:class:`~segnas.nn.drop.IdentitySkip`); ``skip`` is never dropped.
 """
 
 from __future__ import annotations

@@ -28,10 +28,13 @@ class Record:
     reference: dict[str, float] = field(default_factory=dict)
 
 
-def _number(text: str) -> float:
+def _number(text: str, where: str) -> float:
     if text == "":
         return math.nan
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{where}: {text!r} is not a number") from None
     return math.nan if value == NASLIB_SENTINEL else value
 
 
@@ -41,6 +44,13 @@ def load(path: str | Path, target: str = DEFAULT_TARGET, space: str | None = Non
     NASLib's -1e8 sentinel and empty cells become NaN in ``Record.reference``.
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"TransNAS-Bench-101 CSV {path} not found; pass benchmark.csv=PATH (absolute, or relative to the launch "
+            "directory). segnas does not ship it: it is TransNAS-Bench-101's segmentsemantic results as published "
+            "by NASLib (github.com/automl/NASLib, naslib/data/zc_transbench101_{micro,macro}.json), one row per "
+            f"architecture with the columns {list(REQUIRED_COLUMNS)}; see conf/benchmark/transnas.yaml"
+        )
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
@@ -50,9 +60,10 @@ def load(path: str | Path, target: str = DEFAULT_TARGET, space: str | None = Non
         numeric = [c for c in columns if c not in ("space", "tnb_arch_str", target)]
         records = []
         for row in reader:
-            value = _number(row[target])
+            where = f"{path}, row {reader.line_num}"
+            value = _number(row[target], f"{where}, column {target}")
             if (space is not None and row["space"] != space) or not math.isfinite(value):
                 continue
-            reference = {c: _number(row[c]) for c in numeric}
+            reference = {c: _number(row[c], f"{where}, column {c}") for c in numeric}
             records.append(Record(row["tnb_arch_str"], row["space"], value, reference))
     return records

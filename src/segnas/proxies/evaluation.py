@@ -7,12 +7,16 @@ Kendall / Spearman / Pearson between each proxy and the target on every sample, 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from segnas.metrics.correlation import rank_correlations
 
@@ -58,21 +62,47 @@ def summarize(
     return out
 
 
+def batch_digest(*tensors: torch.Tensor) -> str:
+    """SHA-1 of the tensors' shapes, dtypes and contents (e.g. a scoring batch's inputs and targets)."""
+    sha = hashlib.sha1()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        sha.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        sha.update(t.numpy().tobytes())
+    return sha.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    to_dict = getattr(value, "to_dict", None)
+    return to_dict() if callable(to_dict) else repr(value)
+
+
 class ScoreFile:
     """Per-architecture proxy scores in a CSV (``arch`` + one column per proxy), appended as computed,
-    so an interrupted run resumes where it stopped."""
+    so an interrupted run resumes where it stopped.
 
-    def __init__(self, path: Path, names: Sequence[str]) -> None:
-        self.path, self.header = path, ["arch", *names]
+    The scores are keyed by ``context``, what they depend on (the scoring batch, the proxies' options and
+    definitions, how the networks are built): ``path`` ``dir/stem.csv`` becomes ``dir/stem_<key>.csv``,
+    ``key`` a hash of ``context``, beside ``dir/stem_<key>.json`` holding the context. A run with another
+    setting writes another file and never reads these scores. Values without a JSON form are keyed by
+    their ``to_dict()`` (e.g. :class:`~segnas.proxies.saswot.AvtRanges`) or ``repr``.
+    """
+
+    def __init__(self, path: Path, names: Sequence[str], context: Mapping[str, Any]) -> None:
+        text = json.dumps(context, sort_keys=True, default=_plain)
+        self.key = hashlib.sha1(text.encode()).hexdigest()[:12]
+        self.path = path.with_name(f"{path.stem}_{self.key}{path.suffix}")
+        self.header = ["arch", *names]
         self.scores: Scores = {}
-        if path.exists():
-            with path.open(newline="") as f:
+        if self.path.exists():
+            with self.path.open(newline="") as f:
                 reader = csv.DictReader(f)
                 if reader.fieldnames == self.header:
                     self.scores = {r["arch"]: {n: float(r[n]) for n in names} for r in reader}
         if not self.scores:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", newline="") as f:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.with_suffix(".json").write_text(json.dumps(json.loads(text), indent=1) + "\n")
+            with self.path.open("w", newline="") as f:
                 csv.writer(f).writerow(self.header)
 
     def add(self, arch: str, values: Mapping[str, float]) -> None:

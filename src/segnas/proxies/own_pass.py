@@ -1,4 +1,4 @@
-"""Proxies whose definitions need passes of their own: grasp, synflow, zen.
+"""Proxies whose definitions need passes of their own: grasp, synflow (raw and log), zen.
 
 Each runs on a deep copy of the model, so the caller's model is never modified.
 """
@@ -61,6 +61,19 @@ def synflow(ctx: Context) -> float:
             if layer.weight.grad is not None
         )
     )
+
+
+def naslib_log(value: float) -> float:
+    """NASLib's post-processing of synflow: ``log(s)`` for ``s > 0``, ``-log(-s)`` for ``s < 0``, 0 stays 0."""
+    if value == 0:
+        return 0.0
+    return math.copysign(math.log(abs(value)), value)
+
+
+@register("synflow_log")
+def synflow_log(ctx: Context) -> float:
+    """:func:`synflow` as NASLib reports it (:func:`naslib_log`); same ranking, another Pearson."""
+    return naslib_log(synflow(ctx))
 
 
 def gaussian_init(net: nn.Module, generator: torch.Generator) -> None:

@@ -6,8 +6,10 @@ proxies costs one forward pass and one loss backward:
 * ``weight_grads``: weights ``W`` and ``dL/dW`` of every scored layer (``nn.Conv2d`` / ``nn.Linear``;
   ``nn.ConvTranspose2d`` is not a ``Conv2d`` and is not scored, as in NASLib and foresight).
 * ``fisher``: per scored layer and output channel ``F_k = 0.5 * mean_n (sum_hw a * dL/da)^2``.
-* ``nwot``: the NWOT kernel ``K_H = sum over ReLU-like modules of (N_A - Hamming distance)`` of the
-  binary codes ``1[pre-activation > 0]`` (every torch activation module whose name contains ``ReLU``).
+* ``nwot``: the NWOT kernel ``K_H = sum over ReLU applications of (N_A - Hamming distance)`` of the
+  binary codes ``1[pre-activation > 0]``. Every ReLU-family call of the forward is seen, however it is
+  made (:class:`ReLUCodes`): ``nn.ReLU`` / ``LeakyReLU`` / ``ReLU6`` / ``PReLU`` / ``RReLU`` modules,
+  ``F.relu``, ``torch.relu``, ``Tensor.relu`` and their in-place forms, each call once.
 * ``jacobian``: ``J[n] = d(sum of outputs of sample n)/d(input n)``, flattened (a second backward of the
   same forward graph).
 
@@ -17,12 +19,16 @@ model, its gradients and BN buffers are left untouched.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 WEIGHT_GRADS = "weight_grads"
 FISHER = "fisher"
@@ -64,6 +70,7 @@ class PassStats:
     fisher: list[torch.Tensor] = field(default_factory=list)
     fan_in: list[int] = field(default_factory=list)
     nwot_kernel: torch.Tensor | None = None
+    relu_calls: int = 0
     jacobian: torch.Tensor | None = None
 
 
@@ -79,10 +86,49 @@ def binary_code_kernel(codes: torch.Tensor) -> torch.Tensor:
     return d - ones[:, None] - ones[None, :] + 2 * same
 
 
-def _is_relu_like(module: nn.Module) -> bool:
-    """torch's ReLU family (ReLU, LeakyReLU, ReLU6, ...), not user blocks that merely contain one."""
-    cls = type(module)
-    return cls.__module__.startswith("torch.nn") and "ReLU" in cls.__name__
+# the ReLU family as called; a module's forward calls one of these (nn.ReLU6 calls hardtanh(x, 0, 6))
+RELU_FUNCTIONS = frozenset({
+    F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_,
+    F.leaky_relu, torch._C._nn.leaky_relu, torch._C._nn.leaky_relu_,
+    F.relu6, torch._C._nn.relu6, torch._C._nn.relu6_,
+    torch.prelu, F.rrelu, torch.rrelu, torch.rrelu_,
+})  # fmt: skip
+CLIPPED_RELU_FUNCTIONS = frozenset({F.hardtanh, torch._C._nn.hardtanh, torch._C._nn.hardtanh_})
+
+
+def is_relu_call(func: Callable[..., Any], args: tuple, kwargs: Mapping[str, Any]) -> bool:
+    """Whether ``func(*args, **kwargs)`` applies a ReLU-family activation (hardtanh only when clipped at 0)."""
+    if func in RELU_FUNCTIONS:
+        return True
+    if func in CLIPPED_RELU_FUNCTIONS:
+        return float(args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)) == 0.0
+    return False
+
+
+class ReLUCodes(TorchFunctionMode):
+    """While active, hands the sign pattern ``1[x > 0]`` ([N, D], float) of the input of every ReLU-family
+    call on a batch of ``batch_size`` samples to ``on_codes``, read before the call (in-place ReLUs
+    overwrite it), in call order; ``calls`` counts them.
+
+    A module's own call (e.g. ``nn.ReLU`` -> ``F.relu``) is seen once: torch runs the handler with the mode
+    popped, so what the function calls inside is not seen again. Calls on tensors whose first dimension
+    is not the batch (e.g. a weight) carry no per-sample code and are skipped.
+    """
+
+    def __init__(self, batch_size: int, on_codes: Callable[[torch.Tensor], None]) -> None:
+        super().__init__()
+        self.batch_size, self.on_codes, self.calls = batch_size, on_codes, 0
+
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: tuple = (), kwargs: Mapping[str, Any] | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        if is_relu_call(func, args, kwargs):
+            x = args[0] if args else kwargs.get("input")
+            if isinstance(x, torch.Tensor) and x.dim() > 0 and x.shape[0] == self.batch_size:
+                self.on_codes((x.detach().reshape(self.batch_size, -1) > 0).float())
+                self.calls += 1
+        return func(*args, **kwargs)
 
 
 def _channel_sums(act: torch.Tensor, grad: torch.Tensor, conv: bool) -> torch.Tensor:
@@ -112,14 +158,14 @@ def collect(
     fisher = [torch.zeros(()) for _ in layers]
     kernel = torch.zeros(inputs.shape[0], inputs.shape[0], dtype=torch.float64, device=inputs.device)
 
+    relu_codes: ReLUCodes | None = None
     if NWOT in needs:
 
-        def nwot_hook(_: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        def add_codes(codes: torch.Tensor) -> None:
             nonlocal kernel
-            with torch.no_grad():
-                kernel = kernel + binary_code_kernel((args[0].detach().flatten(1) > 0).float())
+            kernel = kernel + binary_code_kernel(codes)
 
-        hooks += [m.register_forward_pre_hook(nwot_hook) for m in net.modules() if _is_relu_like(m)]
+        relu_codes = ReLUCodes(inputs.shape[0], add_codes)
 
     if FISHER in needs:
 
@@ -144,7 +190,8 @@ def collect(
 
     x = inputs.detach().clone().requires_grad_(JACOBIAN in needs)
     try:
-        out = net(x)
+        with relu_codes or contextlib.nullcontext():
+            out = net(x)
         stats = PassStats(output_shape=tuple(out.shape))
         if needs & {WEIGHT_GRADS, FISHER}:
             loss_fn(out, targets).backward(retain_graph=JACOBIAN in needs)
@@ -167,6 +214,6 @@ def collect(
     if FISHER in needs:
         stats.fisher = fisher
         stats.fan_in = [layer.weight[0].numel() for layer in layers]
-    if NWOT in needs:
-        stats.nwot_kernel = kernel
+    if relu_codes is not None:
+        stats.nwot_kernel, stats.relu_calls = kernel, relu_codes.calls
     return stats

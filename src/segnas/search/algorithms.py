@@ -18,7 +18,6 @@ import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.problem import Problem
 from pymoo.optimize import minimize
-from tqdm.auto import tqdm
 
 from segnas.search.operators import (
     GenotypeDuplicates,
@@ -62,13 +61,11 @@ class PymooProblem(Problem):
         return {"generation": self.generation, "search": self.label}
 
     def _evaluate(self, X: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-        rows = []
-        desc = f"{self.label} generation {self.generation}"
-        for x in tqdm(X, desc=desc, disable=not self.progress, unit="arch", dynamic_ncols=True):
-            e = self.search.evaluate(self.search.space.decode(x), self.generation, self.label)
-            self.evaluated.append(e)
-            self.seen.add(self.search.key(e.genotype))
-            rows.append(e.metrics)
+        genotypes = [self.search.space.decode(x) for x in X]
+        evaluated = self.search.evaluate_many(genotypes, self.generation, self.label, self.progress)
+        self.evaluated += evaluated
+        self.seen.update(self.search.key(e.genotype) for e in evaluated)
+        rows = [e.metrics for e in evaluated]
         out["F"] = np.array([self.search.losses(m) for m in rows], dtype=float)
         if self.n_ieq_constr:
             out["G"] = np.array([self.search.shortfalls(m) for m in rows], dtype=float)

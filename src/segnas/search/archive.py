@@ -37,6 +37,7 @@ class Archive:
         path: the JSONL file (created on the first append; read when it exists).
         key: canonical key of a genotype (a space's :meth:`~segnas.spaces.base.SearchSpace.key`).
         context: JSON-serialisable description of what the metrics depend on; None: not checked.
+        writable: False keeps new records in memory only (the non-writing ranks of a distributed search).
     """
 
     def __init__(
@@ -44,8 +45,9 @@ class Archive:
         path: str | Path,
         key: Callable[[Genotype], str] = genotype_key,
         context: dict[str, Any] | None = None,
+        writable: bool = True,
     ) -> None:
-        self.path = Path(path)
+        self.path, self.writable = Path(path), writable
         self.key = key
         self.context = json.loads(json.dumps(context)) if context is not None else None
         self._records: dict[str, dict[str, Any]] = {}
@@ -117,6 +119,8 @@ class Archive:
     def append(self, genotype: Genotype, metrics: dict[str, float], **info: Any) -> dict[str, Any]:
         """Write one record line now (flushed) and merge it into memory; returns the merged record."""
         record = {"key": self.key(genotype), "genotype": genotype.to_dict(), "metrics": metrics, **info}
+        if not self.writable:
+            return self._merge(record)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
             if self.context is not None and self._stored_context is None and f.tell() == 0:

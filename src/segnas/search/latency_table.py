@@ -1,8 +1,9 @@
 """Latency lookup table: per-operator, per-resolution, per-width latencies measured once and summed.
 
 A network's latency is modelled as the sum of its pieces, each timed alone at batch 1 on the device:
-the stem, every cell (operator, input stride, downsampling, input and output channels), every fusion
-edge (source and target stride, channels) and the output head (branch strides and channels). Entries
+the stem, every cell (operator, input stride, downsampling, input and output channels, with its identity
+skip where it has one), every fusion edge (source and target stride, channels) and the output head (branch
+strides and channels); no piece depends on a genotype's depth, so one table prices every depth. Entries
 are measured the first time a genotype needs them and cached in a JSON file keyed by everything that
 changes a timing (device, input size, filter multiplier, classes, output stride, threads), so later
 searches on the same device reuse them. :func:`agreement` reports how well the sum tracks the latency
@@ -22,8 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from segnas.metrics import measure_latency, rank_correlations
-from segnas.nn import AggregationHead, FuseEdge, Stem, build_op
-from segnas.spaces.hyctas import HyCTASGenotype, build_plan, num_filters
+from segnas.models.hyctas_net import build_cell
+from segnas.nn import AggregationHead, FuseEdge, Stem
+from segnas.spaces.hyctas import HyCTASGenotype, Node, build_plan, num_filters
 
 
 class _Bound(nn.Module):
@@ -106,10 +108,10 @@ class LatencyTable:
     def _stem(self) -> float:
         return self._entry("stem", lambda: (Stem(self.filter_multiplier), self.input_shape))
 
-    def _cell(self, op: str, in_stride: int, down: int, c_in: int, c_out: int) -> float:
+    def _cell(self, node: Node) -> float:
         return self._entry(
-            f"cell/{op}/{in_stride}/{down}/{c_in}/{c_out}",
-            lambda: (build_op(op, c_in, c_out, 1 + down), (1, c_in, *self._size(in_stride))),
+            f"cell/{node.op}/{node.in_stride}/{node.down}/{node.c_in}/{node.c_out}",
+            lambda: (build_cell(node), (1, node.c_in, *self._size(node.in_stride))),
         )
 
     def _edge(self, src: int, dst: int, c_in: int, c_out: int) -> float:
@@ -140,7 +142,7 @@ class LatencyTable:
         plan = build_plan(genotype, self.filter_multiplier)
         total = self._stem()
         for layer, nodes in enumerate(plan.layers):
-            total += sum(self._cell(n.op, n.in_stride, n.down, n.c_in, n.c_out) for n in nodes)
+            total += sum(self._cell(n) for n in nodes)
             for u, t in plan.fusion_edges(layer):
                 total += self._edge(nodes[u].out_stride, nodes[t].out_stride, nodes[u].c_out, nodes[t].c_out)
         total += self._head(plan.head, plan.out_channels)

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from segnas.search.evaluator import Evaluator
 from segnas.spaces.base import SearchSpace
 
@@ -105,6 +107,20 @@ class SearchProblem:
         """All metrics of ``genotype`` (goals, budgets, floors and any other objective of the evaluator)."""
         metrics = self.evaluator(genotype, generation=generation, search=search)
         return Evaluated(genotype, metrics, generation, search)
+
+    def evaluate_many(
+        self, genotypes: Sequence[Any], generation: int, search: str, progress: bool = False
+    ) -> list[Evaluated]:
+        """All metrics of a batch (shared out over the evaluator's ranks, one round at a time)."""
+        size = self.evaluator.ranks.world_size
+        rounds = range(0, len(genotypes), size)
+        out: list[Evaluated] = []
+        for start in tqdm(rounds, desc=f"{search} generation {generation}", disable=not progress, unit="round",
+                          dynamic_ncols=True):
+            chunk = genotypes[start : start + size]
+            metrics = self.evaluator.evaluate_all(chunk, generation=generation, search=search)
+            out += [Evaluated(g, m, generation, search) for g, m in zip(chunk, metrics, strict=True)]
+        return out
 
     def losses(self, metrics: Mapping[str, float]) -> list[float]:
         """The goals' values as quantities to minimise."""

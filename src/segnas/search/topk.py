@@ -7,9 +7,10 @@ samples keep diversity. The pool then keeps its ``population`` best, or, with ``
 Algorithm 1 literally), only the ``top_k`` parents and the new offspring, filled up with random samples
 when short. After ``patience`` generations without a new best the pool is reset to the best and random
 samples. A genotype over a budget is recorded but never scored; a NaN score is an invalid individual,
-never a parent. The budget is ``n_evals`` scored genotypes and/or ``generations``. Randomness comes only
-from the seeded generator and evaluations go through the archive, so re-running on the same archive
-replays the search exactly: that is how it resumes.
+never a parent. The budget is ``n_evals`` scored genotypes and/or ``generations``. A generation's new
+candidates are chosen first and then scored as one batch (shared out over the ranks of a distributed job).
+Randomness comes only from the seeded generator and evaluations go through the archive, so re-running on
+the same archive replays the search exactly: that is how it resumes.
 """
 
 from __future__ import annotations
@@ -38,36 +39,41 @@ class TopKResult:
 class _Pool:
     """Book-keeping of one run: what was seen, what was scored, the current pool."""
 
-    def __init__(self, problem: SearchProblem, label: str, n_evals: int | None) -> None:
-        self.problem, self.label, self.n_evals = problem, label, n_evals
+    def __init__(self, problem: SearchProblem, label: str, n_evals: int | None, progress: bool) -> None:
+        self.problem, self.label, self.n_evals, self.progress = problem, label, n_evals, progress
         self.goal = problem.goals[0]
         self.seen: set[str] = set()
         self.members: dict[str, Evaluated] = {}
         self.result = TopKResult()
         self.best: Evaluated | None = None
 
-    @property
-    def done(self) -> bool:
-        return self.n_evals is not None and len(self.result.evaluated) >= self.n_evals
+    def room(self, planned: int = 0) -> float:
+        """How many more genotypes may be scored (beyond ``planned`` ones not scored yet)."""
+        if self.n_evals is None:
+            return math.inf
+        return self.n_evals - len(self.result.evaluated) - planned
 
     def loss(self, e: Evaluated) -> float:
         return self.goal.loss(e.metrics[self.goal.metric])
 
-    def offer(self, genotype: Any, generation: int) -> Evaluated | None:
-        """Evaluate a genotype never seen before that the problem accepts (None otherwise)."""
+    def admit(self, genotype: Any, generation: int) -> bool:
+        """True for a genotype never seen before that the problem accepts (marked seen either way)."""
         key = self.problem.key(genotype)
-        if key in self.seen or self.done:
-            return None
+        if key in self.seen:
+            return False
         self.seen.add(key)
-        if not self.problem.accepts(genotype, generation=generation, search=self.label):
-            return None
-        e = self.problem.evaluate(genotype, generation, self.label)
-        self.result.evaluated.append(e)
-        if math.isfinite(self.loss(e)):
-            self.members[key] = e
-            if self.best is None or self.loss(e) < self.loss(self.best):
-                self.best = e
-        return e
+        return self.problem.accepts(genotype, generation=generation, search=self.label)
+
+    def score(self, genotypes: Sequence[Any], generation: int) -> list[Evaluated]:
+        """Score admitted genotypes as one batch; the valid ones join the pool."""
+        scored = self.problem.evaluate_many(genotypes, generation, self.label, self.progress)
+        for e in scored:
+            self.result.evaluated.append(e)
+            if math.isfinite(self.loss(e)):
+                self.members[self.problem.key(e.genotype)] = e
+                if self.best is None or self.loss(e) < self.loss(self.best):
+                    self.best = e
+        return scored
 
     def ranked(self) -> list[Evaluated]:
         """Pool members, best first (ties: evaluation order)."""
@@ -114,39 +120,34 @@ def run_topk(
     children = population if children is None else int(children)
     rng = np.random.default_rng(seed)
     space = problem.space
-    pool = _Pool(problem, label, n_evals)
+    pool = _Pool(problem, label, n_evals, progress)
 
-    def draw_random(generation: int) -> None:
+    def random_genotype(generation: int) -> Any | None:
         for _ in range(max_tries):
-            if pool.done or pool.offer(space.decode(space.sample_encoding(rng)), generation) is not None:
-                return
+            genotype = space.decode(space.sample_encoding(rng))
+            if pool.admit(genotype, generation):
+                return genotype
+        return None
 
     def fill(generation: int) -> None:
-        for _ in range(max_tries * population):
-            if len(pool.members) >= population or pool.done:
+        """Score random genotypes until the pool holds ``population`` valid members (or tries run out)."""
+        for _ in range(max_tries):
+            wanted = int(min(population - len(pool.members), pool.room()))
+            if wanted <= 0:
                 return
-            pool.offer(space.decode(space.sample_encoding(rng)), generation)
+            batch = [g for g in (random_genotype(generation) for _ in range(wanted)) if g is not None]
+            if not batch:
+                return
+            pool.score(batch, generation)
 
-    for genotype in initial:
-        pool.offer(genotype, 0)
-    fill(0)
-    if pool.best is None:
-        raise RuntimeError(f"{label}: no valid genotype within the budgets was found; raise the budget")
-    if on_generation is not None:
-        on_generation(label, 0, list(pool.result.evaluated))
-    stagnant, best_loss = 0, pool.loss(pool.best)
-    generation = 0
-    bar = tqdm(total=n_evals or generations, desc=label, disable=not progress, unit="arch" if n_evals else "gen")
-    max_seen = 50 * n_evals if n_evals else math.inf  # most candidates over budget: give up eventually
-    while not pool.done and (generations is None or generation < generations) and len(pool.seen) < max_seen:
-        generation += 1
-        before = len(pool.seen)
-        parents = pool.ranked()[:top_k]
+    def offspring(parents: list[Evaluated], generation: int) -> list[Any]:
+        """This generation's new genotypes: children of the parents (a random one where none is new),
+        then ``random_per_generation`` random ones, within the remaining budget."""
         vectors = [space.encode(e.genotype) for e in parents]
-        offspring: list[Evaluated] = []
+        out: list[Any] = []
         for _ in range(children):
-            if pool.done:
-                break
+            if pool.room(len(out)) <= 0:
+                return out
             child = None
             for _ in range(max_tries):
                 x = vectors[int(rng.integers(len(vectors)))]
@@ -154,16 +155,36 @@ def run_topk(
                     x = space.crossover(x, vectors[int(rng.integers(len(vectors)))], rng)[0]
                 genotype = space.decode(space.mutate(x, rng, p_mutate))
                 if problem.key(genotype) not in pool.seen and not space.violations(genotype):
-                    child = pool.offer(genotype, generation)
+                    child = genotype if pool.admit(genotype, generation) else None
                     break
-            if child is None:
-                draw_random(generation)
-            elif math.isfinite(pool.loss(child)):
-                offspring.append(child)
+            child = child if child is not None else random_genotype(generation)
+            if child is not None:
+                out.append(child)
         for _ in range(random_per_generation):
-            draw_random(generation)
+            fresh = random_genotype(generation) if pool.room(len(out)) > 0 else None
+            if fresh is not None:
+                out.append(fresh)
+        return out
+
+    first = [g for g in initial if pool.admit(g, 0)][: int(min(len(initial), pool.room()))]
+    if first:
+        pool.score(first, 0)
+    fill(0)
+    if pool.best is None:
+        raise RuntimeError(f"{label}: no valid genotype within the budgets was found; raise the budget")
+    if on_generation is not None:
+        on_generation(label, 0, list(pool.result.evaluated))
+    stagnant, best_loss = 0, pool.loss(pool.best)
+    generation = 0
+    max_seen = 50 * n_evals if n_evals else math.inf  # most candidates over budget: give up eventually
+    bar = tqdm(total=n_evals or generations, desc=label, disable=not progress, unit="arch" if n_evals else "gen")
+    while pool.room() > 0 and (generations is None or generation < generations) and len(pool.seen) < max_seen:
+        generation += 1
+        before = len(pool.seen)
+        parents = pool.ranked()[:top_k]
+        new = [e for e in pool.score(offspring(parents, generation), generation) if math.isfinite(pool.loss(e))]
         if clear_pool:
-            pool.keep([*parents, *offspring])
+            pool.keep([*parents, *new])
             fill(generation)
         pool.keep(pool.ranked()[:population])
         improved = pool.loss(pool.best) < best_loss

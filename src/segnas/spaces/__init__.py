@@ -7,6 +7,7 @@ loading ignores both.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,51 @@ from segnas.spaces.hyctas import HyCTASGenotype, HyCTASSpace
 
 SPACES: dict[str, type[SearchSpace]] = {"hyctas": HyCTASSpace, "fasterseg": FasterSegSpace}
 METADATA_KEYS = ("metrics", "retrain_command")
+TWELFTHS = 12  # genotype widths k/12 without a short decimal are written as `8/12` (whole ones as `1`)
+_FRACTION = re.compile(r"^[0-9]+/[0-9]+$")
+
+
+class _Twelfths(float):
+    """A genotype width that is exactly a multiple of 1/12 and has no short decimal (e.g. 1/3) or is whole."""
+
+
+class _GenotypeDumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that writes :class:`_Twelfths` as ``k/12`` (integers as integers)."""
+
+
+class _GenotypeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that reads a plain ``a/b`` as the float ``a / b``."""
+
+
+def _represent_twelfths(dumper: yaml.SafeDumper, value: _Twelfths) -> yaml.Node:
+    k = round(value * TWELFTHS)
+    if k % TWELFTHS == 0:
+        return dumper.represent_int(k // TWELFTHS)
+    return dumper.represent_scalar("!fraction", f"{k}/{TWELFTHS}")
+
+
+def _construct_fraction(loader: yaml.SafeLoader, node: yaml.Node) -> float:
+    numerator, denominator = loader.construct_scalar(node).split("/")
+    return int(numerator) / int(denominator)
+
+
+for _cls in (_GenotypeDumper, _GenotypeLoader):
+    _cls.add_implicit_resolver("!fraction", _FRACTION, list("0123456789"))
+_GenotypeDumper.add_representer(_Twelfths, _represent_twelfths)
+_GenotypeLoader.add_constructor("!fraction", _construct_fraction)
+
+
+def _as_twelfths(value: Any) -> Any:
+    """``value`` with every float that is exactly ``k / 12`` and whole or without a short decimal (0.5 stays)
+    marked as :class:`_Twelfths` (lists and dicts walked)."""
+    if isinstance(value, dict):
+        return {k: _as_twelfths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_twelfths(v) for v in value]
+    if isinstance(value, float) and value > 0 and round(value * TWELFTHS) / TWELFTHS == value \
+            and (value.is_integer() or len(repr(value)) > 6):
+        return _Twelfths(value)
+    return value
 
 
 def get_space(name: str, /, **cfg: Any) -> SearchSpace:
@@ -55,7 +101,7 @@ def load_genotype(path: str | Path) -> Any:
     """Read and validate a genotype YAML; ``ValueError`` names the file and the violated rule."""
     path = resolve_genotype_path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_GenotypeLoader)
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(data, dict) or data.get("space") not in SPACES:
@@ -76,16 +122,17 @@ def save_genotype(
     metrics: Mapping[str, Any] | None = None,
     command: str | None = None,
 ) -> Path:
-    """Write a genotype as YAML (lists in flow style, one branch per block), with its measured ``metrics``
-    (name -> number) and the ``command`` that retrains it when given."""
-    data = genotype.to_dict()
+    """Write a genotype as YAML (lists in flow style, one branch per block; widths that are multiples of 1/12
+    as ``8/12`` or ``1``), with its measured ``metrics`` (name -> number) and the ``command`` that retrains
+    it when given."""
+    data = _as_twelfths(genotype.to_dict())
     if metrics is not None:
         data["metrics"] = {str(k): v.item() if hasattr(v, "item") else v for k, v in metrics.items()}
     if command is not None:
         data["retrain_command"] = command
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200))
+    path.write_text(yaml.dump(data, Dumper=_GenotypeDumper, sort_keys=False, default_flow_style=None, width=200))
     return path
 
 

@@ -11,6 +11,12 @@ Strings are ``{C}-{macro skeleton}-{cell}``:
 The encoder (stem to 1/4, then the modules) feeds the TNB segmentation decoder (conv layers to 1024
 channels and back, transposed convs up to the input resolution, 3x3 conv to 17 logits). Encoder convs
 use Kaiming-normal (fan_out) init, BN (1, 0); the decoder keeps PyTorch's default init, as in TNB.
+
+**Residual BatchNorm quirk** (``bn_quirk``, default on). TNB's ``ResNetBasicblock`` builds its projection
+shortcut's norm as ``nn.BatchNorm2d(planes, affine, track_running_stats)``: the two booleans land on
+``eps`` and ``momentum``, so that BN has ``eps=1`` and ``momentum=1`` (running statistics = the last
+batch's). The benchmark's macro networks were trained that way; ``bn_quirk=False`` builds the intended
+``BatchNorm2d(planes)``. Micro cells have no such BN.
 """
 
 from __future__ import annotations
@@ -109,17 +115,17 @@ class MicroCell(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """ResNet basic block of the macro space: two ReLUConvBN 3x3 plus a (projected) residual."""
+    """ResNet basic block of the macro space: two ReLUConvBN 3x3 plus a (projected) residual; the
+    projection's BN has TNB's ``eps=1, momentum=1`` when ``bn_quirk`` (module docstring)."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, bn_quirk: bool = True) -> None:
         super().__init__()
         self.conv_a = ReLUConvBN(c_in, c_out, 3, stride)
         self.conv_b = ReLUConvBN(c_out, c_out, 3, 1)
         self.downsample: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
-            )
+            bn = nn.BatchNorm2d(c_out, eps=1.0, momentum=1.0) if bn_quirk else nn.BatchNorm2d(c_out)
+            self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.downsample(x) + self.conv_b(self.conv_a(x))
@@ -128,7 +134,7 @@ class BasicBlock(nn.Module):
 class Encoder(nn.Module):
     """Stem (to 1/4, ``C`` channels) followed by two cells per module code."""
 
-    def __init__(self, channels: int, modules: str, cell: str | None) -> None:
+    def __init__(self, channels: int, modules: str, cell: str | None, bn_quirk: bool = True) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(3, channels // 2, 3, stride=2, padding=1, bias=False),
@@ -141,7 +147,9 @@ class Encoder(nn.Module):
             c_out = c * 2 if code % 2 == 0 else c
             stride = 2 if code > 2 else 1
             for c_in, s in ((c, stride), (c_out, 1)):
-                layers.append(BasicBlock(c_in, c_out, s) if cell is None else MicroCell(cell, c_in, c_out, s))
+                layers.append(
+                    BasicBlock(c_in, c_out, s, bn_quirk) if cell is None else MicroCell(cell, c_in, c_out, s)
+                )
             c = c_out
         self.cells = nn.Sequential(*layers)
         self.out_channels = c
@@ -190,11 +198,11 @@ class SegmentationDecoder(nn.Sequential):
 class TransNASSegmenter(nn.Module):
     """Encoder then decoder, no skip connections; logits at the input resolution."""
 
-    def __init__(self, arch_str: str, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, arch_str: str, num_classes: int = NUM_CLASSES, bn_quirk: bool = True) -> None:
         super().__init__()
         channels, modules, cell = parse(arch_str)
         self.arch_str = arch_str
-        self.encoder = Encoder(channels, modules, cell)
+        self.encoder = Encoder(channels, modules, cell, bn_quirk)
         self.decoder = SegmentationDecoder(
             self.encoder.out_channels, self.encoder.num_downsamples + 2, num_classes
         )
@@ -222,15 +230,18 @@ def parse(arch_str: str) -> tuple[int, str, str | None]:
     return channels, modules, cell
 
 
-def build(arch_str: str, num_classes: int = NUM_CLASSES, seed: int | None = None) -> nn.Module:
-    """The TNB-101 segmentsemantic network (encoder + decoder) of ``arch_str``.
+def build(
+    arch_str: str, num_classes: int = NUM_CLASSES, seed: int | None = None, bn_quirk: bool = True
+) -> nn.Module:
+    """The TNB-101 segmentsemantic network (encoder + decoder) of ``arch_str``; ``bn_quirk``: TNB's
+    residual BN with ``eps=1, momentum=1`` (module docstring).
 
     With ``seed``, torch's global generator is seeded first, so a net's initial weights depend only on
     ``(arch_str, seed)``, not on what was drawn before.
     """
     if seed is not None:
         torch.manual_seed(seed)
-    return TransNASSegmenter(arch_str, num_classes)
+    return TransNASSegmenter(arch_str, num_classes, bn_quirk)
 
 
 def space_of(arch_str: str) -> str:

@@ -14,13 +14,17 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from segnas.callbacks.csv_log import ResumingCSVLogger
 from segnas.data.base import SegmentationDataModule
+from segnas.lit.inference import read_checkpoint
 from segnas.lit.segmentation import SegmentationModule
 from segnas.lit.supernet import SupernetModule
 from segnas.proxies import get as get_proxy
 from segnas.search.objectives import StandaloneMIoU, SupernetMIoU, load_batches
+from segnas.utils.loggers import build_loggers
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +53,10 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None, **overrides: Any) -> L.Trainer:
-    """The Lightning trainer of ``cfg.trainer`` with ``cfg.callbacks`` and ``cfg.logger``."""
+    """The Lightning trainer of ``cfg.trainer`` with ``cfg.callbacks`` and ``cfg.logger`` (a CSV logger
+    continues the run folder's ``metrics.csv`` when the run resumes)."""
     callbacks = _instantiate_group(cfg.get("callbacks")) + list(extra_callbacks or [])
-    loggers = _instantiate_group(cfg.get("logger"))
+    loggers = [ResumingCSVLogger.continuing(lg) if type(lg) is CSVLogger else lg for lg in build_loggers(cfg)]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all", **overrides)
 
 
@@ -67,6 +72,19 @@ def resolve_ckpt(cfg: DictConfig, out_dir: Path) -> str | None:
         log.info("Resuming from %s", last)
         return str(last)
     return None
+
+
+def fit(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule,
+        out_dir: Path, kind: str) -> None:  # fmt: skip
+    """``trainer.fit`` resumed from :func:`resolve_ckpt` (checked to be a ``kind`` checkpoint, loaded with
+    ``weights_only=True``); when the fit ran no validation (the checkpoint had already reached the budget),
+    the final weights are validated, so the metrics a stage reports are theirs."""
+    ckpt = resolve_ckpt(cfg, out_dir)
+    if ckpt is not None:
+        read_checkpoint(ckpt, kind, resumable=True)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    if "val/mIoU" not in trainer.callback_metrics:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
 
 
 def to_container(node: DictConfig) -> dict[str, Any]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +23,18 @@ log = logging.getLogger(__name__)
 FORMATS = ("torchscript", "onnx")
 
 
+@contextmanager
+def quiet_jit() -> Iterator[None]:
+    """Without torch's FutureWarnings that TorchScript is deprecated: a TorchScript file is what is asked for
+    (and the ONNX exporter traces with it)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
+        yield
+
+
 def export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> Path:
     """Trace ``net`` (eval mode) on ``example`` and save it; returns ``path``."""
-    with torch.no_grad():
+    with torch.no_grad(), quiet_jit():
         traced = torch.jit.trace(net, example)
     traced.save(str(path))
     return path
@@ -32,7 +45,7 @@ def export_onnx(
 ) -> Path:
     """Export ``net`` to ONNX (input ``image`` NCHW float32, output ``logits``); returns ``path``."""
     axes = {"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
-    with torch.no_grad():
+    with torch.no_grad(), quiet_jit():
         torch.onnx.export(
             net,
             (example,),
@@ -61,6 +74,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"stage.formats: unknown {unknown}; choose from {list(FORMATS)}")
+    needed = ["onnx", *(["onnxruntime"] if stage.check_onnxruntime else [])] if "onnx" in formats else []
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModuleNotFoundError(f"stage=export to ONNX needs {missing}: pip install 'segnas[export]' "
+                                  "(or export TorchScript only: stage.formats=[torchscript])")
     net = deploy_net(load_checkpoint(cfg.get("ckpt_path")).net).eval()
     out = output_dir(cfg)
     height, width = (int(s) for s in stage.input_size)
@@ -71,7 +89,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results: dict[str, Any] = {"ckpt_path": str(cfg.ckpt_path), "input": f"{height}x{width}"}
     if "torchscript" in formats:
         path = export_torchscript(net, example, out / "model.torchscript.pt")
-        with torch.no_grad():
+        with torch.no_grad(), quiet_jit():
             diff = (torch.jit.load(str(path))(example) - reference).abs().max()
         results |= {"torchscript": str(path), "torchscript_max_abs_diff": float(diff)}
     if "onnx" in formats:

@@ -18,7 +18,7 @@ from segnas.lit.panoptic import PanopticModule, ground_truth_segments
 from segnas.metrics.panoptic import pq_compute, pq_percent
 from segnas.models.panoptic_postprocess import PanopticPredictionWriter
 from segnas.spaces import HyCTASGenotype, as_genotype
-from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, resolve_ckpt, to_container
+from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, fit, to_container
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     categories = dataset_categories(datamodule)
     module = build_module(cfg, categories, datamodule.metadata()["ignore_index"])
     trainer = build_trainer(cfg, [DropPathSchedule(stage.drop_path_rate, stage.drop_path_interval)])
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg, out))
+    fit(cfg, trainer, module, datamodule, out, "panoptic")
 
     files = write_predictions(module, datamodule, categories, out)
     pq = pq_compute(*files)

@@ -1,8 +1,10 @@
 """``stage=profile``: MACs, params, latency and peak memory of operators and architectures.
 
 (a) Each operator at ``op_input`` (paper Table 2: 1x256x32x64) and at ``scale**2`` times the pixels,
-beside the paper's figures; (b) with ``arch=NAME`` the whole network at ``arch_input`` (1024x2048)
-beside Table 3. MACs count attention matmuls (``segnas.metrics.count_macs_params``). Writes
+beside the paper's figures, the operators of ``stride2_ops`` also as a downsampling cell (row
+``NAME/s2``); (b) with ``arch=NAME`` the whole network at ``arch_input`` (1024x2048) beside Table 3.
+MACs count attention matmuls (``segnas.metrics.count_macs_params``); operator rows also give them without
+(``macs_g_no_attn``: thop, which the paper and the reference code use, counts no matmul). Writes
 ``results.json`` (via the stage runner) and ``profile.md``.
 """
 
@@ -12,8 +14,10 @@ import logging
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from segnas.metrics import count_macs_params, measure_latency
 from segnas.models.hyctas_net import HyCTASNet
@@ -23,11 +27,12 @@ from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
 
-PAPER_TABLE2 = {  # operator: (GMACs, M params) at 1x256x32x64
+PAPER_TABLE2 = {  # operator: (GMACs, M params) at 1x256x32x64; both self-attention variants face the MESA row
     "conv": (1.2, 0.59),
     "lightweight_conv": (0.4, 0.66),
     "transformer": (4.3, 12.62),
     "self_attention": (0.6, 0.81),
+    "self_attention_reference": (0.6, 0.81),
 }
 PAPER_TABLE3 = {"hyctas_s": (13.0, 1.5), "hyctas_m": (29.4, 2.4), "hyctas_l": (527.0, 43.2)}
 
@@ -53,6 +58,32 @@ def _peak_memory_mb(model: nn.Module, shape: list[int], device: torch.device) ->
     return (torch.cuda.max_memory_allocated(device) - base) / 2**20
 
 
+class _AttentionMacs(TorchFunctionMode):
+    """Sums the MACs of ``F.scaled_dot_product_attention`` calls (``Q K^T`` and ``A V``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.macs = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func is F.scaled_dot_product_attention:
+            q, k, v = args[:3]
+            self.macs += q.shape[:-1].numel() * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+        return func(*args, **(kwargs or {}))
+
+
+def attention_macs(model: nn.Module, shape: list[int]) -> int:
+    """MACs of the attention matmuls of one eval forward of ``model`` on a random input of ``shape``."""
+    param = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    counter = _AttentionMacs()
+    with torch.no_grad(), counter:
+        model(torch.randn(*shape, device=param.device))
+    model.train(was_training)
+    return counter.macs
+
+
 def _profile(model: nn.Module, shape: list[int], cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     macs, params = count_macs_params(model.to(device), shape)
     out: dict[str, Any] = {"macs_g": macs / 1e9, "params_m": params / 1e6, "input": list(shape)}
@@ -71,15 +102,19 @@ def _profile(model: nn.Module, shape: list[int], cfg: DictConfig, device: torch.
 
 
 def profile_ops(cfg: DictConfig, device: torch.device) -> dict[str, dict[str, Any]]:
-    """Every operator of ``cfg.ops`` at ``cfg.op_input`` and at ``cfg.scale`` times each side."""
+    """Every operator of ``cfg.ops`` (and of ``cfg.stride2_ops`` at stride 2) at ``cfg.op_input`` and at
+    ``cfg.scale`` times each side."""
     n, c, h, w = cfg.op_input
     big = [n, c, h * cfg.scale, w * cfg.scale]
     results = {}
-    for name in cfg.ops:
-        op = build_op(name, c, c, 1)
+    runs = [(name, 1) for name in cfg.ops] + [(name, 2) for name in cfg.stride2_ops]
+    for name, stride in runs:
+        op = build_op(name, c, c, stride)
         row = _profile(op, list(cfg.op_input), cfg, device)
         scaled = _profile(op, big, cfg, device)
         row.update(
+            stride=stride,
+            macs_g_no_attn=row["macs_g"] - attention_macs(op, list(cfg.op_input)) / 1e9,
             macs_g_scaled=scaled["macs_g"],
             macs_ratio_scaled=scaled["macs_g"] / row["macs_g"],
             latency_ms_scaled=scaled.get("latency_ms"),
@@ -88,8 +123,9 @@ def profile_ops(cfg: DictConfig, device: torch.device) -> dict[str, dict[str, An
         )
         paper = PAPER_TABLE2.get(name)
         row.update(paper_macs_g=paper and paper[0], paper_params_m=paper and paper[1])
-        results[name] = row
-        log.info("%s: %.3f GMACs, %.4f M params", name, row["macs_g"], row["params_m"])
+        key = name if stride == 1 else f"{name}/s2"
+        results[key] = row
+        log.info("%s: %.3f GMACs, %.4f M params", key, row["macs_g"], row["params_m"])
     return results
 
 
@@ -123,14 +159,15 @@ def _fmt(value: Any, digits: int) -> str:
 def markdown(results: dict[str, Any]) -> str:
     """Markdown tables of the operator and architecture rows, paper values alongside."""
     lines = [
-        "| operator | GMACs | paper GMACs | M params | paper M params | GMACs at 4x pixels (ratio) "
-        "| latency ms | latency ms at 4x | peak MB | peak MB at 4x |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| operator | GMACs | paper GMACs | M params | paper M params | GMACs w/o attention matmuls "
+        "| GMACs at 4x pixels (ratio) | latency ms | latency ms at 4x | peak MB | peak MB at 4x |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["ops"].items():
         lines.append(
             f"| {name} | {r['macs_g']:.3f} | {_fmt(r['paper_macs_g'], 1)} | {r['params_m']:.4f} "
-            f"| {_fmt(r['paper_params_m'], 2)} | {r['macs_g_scaled']:.3f} ({r['macs_ratio_scaled']:.2f}x) "
+            f"| {_fmt(r['paper_params_m'], 2)} | {r['macs_g_no_attn']:.3f} "
+            f"| {r['macs_g_scaled']:.3f} ({r['macs_ratio_scaled']:.2f}x) "
             f"| {_fmt(r.get('latency_ms'), 3)} | {_fmt(r.get('latency_ms_scaled'), 3)} "
             f"| {_fmt(r['peak_memory_mb'], 1)} | {_fmt(r['peak_memory_mb_scaled'], 1)} |"
         )

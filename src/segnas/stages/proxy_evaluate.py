@@ -4,9 +4,11 @@ For each space (micro, macro): ``repeats`` samples of ``sample_size`` benchmark 
 architecture is built (:mod:`segnas.spaces.transnas`) and scored by every proxy on one batch (random
 tensors or a dataset batch); Kendall/Spearman/Pearson against the benchmark target per sample, mean
 and std over samples. Also checks the builder (our MACs/params vs the CSV's flops/params, Spearman) and
-reports how our scores rank against NASLib's scores in the CSV. Writes ``scores_<space>.csv``
-(resumable), ``correlations.csv``, ``correlations.md``, ``correlations.png`` and returns the results
-dict (``results.json``).
+reports how our scores rank against NASLib's scores in the CSV. ``bn_quirk`` builds the macro nets with
+TNB's residual BN (eps=1, momentum=1; :mod:`segnas.spaces.transnas`). Writes ``scores_<space>_<key>.csv``
+(resumable; keyed by the batch, the build settings and each proxy's options and definition, recorded in
+``scores_<space>_<key>.json``), ``correlations.csv``, ``correlations.md``, ``correlations.png`` and returns
+the results dict (``results.json``).
 """
 
 from __future__ import annotations
@@ -23,9 +25,16 @@ from omegaconf import DictConfig
 from scipy import stats
 
 from segnas.metrics.complexity import count_macs_params
-from segnas.proxies import calibrate_cached, compute
+from segnas.proxies import calibrate_cached, compute, get
 from segnas.proxies.benchmark import Record, load
-from segnas.proxies.evaluation import COEFFICIENTS, ScoreFile, draw_samples, score_all, summarize
+from segnas.proxies.evaluation import (
+    COEFFICIENTS,
+    ScoreFile,
+    batch_digest,
+    draw_samples,
+    score_all,
+    summarize,
+)
 from segnas.spaces import transnas
 from segnas.stages.common import transnas_scoring_batch
 from segnas.utils.run import output_dir
@@ -42,11 +51,14 @@ def _proxy_options(cfg: DictConfig, space: str, batch: tuple[torch.Tensor, ...],
     }
     options: dict[str, dict[str, Any]] = {"saswot_minus": dict(reduce)}
     if "saswot" in cfg.stage.proxies:
+        quirk = bool(cfg.stage.bn_quirk)
         ranges = calibrate_cached(
-            lambda rng: transnas.build(transnas.sample(rng, space), seed=rng.randrange(2**31)),
+            lambda rng: transnas.build(
+                transnas.sample(rng, space), seed=rng.randrange(2**31), bn_quirk=quirk
+            ),
             int(sas.calibration_archs),
             *batch,
-            space=f"transnas-{space}",
+            space=f"transnas-{space}" + ("-bn_quirk" if quirk else ""),
             cache=out / "saswot_avt.json",
             seed=int(cfg.seed),
             **reduce,
@@ -54,6 +66,20 @@ def _proxy_options(cfg: DictConfig, space: str, batch: tuple[torch.Tensor, ...],
         log.info("saswot AVT ranges (%s): %s", space, ranges)
         options["saswot"] = {"ranges": ranges, **reduce}
     return options
+
+
+def score_context(cfg: DictConfig, space: str, options: dict, batch: tuple[torch.Tensor, ...]) -> dict:
+    """What the scores of ``space`` depend on (the :class:`ScoreFile` key): the scoring batch, how the
+    networks are built and, per proxy, its options and (expression proxies) its definition."""
+    return {
+        "space": space,
+        "batch": batch_digest(*batch),
+        "build": {"seed": int(cfg.seed), "bn_quirk": bool(cfg.stage.bn_quirk)},
+        "proxies": {
+            name: {"options": options.get(name, {}), "definition": getattr(get(name).fn, "expression", None)}
+            for name in cfg.stage.proxies
+        },
+    }
 
 
 def _builder_check(records: list[Record], num_archs: int, resolution: int, rng: random.Random) -> dict:
@@ -167,6 +193,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "sample_size": int(stage.sample_size),
             "repeats": int(stage.repeats),
             "pool_size": stage.pool_size,
+            "bn_quirk": bool(stage.bn_quirk),
         },
     }
     for space in spaces:
@@ -175,11 +202,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             sorted(by_arch), int(stage.sample_size), int(stage.repeats), rng, stage.pool_size
         )
         options = _proxy_options(cfg, space, batch, out)
-        store = ScoreFile(out / f"scores_{space}.csv", names)
+        store = ScoreFile(out / f"scores_{space}.csv", names, score_context(cfg, space, options, batch))
         scores = score_all(
             [a for sample in samples for a in sample],
             lambda arch, options=options: compute(
-                names, transnas.build(arch, seed=int(cfg.seed)), *batch, options=options
+                names,
+                transnas.build(arch, seed=int(cfg.seed), bn_quirk=bool(stage.bn_quirk)),
+                *batch,
+                options=options,
             ),
             store,
             bool(stage.progress),

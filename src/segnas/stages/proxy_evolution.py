@@ -48,12 +48,15 @@ from segnas.proxies.expression import (
 )
 from segnas.proxies.expression_space import ExpressionSpace
 from segnas.proxies.proxy_search import CachedFitness, kendall
+from segnas.search.algorithms import GenerationCallback
 from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator
+from segnas.search.live import LiveSearch
 from segnas.search.problem import Evaluated, Goal, SearchProblem
 from segnas.search.topk import TopKResult, run_topk
 from segnas.spaces import transnas
 from segnas.stages.common import transnas_scoring_batch
+from segnas.utils.loggers import build_loggers
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
@@ -84,12 +87,13 @@ def _progress(records: list[Record], progress: bool, desc: str) -> Any:
     return tqdm(records, desc=desc, unit="arch")
 
 
-def _statistics(records: list[Record], batch: Batch, seed: int, pool: int, sketch: int | None,
+def _statistics(records: list[Record], batch: Batch, seed: int, bn_quirk: bool, pool: int, sketch: int | None,
                 progress: bool) -> list[list[LayerStats]]:  # fmt: skip
     """Every record's layer statistics, exact or as column sketches of at most ``sketch`` columns."""
     out = []
     for r in _progress(records, progress, "train stats"):
-        layers = layer_statistics(transnas.build(r.arch, seed=seed), *batch, activation_pool=pool)
+        model = transnas.build(r.arch, seed=seed, bn_quirk=bn_quirk)
+        layers = layer_statistics(model, *batch, activation_pool=pool)
         out.append(layers if sketch is None else sketch_statistics(layers, sketch, seed))
     return out
 
@@ -112,6 +116,7 @@ def fitness_context(cfg: DictConfig, csv_path: str, sketch: int | None) -> dict[
         "resolution": int(stage.resolution),
         "activation_pool": int(stage.activation_pool),
         "sketch_columns": sketch,
+        "bn_quirk": bool(stage.bn_quirk),
     }
 
 
@@ -157,7 +162,7 @@ class TrainFitness:
 
 
 def _exact_scores(exprs: dict[str, Expression], hand: list[str], records: list[Record], batch: Batch,
-                  seed: int, progress: bool, desc: str) -> dict[str, list[float]]:  # fmt: skip
+                  seed: int, bn_quirk: bool, progress: bool, desc: str) -> dict[str, list[float]]:  # fmt: skip
     """Scores (NaN where undefined) of each expression and registered proxy ``hand`` on every record, from
     exact statistics computed one architecture at a time and dropped (they are large)."""
     pool = {e.activation_pool for e in exprs.values()}
@@ -165,7 +170,7 @@ def _exact_scores(exprs: dict[str, Expression], hand: list[str], records: list[R
         raise ValueError("the expressions must share their activation pooling")
     scores: dict[str, list[float]] = {name: [] for name in [*exprs, *hand]}
     for r in _progress(records, progress, desc):
-        model = transnas.build(r.arch, seed=seed)
+        model = transnas.build(r.arch, seed=seed, bn_quirk=bn_quirk)
         layers = layer_statistics(model, *batch, activation_pool=next(iter(pool)))
         for name, expr in exprs.items():
             try:
@@ -207,15 +212,15 @@ def ranking(evaluated: list[Evaluated]) -> list[tuple[Expression, float]]:
 
 
 def _rerank(ranked: list[tuple[Expression, float]], saswot_expr: Expression, top: int, train: list[Record],
-            batch: Batch, seed: int, spaces: list[str],
+            batch: Batch, seed: int, bn_quirk: bool, spaces: list[str],
             progress: bool) -> tuple[Expression, list[dict[str, Any]], dict[str, float]]:  # fmt: skip
     """Re-score the ``top`` best candidates of a sketched search and SasWOT's expression on exact
     statistics of the training archs; the best candidate defined on every arch (by exact mean Kendall),
     one row per candidate (sketch vs exact Kendall) and SasWOT's exact row."""
     candidates = {f"candidate_{i}": e for i, (e, _) in enumerate(ranked[:top])}
     table = _kendall_table(
-        _exact_scores({**candidates, "_saswot_expression": saswot_expr}, [], train, batch, seed, progress,
-                      "exact train"), train, spaces,
+        _exact_scores({**candidates, "_saswot_expression": saswot_expr}, [], train, batch, seed, bn_quirk,
+                      progress, "exact train"), train, spaces,
     )  # fmt: skip
     rows = [
         {"expression": str(e), "kendall_sketch": f, "kendall_exact": table[name]["mean"],
@@ -252,9 +257,11 @@ def plot_curve(history: list[dict[str, float]], reference: dict[str, float], out
 
 
 def _search(
-    cfg: DictConfig, space: ExpressionSpace, evaluator: Evaluator, seeds: list[Expression]
+    cfg: DictConfig, space: ExpressionSpace, evaluator: Evaluator, seeds: list[Expression],
+    on_generation: GenerationCallback | None = None,
 ) -> TopKResult:
-    """The top-k evolution of ``cfg.stage.evolution`` over ``space``, maximising the ``kendall`` metric."""
+    """The top-k evolution of ``cfg.stage.evolution`` over ``space``, maximising the ``kendall`` metric
+    (``on_generation``: see :func:`~segnas.search.topk.run_topk`)."""
     evo = cfg.stage.evolution
     problem = SearchProblem(space, evaluator, [Goal("kendall", maximize=True)])
     return run_topk(
@@ -262,7 +269,7 @@ def _search(
         children=int(evo.children), p_crossover=float(evo.p_crossover), p_mutate=float(evo.p_mutate),
         patience=int(evo.patience), clear_pool=bool(evo.clear_pool),
         random_per_generation=int(evo.random_per_generation), initial=seeds, seed=int(cfg.seed),
-        label="proxy_evolution", progress=bool(cfg.stage.progress),
+        label="proxy_evolution", progress=bool(cfg.stage.progress), on_generation=on_generation,
     )  # fmt: skip
 
 
@@ -276,7 +283,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     train, held = split_archs(records, spaces, int(stage.train_archs), int(stage.heldout_archs),
                               random.Random(seed))  # fmt: skip
     batch = transnas_scoring_batch(cfg)
-    pool, progress = int(stage.activation_pool), bool(stage.progress)
+    pool, progress, quirk = int(stage.activation_pool), bool(stage.progress), bool(stage.bn_quirk)
     space = ExpressionSpace(int(stage.chain), str(stage.elem_reduce), str(stage.layer_reduce), pool)
     saswot_expr = space.canonical(Expression(SASWOT.inputs, SASWOT.unary, SASWOT.binary, str(stage.elem_reduce),
                                              str(stage.layer_reduce), pool))  # fmt: skip
@@ -285,14 +292,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     archive = Archive(out / "archive.jsonl", key=space.key, context=context)
     fitness = TrainFitness(
         lambda: cached_statistics(
-            lambda: _statistics(train, batch, seed, pool, sketch, progress),
+            lambda: _statistics(train, batch, seed, quirk, pool, sketch, progress),
             out / "train_statistics.pt" if bool(stage.cache_statistics) else None, context,
         ), train,
     )  # fmt: skip
     evaluator = Evaluator({"kendall": fitness}, archive)
 
+    live = LiveSearch(build_loggers(cfg), "kendall")  # best Kendall per iteration on W&B / TensorBoard
     t1 = time.perf_counter()
-    result = _search(cfg, space, evaluator, [saswot_expr] if bool(stage.seed_with_saswot) else [])
+    result = _search(cfg, space, evaluator, [saswot_expr] if bool(stage.seed_with_saswot) else [], live)
     t2 = time.perf_counter()
     ranked = ranking(result.evaluated)
     search_best, search_fitness = ranked[0]
@@ -304,14 +312,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         best, rerank, train_kendall, saswot_train = search_best, [], search_fitness, saswot_search
     else:
         best, rerank, saswot_row = _rerank(ranked, saswot_expr, int(stage.rerank_top), train, batch, seed,
-                                           spaces, progress)  # fmt: skip
+                                           quirk, spaces, progress)  # fmt: skip
         train_kendall = next(r["kendall_exact"] for r in rerank if r["expression"] == str(best))
         saswot_train = saswot_row["mean"]
     t3 = time.perf_counter()
     hand_names = list(stage.hand_proxies)
     held_table = _kendall_table(
         _exact_scores({"_evolved": best, "_saswot_expression": saswot_expr}, hand_names, held, batch, seed,
-                      progress, "held-out"), held, spaces,
+                      quirk, progress, "held-out"), held, spaces,
     )  # fmt: skip
     best_held, saswot_held = held_table["_evolved"], held_table["_saswot_expression"]
     hand = {n: held_table[n] for n in hand_names}
@@ -328,6 +336,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if best_hand:
         reference[f"best hand-designed: {best_hand} (held-out)"] = hand[best_hand]["mean"]
     plot_curve(result.history, reference, out)
+    live.finish({"kendall_train": train_kendall, "kendall_heldout": best_held["mean"],
+                 "saswot_expression_heldout": saswot_held["mean"],
+                 "best_hand_designed_heldout": hand[best_hand]["mean"] if best_hand else None},
+                images={"search_curve": out / "search_curve.png"})
+    log.info("held-out Kendall: evolved %s %.4f vs %s; SasWOT's expression %.4f", best, best_held["mean"],
+             f"best hand-designed {best_hand} {hand[best_hand]['mean']:.4f}" if best_hand else "no hand-designed proxy",
+             saswot_held["mean"])
     n_search = len(result.evaluated)
     return {
         "best_expression": str(best),

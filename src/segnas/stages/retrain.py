@@ -12,13 +12,14 @@ from omegaconf import DictConfig
 from segnas.callbacks.drop_path import DropPathSchedule
 from segnas.callbacks.history import write_rows_csv
 from segnas.data.base import SegmentationDataModule
+from segnas.lit.inference import load_checkpoint
 from segnas.lit.retrain import RetrainModule
 from segnas.lit.segmentation import SegmentationModule
 from segnas.metrics import count_macs_params, measure_latency
 from segnas.models.aux_heads import deploy_net
 from segnas.models.factory import network_options
 from segnas.spaces import as_genotype
-from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, resolve_ckpt, to_container
+from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, fit, to_container
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def build_module(cfg: DictConfig, datamodule: SegmentationDataModule) -> Retrain
     stage = cfg.stage
     teacher = None
     if stage.get("teacher_ckpt"):
-        teacher = SegmentationModule.load_from_checkpoint(stage.teacher_ckpt, map_location="cpu").net
+        teacher = load_checkpoint(stage.teacher_ckpt).net
         log.info("Distilling from teacher %s", stage.teacher_ckpt)
     meta = datamodule.metadata()
     return RetrainModule(
@@ -91,7 +92,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg, datamodule)
     schedule = DropPathSchedule(stage.drop_path_rate, stage.drop_path_interval)
     trainer = build_trainer(cfg, [schedule])
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg, out))
+    fit(cfg, trainer, module, datamodule, out, "segmentation")
 
     names = datamodule.metadata()["class_names"]
     per_class = dict(zip(names, module.last_per_class, strict=True)) if module.last_per_class else {}

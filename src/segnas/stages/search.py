@@ -32,6 +32,7 @@ from segnas.proxies import calibrate_cached
 from segnas.search import report
 from segnas.search.algorithms import GenerationCallback, run_nsga2, run_random, unique
 from segnas.search.archive import Archive
+from segnas.search.distributed import Ranks, init_ranks
 from segnas.search.evaluator import Evaluator, Objective
 from segnas.search.latency_table import LatencyTable, agreement
 from segnas.search.live import LiveSearch
@@ -68,8 +69,8 @@ SCORES = {"supernet": "miou", "standalone": "miou", "proxy": "score"}
 class Wiring:
     """Everything a search needs, built from the config: data, space, score, costs, archive context."""
 
-    def __init__(self, cfg: DictConfig, out: Path) -> None:
-        self.cfg, self.out = cfg, out
+    def __init__(self, cfg: DictConfig, out: Path, ranks: Ranks) -> None:
+        self.cfg, self.out, self.ranks = cfg, out, ranks
         self.kind = str(cfg.score.kind)
         self.device = device_of(cfg.stage.device)
         self.trainer: L.Trainer | None = None
@@ -150,7 +151,8 @@ class Wiring:
             if self.space.name != "hyctas":
                 raise ValueError(f"stage.latency.model=lut models the hyctas space only, not {self.space.name!r}; "
                                  "use stage.latency.model=measured")
-            table = LatencyTable(lat.lut_dir, self.cost_input, self.cost_options["filter_multiplier"],
+            lut_dir = Path(lat.lut_dir) / ("" if self.ranks.is_main else f"rank{self.ranks.rank}")
+            table = LatencyTable(lut_dir, self.cost_input, self.cost_options["filter_multiplier"],
                                  self.num_classes, self.cost_options["output_stride"], self.device)
             self.latency_table_name = table.path.name  # its name hashes device, torch, input and network
         costs: dict[str, Objective] = {
@@ -228,8 +230,8 @@ def warm_start(wiring: Wiring, problem: SearchProblem, n: int, cost: str) -> tup
         raise ValueError(f"search.warm_start_pool ({pool_size}) must be at least the population ({n})")
     proxy = str(search.warm_start_proxy)
     archive = Archive(wiring.out / "warm_start.jsonl", key=wiring.space.key,
-                      context={**wiring.context(), "proxy": proxy, "pool": pool_size})
-    evaluator = Evaluator({"proxy": wiring.proxy_score(proxy, None)}, archive)
+                      context={**wiring.context(), "proxy": proxy, "pool": pool_size}, writable=wiring.ranks.is_main)
+    evaluator = Evaluator({"proxy": wiring.proxy_score(proxy, None)}, archive, wiring.ranks)
     rng = np.random.default_rng([int(wiring.cfg.seed), 17])
     pool: dict[str, Any] = {}
     for _ in range(50 * pool_size):
@@ -240,7 +242,7 @@ def warm_start(wiring: Wiring, problem: SearchProblem, n: int, cost: str) -> tup
         if key not in pool and problem.accepts(genotype, generation=0, search="warm_start"):
             pool[key] = genotype
     genotypes = list(pool.values())
-    scores = np.array([evaluator(g)["proxy"] for g in genotypes], dtype=float)
+    scores = np.array([m["proxy"] for m in evaluator.evaluate_all(genotypes)], dtype=float)
     costs = [problem.evaluator(g, [cost], generation=0, search="warm_start")[cost] for g in genotypes] \
         if select == "pareto" else [0.0] * len(genotypes)
     order = select_initial(scores, costs, n, select, rng)
@@ -255,7 +257,8 @@ def search_with(wiring: Wiring, problem: SearchProblem, initial: list[Any],
                 on_generation: GenerationCallback | None = None) -> tuple[list[Evaluated], dict]:
     """Run ``search.algorithm`` (``on_generation``: see the algorithms); returns its evaluations and, for
     top-k, its per-generation history."""
-    search, seed, progress = wiring.cfg.search, int(wiring.cfg.seed), bool(wiring.cfg.stage.progress)
+    search, seed = wiring.cfg.search, int(wiring.cfg.seed)
+    progress = bool(wiring.cfg.stage.progress) and wiring.ranks.is_main
     if search.algorithm == "nsga2":
         return run_nsga2(problem, population=int(search.population), generations=int(search.generations),
                          crossover_prob=float(search.crossover_prob), mutation_prob=float(search.mutation_prob),
@@ -279,7 +282,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg)
     out = output_dir(cfg)
     search = cfg.search
-    wiring = Wiring(cfg, out)
+    ranks = init_ranks()
+    if ranks.world_size > 1 and cfg.score.kind == "supernet" and not cfg.stage.supernet.ckpt:
+        raise ValueError("a multi-process search needs stage.supernet.ckpt: train the supernet first "
+                         "(stage=supernet, with trainer=ddp or trainer=ddp_cpu on several processes)")
+    wiring = Wiring(cfg, out, ranks)
     score, cost = SCORES[str(cfg.score.kind)], COSTS[search.objective]
     costs, table, measured = wiring.costs()
     budgets = {metric: float(search[key]) for key, metric in BUDGETS.items() if search.get(key) is not None}
@@ -289,9 +296,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(f"stage.extra_metrics: unknown metrics {unknown}; choose from {sorted(costs)}")
     objectives = {name: fn for name, fn in costs.items() if name in wanted}
     objectives[score] = wiring.score
-    archive = Archive(out / "archive.jsonl", key=wiring.space.key, context=wiring.context())
+    archive = Archive(out / "archive.jsonl", key=wiring.space.key, context=wiring.context(), writable=ranks.is_main)
     log.info("Archive %s holds %d architectures", archive.path, len(archive))
-    evaluator = Evaluator(objectives, archive)
+    evaluator = Evaluator(objectives, archive, ranks)
     goals = [Goal(score, maximize=True)] + ([Goal(cost)] if search.algorithm != "topk" else [])
     floors = {score: float(search.min_miou)} if search.min_miou is not None else {}
     problem = SearchProblem(wiring.space, evaluator, goals, budgets, floors,
@@ -299,18 +306,26 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     start = time.perf_counter()
     initial, warm = warm_start(wiring, problem, int(search.population), cost) if search.warm_start else ([], None)
-    loggers = list(wiring.trainer.loggers) if wiring.trainer is not None else build_loggers(cfg)
+    loggers = [] if not ranks.is_main else list(wiring.trainer.loggers) if wiring.trainer is not None \
+        else build_loggers(cfg)
     live = LiveSearch(loggers, score, cost, float(search.hv_ref_cost) if search.hv_ref_cost else None,
                       (0.0, 100.0) if score == "miou" else None, search.min_miou)
     evaluated, extra = search_with(wiring, problem, initial, live)
     search_seconds = time.perf_counter() - start
     n_computed = evaluator.n_computed
     distinct = unique(problem, evaluated)
+    if not any(math.isfinite(e.metrics[score]) for e in distinct):
+        raise RuntimeError(f"every one of the {len(distinct)} evaluated architectures has an invalid (non-finite) "
+                           f"{score}: a diverged supernet or a proxy that does not apply; see {archive.path}")
     baseline: list[Evaluated] = []
     if search.random_baseline and search.algorithm != "random":
         baseline = unique(problem, run_random(problem, len(distinct), batch=int(search.population),
-                                              seed=int(cfg.seed) + 1000, progress=bool(cfg.stage.progress),
+                                              seed=int(cfg.seed) + 1000,
+                                              progress=bool(cfg.stage.progress) and ranks.is_main,
                                               on_generation=live))
+    per_rank = ranks.gather(evaluator.n_computed_here)
+    if not ranks.is_main:  # rank 0 writes the outputs
+        return {"rank": ranks.rank, "world_size": ranks.world_size, "evaluated_per_rank": per_rank}
 
     retrain = str(cfg.stage.retrain_command) if cfg.stage.get("retrain_command") else None
     front = report.front_of(distinct, score, cost, search.min_miou)
@@ -333,6 +348,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "budgets": budgets,
         "n_evaluated": len(distinct),
         "n_computed_this_run": None,  # set below, random baseline included
+        "world_size": ranks.world_size,
+        "evaluated_per_rank": per_rank,
         "hypervolume": hv,
         "hv_reference": {score: score_range[0], cost: ref_cost, "score_range": list(score_range)},
         "pareto": front_rows,

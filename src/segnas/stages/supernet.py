@@ -12,7 +12,7 @@ from segnas.stages.common import (
     build_supernet_module,
     build_trainer,
     checkpoint_paths,
-    resolve_ckpt,
+    fit,
 )
 from segnas.utils.run import output_dir
 
@@ -25,7 +25,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     module = build_supernet_module(cfg, cfg.stage, datamodule.metadata())
     trainer = build_trainer(cfg)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg, out))
+    fit(cfg, trainer, module, datamodule, out, "supernet")
     results: dict[str, Any] = {
         "val/mIoU": float(trainer.callback_metrics.get("val/mIoU", float("nan"))),
         "val/mIoU_archs": [

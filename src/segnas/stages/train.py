@@ -10,14 +10,9 @@ from omegaconf import DictConfig
 
 from segnas.callbacks.history import write_rows_csv
 from segnas.callbacks.latency import LatencyMonitor
+from segnas.lit.inference import load_checkpoint
 from segnas.lit.segmentation import SegmentationModule
-from segnas.stages.common import (
-    build_datamodule,
-    build_trainer,
-    checkpoint_paths,
-    resolve_ckpt,
-    to_container,
-)
+from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, fit, to_container
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
@@ -28,7 +23,7 @@ def build_module(cfg: DictConfig, datamodule) -> SegmentationModule:
     teacher = None
     teacher_ckpt = cfg.stage.get("teacher_ckpt")
     if teacher_ckpt:
-        teacher = SegmentationModule.load_from_checkpoint(teacher_ckpt, map_location="cpu").net
+        teacher = load_checkpoint(teacher_ckpt).net
         log.info("Distilling from teacher %s", teacher_ckpt)
     meta = datamodule.metadata()
     return SegmentationModule(
@@ -47,7 +42,7 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None) -> dic
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg, extra_callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg, out))
+    fit(cfg, trainer, module, datamodule, out, "segmentation")
 
     names = datamodule.metadata()["class_names"]
     per_class = dict(zip(names, module.last_per_class, strict=True)) if module.last_per_class else {}

@@ -4,7 +4,6 @@ and grouped after the stage and the command-line overrides (multirun jobs: one g
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -41,10 +40,11 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
     for node in group.values():
         if node is None or "_target_" not in node:
             continue
-        extra: dict[str, Any] = {}
         if str(node._target_).endswith("WandbLogger"):
             name, run_group = run_labels(str(cfg.stage.name))
-            extra = {"name": node.get("name") or name, "group": node.get("group") or run_group,
-                     "config": OmegaConf.to_container(cfg, resolve=True)}
-        loggers.append(instantiate(node, _convert_="all", **extra))
+            make = instantiate(node, _convert_="all", _partial_=True, name=node.get("name") or name,
+                               group=node.get("group") or run_group)
+            loggers.append(make(config=OmegaConf.to_container(cfg, resolve=True)))  # `config`: instantiate's own
+        else:
+            loggers.append(instantiate(node, _convert_="all"))
     return loggers

@@ -1,18 +1,31 @@
-"""Run bookkeeping: output folder, resolved config, seeding and results files."""
+"""Run bookkeeping: output folder, attempts and their configs, seeding and results files.
+
+A run folder may be written by several attempts (a killed run re-run in the same folder resumes). Each
+attempt records its resolved config as ``configs/attempt_N.yaml`` and ``config.yaml`` (the latest), and
+``results.json`` beside ``config.yaml`` is always that attempt's: a results file left by an earlier attempt
+moves to ``previous/attempt_N/`` when a new attempt starts. With ``resume=false`` everything earlier attempts
+left moves there, so the new attempt starts from an empty folder; nothing is ever deleted.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+
+# Entries of a run folder that belong to the folder rather than to one attempt (Hydra's own files, the
+# attempt history, what earlier attempts left); Hydra's ``*.log`` files are kept in place too.
+FOLDER_ENTRIES = (".hydra", "configs", "previous")
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -22,10 +35,72 @@ def output_dir(cfg: DictConfig) -> Path:
     return path
 
 
+def config_yaml(cfg: DictConfig) -> str:
+    """The resolved config as YAML, as recorded in ``config.yaml``."""
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def attempt_configs(out: Path) -> list[Path]:
+    """``configs/attempt_N.yaml`` of the folder's earlier attempts, in order."""
+    return sorted((out / "configs").glob("attempt_*.yaml"), key=lambda p: int(p.stem.removeprefix("attempt_")))
+
+
+def finished_results(cfg: DictConfig) -> dict[str, Any] | None:
+    """The folder's ``results.json`` when ``cfg.resume`` is on and the attempt that wrote it had exactly this
+    config (then re-running would only reproduce it); else None."""
+    out = Path(cfg.paths.output_dir)
+    results, config = out / "results.json", out / "config.yaml"
+    if not cfg.get("resume", True) or not results.is_file() or not config.is_file():
+        return None
+    if config.read_text() != config_yaml(cfg):
+        return None
+    return json.loads(results.read_text())
+
+
+def move_aside(out: Path, names: list[str], attempt: int) -> Path:
+    """Move the entries ``names`` of ``out`` into ``out/previous/attempt_N/`` (a fresh folder); returns it."""
+    target = out / "previous" / f"attempt_{attempt}"
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = out / "previous" / f"attempt_{attempt}-{suffix}"
+    target.mkdir(parents=True)
+    for name in names:
+        shutil.move(out / name, target / name)
+    return target
+
+
+def start_attempt(cfg: DictConfig, out: Path) -> int:
+    """Record a new attempt in ``out`` (``configs/attempt_N.yaml``, ``config.yaml``) after moving aside what
+    it replaces: everything earlier attempts left when ``resume=false``, else their ``results.json``.
+    Returns the attempt's number N."""
+    history = attempt_configs(out)
+    legacy = out / "config.yaml"
+    if not history and legacy.is_file():  # a folder written before attempts were recorded: its config is #1
+        (out / "configs").mkdir(exist_ok=True)
+        shutil.copyfile(legacy, out / "configs" / "attempt_1.yaml")
+        history = attempt_configs(out)
+    attempt = len(history) + 1
+    if not cfg.get("resume", True):
+        earlier = sorted(p.name for p in out.iterdir() if p.name not in FOLDER_ENTRIES and p.suffix != ".log")
+    else:
+        earlier = ["results.json"] if (out / "results.json").is_file() else []
+    if earlier:
+        target = move_aside(out, earlier, max(attempt - 1, 1))
+        log.info("Attempt %d (resume=%s): moved %s of the earlier attempt to %s", attempt, cfg.get("resume", True),
+                 ", ".join(earlier), target)
+    text = config_yaml(cfg)
+    (out / "configs").mkdir(exist_ok=True)
+    (out / "configs" / f"attempt_{attempt}.yaml").write_text(text)
+    (out / "config.yaml").write_text(text)
+    return attempt
+
+
 def prepare_run(cfg: DictConfig) -> Path:
-    """Create the output folder, write the resolved config and seed every RNG."""
+    """Create the output folder, start an attempt there (global rank 0 only) and seed every RNG."""
     out = output_dir(cfg)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if rank_zero_only.rank == 0:
+        start_attempt(cfg, out)
     seed_everything(int(cfg.seed))
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))

@@ -2,9 +2,12 @@
 
 A branch is a sequence of cells; cell ``l`` chooses an operator, the width multiplier of its output
 and whether it downsamples (stride 2). A branch starts at stride 8 and ends at stride 8, 16 or 32
-after 0, 1 or 2 downsamplings. All branches have the same number of cells (the depth); ``fusion[l]``
+after 0, 1 or 2 downsamplings, never at its last cell (as in the reference). All branches have the
+same number of cells, the genotype's depth (searched: the released S/M/L have 11/17/20). ``fusion[l]``
 is the binary node after layer ``l`` that, when set, adds to every branch the features of the
-branches at other resolutions. The branch output strides select one of the six output heads.
+branches at other resolutions. A gate after a layer whose branches all run at one resolution fuses
+nothing: genotypes hold such gates at 0 (canonical form, so one network has one genotype and one key).
+The branch output strides select one of the six output heads.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ KNOWN_OPS = (
 STRIDES = (8, 16, 32)
 HEADS: tuple[tuple[int, ...], ...] = ((8,), (16,), (32,), (8, 16), (8, 32), (8, 16, 32))
 MAX_BRANCHES = 3
+# Operators without a bypass of their own: a cell of one that keeps its input's shape adds an identity
+# skip (``x + op(x)``), so that drop path can drop the operator and leave the input.
+IDENTITY_SKIP_OPS = ("conv",)
+_BRANCH_KEYS = ("ops", "widths", "downs")
+_GENOTYPE_KEYS = ("space", "branches", "fusion")
 
 
 @dataclass(frozen=True)
@@ -80,12 +88,19 @@ class HyCTASGenotype:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "branches", tuple(self.branches))
-        object.__setattr__(self, "fusion", tuple(int(f) for f in self.fusion))
         depths = {b.depth for b in self.branches}
         if len(depths) > 1:
             raise ValueError(f"all branches must have the same number of cells, got depths {sorted(depths)}")
         if self.branches and len(self.fusion) != self.depth - 1:
             raise ValueError(f"fusion needs depth-1 = {self.depth - 1} gates, got {len(self.fusion)}")
+        live = self.live_gates()
+        fusion = zip(self.fusion, live, strict=True) if self.branches else ()
+        object.__setattr__(self, "fusion", tuple(int(f) if on else 0 for f, on in fusion))
+
+    def live_gates(self) -> tuple[bool, ...]:
+        """Per fusion gate: whether the branches run at different resolutions after its layer."""
+        strides = [[sum(b.downs[: layer + 1]) for b in self.branches] for layer in range(self.depth - 1)]
+        return tuple(len(set(s)) > 1 for s in strides)
 
     @property
     def num_branches(self) -> int:
@@ -112,8 +127,20 @@ class HyCTASGenotype:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HyCTASGenotype:
-        """Inverse of :meth:`to_dict`; raises ``ValueError`` on a malformed layout."""
+        """Inverse of :meth:`to_dict` (metadata keys allowed); raises ``ValueError`` on a malformed layout
+        or an unknown key."""
+        from segnas.spaces import METADATA_KEYS  # the package imports this module
+
+        unknown = sorted(set(data) - set(_GENOTYPE_KEYS) - set(METADATA_KEYS))
+        if unknown:
+            raise ValueError(
+                f"unknown hyctas genotype keys {unknown}; expected {[*_GENOTYPE_KEYS, *METADATA_KEYS]}"
+            )
         try:
+            for b in data["branches"]:
+                extra = sorted(set(b) - set(_BRANCH_KEYS))
+                if extra:
+                    raise ValueError(f"unknown hyctas branch keys {extra}; expected {list(_BRANCH_KEYS)}")
             branches = tuple(Branch(b["ops"], b["widths"], b["downs"]) for b in data["branches"])
             fusion = data.get("fusion")
         except (KeyError, TypeError) as err:
@@ -144,6 +171,10 @@ class HyCTASGenotype:
             skips = [layer for layer in b.down_layers if b.ops[layer] == "skip"]
             if skips:
                 out.append(f"no-skip-at-downsampling: branch {i} has skip at downsampling cells {skips}")
+            if b.downs and b.downs[-1]:
+                out.append(
+                    f"no-downsampling-at-last-cell: branch {i} downsamples at its last cell {b.depth - 1}"
+                )
         if self.head not in HEADS:
             out.append(f"head: branch output strides {self.head} are not one of the six heads {HEADS}")
         seen: dict[int, int] = {}
@@ -156,6 +187,4 @@ class HyCTASGenotype:
                 seen[layer] = i
         if any(f not in (0, 1) for f in self.fusion):
             out.append("binary-fusion: fusion gates must be 0 or 1")
-        if self.num_branches == 1 and any(self.fusion):
-            out.append("fusion-needs-branches: fusion gates are set in a single-branch network")
         return out

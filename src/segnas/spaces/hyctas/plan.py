@@ -3,7 +3,8 @@
 Branches that agree on every cell so far (operator, width, downsampling) compute the same features,
 so they share one *node* per layer (the reference code's "trunk" sharing); once they differ they
 never merge again. Channels follow ``num_filters(stride, w) = round(stride * F * w)`` with the stem
-output at full width.
+output at full width. A node whose operator has no bypass of its own and that keeps its input's shape
+adds an identity skip (``x + op(x)``): the residual branch that drop path drops.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from segnas.spaces.hyctas.genotype import HyCTASGenotype
+from segnas.spaces.hyctas.genotype import IDENTITY_SKIP_OPS, HyCTASGenotype
 
 
 def num_filters(stride: int, width: float, filter_multiplier: int) -> int:
@@ -35,6 +36,11 @@ class Node:
     @property
     def out_stride(self) -> int:
         return self.in_stride * (2 if self.down else 1)
+
+    @property
+    def identity_skip(self) -> bool:
+        """Whether the cell computes ``x + op(x)`` (see :data:`~segnas.spaces.hyctas.IDENTITY_SKIP_OPS`)."""
+        return not self.down and self.c_in == self.c_out and self.op in IDENTITY_SKIP_OPS
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,14 @@ from segnas.spaces.hyctas.plan import build_plan
 
 DEFAULT_OPS = ("skip", "conv", "lightweight_conv", "lightweight_conv2x", "self_attention")
 DEFAULT_WIDTHS = tuple(i / 12 for i in (4, 6, 8, 10, 12))
+# Defaults of the space (conf/space/hyctas.yaml mirrors them): the supernet depth holds the deepest
+# released network (HyCTAS-L, 20 cells) and the shallowest depth is round(20 / 3) = 7, the floor of
+# FasterSeg's decoder that the reference inherits (it keeps round(L / 3) + 2 * last cells of an L-layer
+# branch: 11 for a stride-32 branch, HyCTAS-S's depth).
+DEFAULT_LAYERS = 20
+DEFAULT_MIN_LAYERS = 7
+# The shallowest depth every head fits in: three branches downsample at three distinct cells, none the last.
+MIN_DEPTH = MAX_BRANCHES + 1
 
 # Approximate number of saved feature maps of the output's size per operator during training, and
 # the attention maps (one per head, N x N) an attention operator keeps when it runs without a fused
@@ -33,25 +41,39 @@ _MAX_TRIES = 10_000
 
 @dataclass(frozen=True)
 class Genes:
-    """Variable indices of every gene of the encoding: the branch count, each cell's ``(operator, width)``
-    pair, each branch slot's downsampling flags and each fusion gate."""
+    """Variable indices of every gene of the encoding: the branch count, the depth, each cell's
+    ``(operator, width)`` pair, each branch slot's downsampling flags and each fusion gate."""
 
     count: int
-    cells: tuple[tuple[int, int], ...]
+    depth: int
+    cells: tuple[tuple[int, int], ...]  # slot k, layer l at k * layers + l
     downs: tuple[tuple[int, ...], ...]
     gates: tuple[int, ...]
     slots: tuple[tuple[int, int], ...]  # [start, stop) of each branch slot
 
     def groups(self) -> list[list[int]]:
         """The genes as variable groups, in a fixed order."""
-        return [[self.count], *map(list, self.cells), *map(list, self.downs), *([g] for g in self.gates)]
+        return [
+            [self.count],
+            [self.depth],
+            *map(list, self.cells),
+            *map(list, self.downs),
+            *([g] for g in self.gates),
+        ]
 
 
 class HyCTASSpace(SearchSpace):
     """Multi-branch hybrid convolution/self-attention space of HyCTAS (paper sections 3.2-3.4).
 
+    A genotype's depth (its cells per branch, the same for every branch) is searched in
+    ``[min_layers, layers]``: the paper searches "branch numbers, depths, widths and spatial resolutions"
+    and its fusion nodes sit between layers shared by all branches; the released networks have equal
+    branch depths (S 11, M 17, L 20 cells).
+
     Args:
-        layers: cells per branch (the supernet depth).
+        layers: the deepest genotype (the supernet depth).
+        min_layers: the shallowest genotype; a value above ``layers`` is capped at it (so overriding only
+            ``layers`` with a small value gives a space of that fixed depth).
         ops: operator names a cell may choose (keys of :data:`segnas.nn.ops.OPS`).
         width_mults: width multipliers a cell output may choose.
         filter_multiplier: ``F`` in ``channels = round(stride * F * width)``.
@@ -65,7 +87,8 @@ class HyCTASSpace(SearchSpace):
 
     def __init__(
         self,
-        layers: int = 12,
+        layers: int = DEFAULT_LAYERS,
+        min_layers: int = DEFAULT_MIN_LAYERS,
         ops: Sequence[str] = DEFAULT_OPS,
         width_mults: Sequence[float] = DEFAULT_WIDTHS,
         filter_multiplier: int = 8,
@@ -73,15 +96,19 @@ class HyCTASSpace(SearchSpace):
         memory_limit_mb: float | None = None,
         memory_input: Sequence[int] = (16, 256, 512),
     ) -> None:
-        if layers < MAX_BRANCHES:
-            raise ValueError(f"layers must be at least {MAX_BRANCHES}, got {layers}")
+        self.layers = int(layers)
+        self.min_layers = min(int(min_layers), self.layers)
+        if self.min_layers < MIN_DEPTH:
+            raise ValueError(
+                f"depths must be at least {MIN_DEPTH} (three branches downsample at distinct cells before "
+                f"the last), got layers={layers}, min_layers={min_layers}"
+            )
         if len(branch_prior) != MAX_BRANCHES or abs(sum(branch_prior) - 1.0) > 1e-6 or min(branch_prior) < 0:
             raise ValueError(
                 f"branch_prior must be {MAX_BRANCHES} probabilities summing to 1, got {branch_prior}"
             )
         if "skip" in ops and len(ops) == 1:
             raise ValueError("ops needs at least one operator besides skip (downsampling cells cannot skip)")
-        self.layers = int(layers)
         self.ops = tuple(ops)
         self.width_mults = tuple(float(w) for w in width_mults)
         self.filter_multiplier = int(filter_multiplier)
@@ -93,63 +120,69 @@ class HyCTASSpace(SearchSpace):
 
     # ----------------------------------------------------------------------------------- sampling
     def sample(self, rng: np.random.Generator) -> HyCTASGenotype:
-        """Branch count from ``branch_prior``, head uniform among those with that many branches,
-        everything else uniform; redrawn (keeping branch count and head) until no constraint is violated."""
+        """Branch count from ``branch_prior``, head uniform among those with that many branches, depth
+        uniform in ``[min_layers, layers]``, everything else uniform (downsampling cells distinct across
+        branches and never the last, fusion gates canonical); redrawn (keeping branch count and head) until
+        no constraint is violated (only the memory limit can reject a draw)."""
         n = int(rng.choice(MAX_BRANCHES, p=self.branch_prior)) + 1
         heads = [h for h in HEADS if len(h) == n]
         head = heads[int(rng.integers(len(heads)))]
         for _ in range(_MAX_TRIES):
-            genotype = HyCTASGenotype(
-                tuple(self._sample_branch(rng, stride) for stride in head),
-                tuple(int(f) for f in rng.integers(0, 2, self.layers - 1))
-                if n > 1
-                else (0,) * (self.layers - 1),
-            )
+            genotype = self._draw(rng, head, int(rng.integers(self.min_layers, self.layers + 1)))
             if not self.violations(genotype):
                 return genotype
         raise RuntimeError(
             f"no valid genotype with head {head} after {_MAX_TRIES} draws (memory limit too low?)"
         )
 
-    def _sample_branch(self, rng: np.random.Generator, out_stride: int) -> Branch:
-        n_down = {8: 0, 16: 1, 32: 2}[out_stride]
-        down_layers = set(rng.choice(self.layers, size=n_down, replace=False).tolist())
-        ops = tuple(
-            self._down_ops[rng.integers(len(self._down_ops))]
-            if i in down_layers
-            else self.ops[rng.integers(len(self.ops))]
-            for i in range(self.layers)
-        )
-        widths = tuple(self.width_mults[i] for i in rng.integers(len(self.width_mults), size=self.layers))
-        return Branch(ops, widths, tuple(int(i in down_layers) for i in range(self.layers)))
+    def _draw(self, rng: np.random.Generator, head: tuple[int, ...], depth: int) -> HyCTASGenotype:
+        """Uniform genotype of ``head`` and ``depth`` that keeps every rule of the space but the memory limit."""
+        n_downs = [{8: 0, 16: 1, 32: 2}[stride] for stride in head]
+        layers = iter(rng.choice(depth - 1, size=sum(n_downs), replace=False).tolist())
+        branches = []
+        for n_down in n_downs:
+            down_layers = {next(layers) for _ in range(n_down)}
+            ops = tuple(
+                self._down_ops[rng.integers(len(self._down_ops))]
+                if i in down_layers
+                else self.ops[rng.integers(len(self.ops))]
+                for i in range(depth)
+            )
+            widths = tuple(self.width_mults[i] for i in rng.integers(len(self.width_mults), size=depth))
+            branches.append(Branch(ops, widths, tuple(int(i in down_layers) for i in range(depth))))
+        return HyCTASGenotype(tuple(branches), tuple(int(f) for f in rng.integers(0, 2, depth - 1)))
 
     # ----------------------------------------------------------------------------------- encoding
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Layout: ``[branches-1] + 3 x ([op]*L + [width]*L + [down]*L) + [fusion]*(L-1)``."""
+        """Layout: ``[branches-1, depth] + 3 x ([op]*L + [width]*L + [down]*L) + [fusion]*(L-1)`` with
+        ``L = layers``; a genotype of depth ``d`` uses the first ``d`` cells of a slot and ``d-1`` gates."""
         L = self.layers
         slot = [len(self.ops) - 1] * L + [len(self.width_mults) - 1] * L + [1] * L
-        lower = np.zeros(1 + len(slot) * MAX_BRANCHES + L - 1, dtype=np.int64)
-        upper = np.array([MAX_BRANCHES - 1] + slot * MAX_BRANCHES + [1] * (L - 1), dtype=np.int64)
+        upper = np.array([MAX_BRANCHES - 1, L] + slot * MAX_BRANCHES + [1] * (L - 1), dtype=np.int64)
+        lower = np.zeros_like(upper)
+        lower[1] = self.min_layers
         if self.fixed_branches is not None:
             lower[0] = upper[0] = self.fixed_branches - 1
         return lower, upper
 
     def encode(self, genotype: HyCTASGenotype) -> np.ndarray:
-        """Integer vector; unused branch slots (and fusion of a one-branch net) are zeros."""
-        if genotype.depth != self.layers or not 1 <= genotype.num_branches <= MAX_BRANCHES:
+        """Integer vector; unused branch slots, cells past the depth and dead fusion gates are zeros."""
+        d = genotype.depth
+        if not self.min_layers <= d <= self.layers or not 1 <= genotype.num_branches <= MAX_BRANCHES:
             raise ValueError(
-                f"cannot encode a genotype with {genotype.num_branches} branches of depth {genotype.depth} "
-                f"in a space of depth {self.layers}"
+                f"cannot encode a genotype with {genotype.num_branches} branches of depth {d} "
+                f"in a space of depths {self.min_layers}..{self.layers}"
             )
         L = self.layers
         x = np.zeros(self.n_var, dtype=np.int64)
-        x[0] = genotype.num_branches - 1
+        x[:2] = genotype.num_branches - 1, d
         for k, b in enumerate(genotype.branches):
-            base = 1 + 3 * L * k
-            x[base : base + L] = [self._index(self.ops, o, "operator") for o in b.ops]
-            x[base + L : base + 2 * L] = [self._width_index(w) for w in b.widths]
-            x[base + 2 * L : base + 3 * L] = b.downs
-        x[1 + 3 * L * MAX_BRANCHES :] = genotype.fusion
+            base = 2 + 3 * L * k
+            x[base : base + d] = [self._index(self.ops, o, "operator") for o in b.ops]
+            x[base + L : base + L + d] = [self._width_index(w) for w in b.widths]
+            x[base + 2 * L : base + 2 * L + d] = b.downs
+        gates = 2 + 3 * L * MAX_BRANCHES
+        x[gates : gates + d - 1] = genotype.fusion
         return x
 
     def decode(self, x: np.ndarray | Sequence[int]) -> HyCTASGenotype:
@@ -158,19 +191,19 @@ class HyCTASSpace(SearchSpace):
         lower, upper = self.bounds()
         if x.shape != lower.shape or np.any(x < lower) or np.any(x > upper):
             raise ValueError(f"encoding must be {len(lower)} integers within bounds")
-        L, n = self.layers, int(x[0]) + 1
+        L, n, d = self.layers, int(x[0]) + 1, int(x[1])
         branches = []
         for k in range(n):
-            base = 1 + 3 * L * k
+            base = 2 + 3 * L * k
             branches.append(
                 Branch(
-                    tuple(self.ops[i] for i in x[base : base + L]),
-                    tuple(self.width_mults[i] for i in x[base + L : base + 2 * L]),
-                    tuple(int(d) for d in x[base + 2 * L : base + 3 * L]),
+                    tuple(self.ops[i] for i in x[base : base + d]),
+                    tuple(self.width_mults[i] for i in x[base + L : base + L + d]),
+                    tuple(int(v) for v in x[base + 2 * L : base + 2 * L + d]),
                 )
             )
-        fusion = tuple(int(f) for f in x[1 + 3 * L * MAX_BRANCHES :]) if n > 1 else (0,) * (L - 1)
-        return HyCTASGenotype(tuple(branches), fusion)
+        gates = 2 + 3 * L * MAX_BRANCHES
+        return HyCTASGenotype(tuple(branches), tuple(int(f) for f in x[gates : gates + d - 1]))
 
     @staticmethod
     def _index(options: Sequence[str], value: str, what: str) -> int:
@@ -191,39 +224,48 @@ class HyCTASSpace(SearchSpace):
         L = self.layers
         cells, downs, slots = [], [], []
         for k in range(MAX_BRANCHES):
-            base = 1 + 3 * L * k
+            base = 2 + 3 * L * k
             cells += [(base + i, base + L + i) for i in range(L)]
             downs.append(tuple(range(base + 2 * L, base + 3 * L)))
             slots.append((base, base + 3 * L))
-        fusion = 1 + 3 * L * MAX_BRANCHES
-        return Genes(0, tuple(cells), tuple(downs), tuple(range(fusion, fusion + L - 1)), tuple(slots))
+        fusion = 2 + 3 * L * MAX_BRANCHES
+        return Genes(0, 1, tuple(cells), tuple(downs), tuple(range(fusion, fusion + L - 1)), tuple(slots))
 
     def variable_groups(self) -> list[list[int]]:
-        """Branch count, each cell's (operator, width), each slot's downsampling flags, each fusion gate."""
+        """Branch count, depth, each cell's (operator, width), each slot's downsampling flags, each fusion gate."""
         return self.genes.groups()
 
     def sample_encoding(self, rng: np.random.Generator) -> np.ndarray:
-        """Encoding of a sample whose unused ("dormant") branch slots and gates hold the branches of an
-        independent three-branch sample, so that a mutation of the branch count turns on valid branches."""
+        """Encoding of a sample whose variables the decoding ignores ("dormant") hold a three-branch sample
+        of the same depth (unused branch slots), random cells without downsampling (past the depth) and
+        random gates (past the depth or dead), so that a mutation of the branch count or the depth turns on
+        valid genes."""
         genotype = self.sample(rng)
-        x = self.encode(genotype)
-        dormant = self.encode(self.with_branches(MAX_BRANCHES).sample(rng))
+        n, d, L = genotype.num_branches, genotype.depth, self.layers
         genes = self.genes
-        for start, stop in genes.slots[genotype.num_branches :]:
-            x[start:stop] = dormant[start:stop]
-        if genotype.num_branches == 1:
-            x[list(genes.gates)] = dormant[list(genes.gates)]
-        return x
+        cells = np.array(genes.cells).reshape(MAX_BRANCHES, L, 2)
+        filler = self.encode(self._draw(rng, HEADS[-1], d))
+        filler[cells[:, d:, 0]] = rng.integers(len(self.ops), size=(MAX_BRANCHES, L - d))
+        filler[cells[:, d:, 1]] = rng.integers(len(self.width_mults), size=(MAX_BRANCHES, L - d))
+        filler[list(genes.gates)] = rng.integers(0, 2, L - 1)
+        keep = np.zeros(self.n_var, dtype=bool)
+        keep[[genes.count, genes.depth]] = True
+        keep[cells[:n, :d].ravel()] = True
+        keep[[i for idx in genes.downs[:n] for i in idx[:d]]] = True
+        keep[[g for g, live in zip(genes.gates, genotype.live_gates(), strict=False) if live]] = True
+        return np.where(keep, self.encode(genotype), filler)
 
     def mutate(self, x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
-        """Mutate each gene with probability ``p``: another branch count (when the bounds allow), a new
-        ``(operator, width)`` for a cell, one downsampling moved to another layer or toggled, a flipped gate."""
+        """Mutate each gene with probability ``p``: another branch count or depth (when the bounds allow;
+        see :meth:`fit_downs`), a new ``(operator, width)`` for a cell, one downsampling moved to another
+        cell before the last or toggled there, a flipped gate."""
         genes = self.genes
         lo, hi = self.bounds()
         x = np.array(x, dtype=np.int64)
-        if hi[genes.count] > lo[genes.count] and rng.random() < p:
-            others = [v for v in range(lo[genes.count], hi[genes.count] + 1) if v != x[genes.count]]
-            x[genes.count] = rng.choice(others)
+        for gene in (genes.count, genes.depth):
+            if hi[gene] > lo[gene] and rng.random() < p:
+                x[gene] = rng.choice([v for v in range(lo[gene], hi[gene] + 1) if v != x[gene]])
+        x = self.fit_downs(x, rng)
         for op, width in genes.cells:
             if rng.random() < p:
                 n_ops, n_widths = hi[op] + 1, hi[width] + 1
@@ -233,17 +275,48 @@ class HyCTASSpace(SearchSpace):
                 x[op], x[width] = divmod(new, n_widths)
         for idx in genes.downs:
             if rng.random() < p:
-                flags = x[list(idx)]
+                active = list(idx[: x[genes.depth] - 1])
+                flags = x[active]
                 on, off = np.flatnonzero(flags), np.flatnonzero(flags == 0)
                 if len(on) and len(off) and rng.random() < 0.5:
                     flags[rng.choice(on)], flags[rng.choice(off)] = 0, 1
                 else:
-                    j = rng.integers(len(idx))
+                    j = rng.integers(len(active))
                     flags[j] = 1 - flags[j]
-                x[list(idx)] = flags
+                x[active] = flags
         for gate in genes.gates:
             if rng.random() < p:
                 x[gate] = 1 - x[gate]
+        return x
+
+    def crossover(
+        self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform crossover of the genes, then :meth:`fit_downs` on both children."""
+        first, second = super().crossover(a, b, rng)
+        return self.fit_downs(first, rng), self.fit_downs(second, rng)
+
+    def fit_downs(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``x`` with every downsampling cell on or past the last cell of its depth moved (with its operator
+        and width, swapped with the cell there) to a random earlier cell of its slot, one no used slot
+        downsamples at while there is one: a depth change keeps the head and the distinct downsampling cells."""
+        genes, L = self.genes, self.layers
+        x = np.array(x, dtype=np.int64)
+        last = int(x[genes.depth]) - 1
+        used = genes.downs[: int(x[genes.count]) + 1]
+        for k, idx in enumerate(genes.downs):
+            late = [j for j in range(last, L) if x[idx[j]]]
+            if not late:
+                continue
+            taken = {j for other in used for j in range(last) if x[other[j]]}
+            free = [j for j in range(last) if j not in taken]
+            if len(free) < len(late):
+                free = [j for j in range(last) if not x[idx[j]]]
+            targets = rng.choice(free, size=min(len(late), len(free)), replace=False)
+            for src, dst in zip(late, targets, strict=False):
+                a, b = list(genes.cells[k * L + src]), list(genes.cells[k * L + dst])
+                x[a], x[b] = x[b], x[a]
+                x[idx[src]], x[idx[dst]] = 0, 1
         return x
 
     def with_branches(self, num_branches: int) -> HyCTASSpace:
@@ -265,10 +338,12 @@ class HyCTASSpace(SearchSpace):
 
     # -------------------------------------------------------------------------------- constraints
     def violations(self, genotype: HyCTASGenotype) -> list[str]:
-        """The genotype's own rules plus this space's depth, operators, widths and memory limit."""
+        """The genotype's own rules plus this space's depth range, operators, widths and memory limit."""
         out = genotype.rule_violations()
-        if genotype.num_branches and genotype.depth != self.layers:
-            out.append(f"depth: {genotype.depth} cells per branch, the space has {self.layers}")
+        if genotype.num_branches and not self.min_layers <= genotype.depth <= self.layers:
+            out.append(
+                f"depth: {genotype.depth} cells per branch, the space has {self.min_layers}..{self.layers}"
+            )
         if self.fixed_branches is not None and genotype.num_branches != self.fixed_branches:
             out.append(f"branches: {genotype.num_branches}, this sub-space holds {self.fixed_branches}")
         for i, b in enumerate(genotype.branches):

@@ -1,0 +1,58 @@
+"""Candidate evaluation sharded over processes: ``torchrun --nproc_per_node=2 -m segnas stage=search`` on CPU
+(gloo) gives the archive and front of the one-process run, with the candidates split between the ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, TINY_DATA
+
+TINY = [*TINY_DATA, "stage.evaluation.recalibration_images=8", "stage.evaluation.val_images=8",
+        "stage.evaluation.batch_size=8", "stage.progress=false", "search.population=4", "search.generations=2",
+        "search.objective=params", "stage.extra_metrics=[]", "stage.latency.check_archs=0", "logger=none"]
+
+
+def _segnas(args: list[str], processes: int = 1) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", "--master_port=29533"]
+    command = [*(launcher if processes > 1 else [sys.executable]), "-m", "segnas", *args]
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _archive(folder: Path) -> dict[str, dict[str, float]]:
+    lines = [json.loads(line) for line in (folder / "archive.jsonl").read_text().splitlines()]
+    return {r["key"]: r["metrics"] for r in lines if "key" in r}
+
+
+@pytest.fixture(scope="module")
+def supernet(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("supernet")
+    _segnas(["stage=supernet", *TINY_DATA, "trainer.max_epochs=1", "stage.space_overrides.layers=4",
+             "stage.space_overrides.filter_multiplier=2", "stage.module.val_archs=1", f"hydra.run.dir={out}"])
+    return out / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("search", ["nsga2", pytest.param("random", marks=pytest.mark.slow)])
+def test_two_processes_give_the_one_process_archive_and_front(supernet: Path, tmp_path: Path, search: str) -> None:
+    args = ["stage=search", f"search={search}", f"stage.supernet.ckpt={supernet}", *TINY, "search.random_baseline=false"]
+    _segnas([*args, f"hydra.run.dir={tmp_path / 'one'}"])
+    _segnas([*args, f"hydra.run.dir={tmp_path / 'two'}"], processes=2)
+    one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    assert sum(two["evaluated_per_rank"]) == one["evaluated_per_rank"][0] == 8
+    assert min(two["evaluated_per_rank"]) >= 3  # really split
+    a, b = _archive(tmp_path / "one"), _archive(tmp_path / "two")
+    assert set(a) == set(b)
+    assert all(abs(a[k]["miou"] - b[k]["miou"]) <= 1e-6 and a[k]["params_m"] == b[k]["params_m"] for k in a)
+    assert two["pareto"] == one["pareto"] and two["hypervolume"] == one["hypervolume"]
+    # a re-run of the finished multi-process search computes nothing
+    _segnas([*args, f"hydra.run.dir={tmp_path / 'two'}"], processes=2)
+    again = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert again["n_computed_this_run"] == 0 and again["pareto"] == one["pareto"]
