@@ -1,0 +1,51 @@
+"""Scale-out benchmarks: candidate evaluations per second of `stage=search` with 1 and 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from registry import Table, benchmark
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = ["data.num_train=64", "data.num_val=32", "data.height=128", "data.width=128", "data.crop_size=[128,128]",
+        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "logger=none"]
+SEARCH = ["stage.evaluation.recalibration_images=32", "stage.evaluation.val_images=32", "stage.progress=false",
+          "search.population=16", "search.generations=2", "search.objective=params", "stage.extra_metrics=[]",
+          "stage.latency.check_archs=0", "search.random_baseline=false"]
+
+
+def _run(args: list[str], processes: int, threads: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    launch = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", "--master_port=29544"]
+    command = [*(launch if processes > 1 else [sys.executable]), "-m", "segnas", *args, f"num_threads={threads}"]
+    subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
+
+
+@benchmark
+def search_sharded_evaluation() -> Table:
+    """Supernet-scored candidate evaluations per second (BN recalibration on 32 images + mIoU on 32 images,
+    128x128, the default CPU supernet) of one 32-candidate NSGA-II search, in 1 process and sharded over 2
+    processes with torchrun (gloo), at equal total threads."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "supernet"
+        _run(["stage=supernet", *DATA, "trainer.max_epochs=1", f"hydra.run.dir={ckpt}"], 1, 2)
+        rows: Table = []
+        for processes, threads in ((1, 1), (1, 2), (2, 1)):
+            out = Path(tmp) / f"p{processes}t{threads}"
+            _run(["stage=search", *DATA, *SEARCH, f"stage.supernet.ckpt={ckpt / 'checkpoints' / 'last.ckpt'}",
+                  f"hydra.run.dir={out}"], processes, threads)
+            result = json.loads((out / "results.json").read_text())
+            rows.append({"processes": processes, "threads per process": threads,
+                         "candidates": result["n_computed_this_run"],
+                         "per rank": result["evaluated_per_rank"],
+                         "search s": round(result["search_seconds"], 1),
+                         "evaluations / s": round(result["n_computed_this_run"] / result["search_seconds"], 2)})
+        base = rows[0]["evaluations / s"]
+        for row in rows:
+            row["vs 1 process, 1 thread"] = f"{row['evaluations / s'] / base:.2f}x"
+        return rows
