@@ -102,3 +102,29 @@ def test_local_submitit_sweep_runs_two_jobs(tmp_path):
     seeds = [OmegaConf.load(tmp_path / str(i) / "config.yaml").seed for i in (0, 1)]
     assert seeds == [0, 1]
     assert all(0 <= r["val/mIoU"] <= 100 for r in results)
+
+
+def test_help_lists_every_stage_the_config_groups_and_examples_that_parse():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    proc = _cli("--help", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    for stage in sorted(p.stem for p in (REPO / "conf" / "stage").glob("*.yaml")):
+        assert any(line.split()[:1] == [stage] and len(line.split()) > 2 for line in lines), stage
+    assert "search: nsga2, random, topk, zero_shot" in proc.stdout and "logger: csv, none, tensorboard, wandb" in proc.stdout
+    examples = [line.split("#")[0].split()[3:] for line in lines[lines.index("== Examples ==") :]
+                if line.strip().startswith("python -m segnas")]  # fmt: skip
+    assert len(examples) == 5
+    for args in examples:
+        OverridesParser.create().parse_overrides([a for a in args if a != "-m"])
+
+
+def test_version_prints_the_package_version():
+    import importlib.metadata
+
+    import segnas
+
+    proc = _cli("--version", timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"segnas {segnas.__version__}"
+    assert segnas.__version__ == importlib.metadata.version("segnas")

@@ -12,11 +12,13 @@ from segnas.data import (
     SyntheticDataModule,
     SyntheticDataset,
 )
+from segnas.data.checks import DataCheckError, cache_path
 from segnas.data.cityscapes import CityscapesDataModule
 from segnas.data.synthetic import SIGNAL_ROWS
 from segnas.data.transforms import train_transform
+from segnas.stages import run_stage
 
-from conftest import shared_dataset
+from conftest import TINY_TRAIN, compose_config, shared_dataset
 
 # Train-split pixel counts per class (0..10) and void (11), from ../shared/data/README.md.
 CAMVID_TRAIN_PIXELS = [
@@ -53,9 +55,16 @@ def test_synthetic_labels_instances_and_context_cue():
             assert not red_bar
 
 
-def test_synthetic_rejects_too_few_classes():
-    with pytest.raises(ValueError, match="num_classes must be >= 4"):
-        SyntheticDataModule(num_classes=3)
+@pytest.mark.parametrize("num_classes", [3, 256, 300])
+def test_synthetic_class_count_must_fit_the_uint8_labels(num_classes):
+    with pytest.raises(ValueError, match=rf"data\.num_classes must be in 4\.\.255 .*uint8.*got {num_classes}"):
+        SyntheticDataModule(num_classes=num_classes)
+
+
+def test_synthetic_class_count_is_checked_before_training(tmp_path):
+    with pytest.raises(ValueError, match=r"data\.num_classes must be in 4\.\.255"):
+        run_stage(compose_config([*TINY_TRAIN, "data.num_classes=300"], tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def test_train_transform_pads_image_with_zero_and_label_with_ignore():
@@ -166,3 +175,41 @@ def test_unreadable_png_is_named(tmp_path):
     (root / "train" / "a.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"cannot read image .*train/a\.png"):
         CamVidDataset(root, "train").load(0)
+
+
+def test_bad_validation_label_fails_before_training_naming_the_file(tmp_path):
+    root = _camvid_tree(tmp_path / "camvid")
+    _write_png(root / "valannot" / "a.png", np.full((8, 8), 12, np.uint8))
+    out = tmp_path / "run"
+    with pytest.raises(DataCheckError, match=r"split 'val': 1 of 1 samples are bad(?s:.*)valannot/a\.png.*\[12\]"):
+        run_stage(compose_config(["data=camvid", f"data.root={root}", "data.crop_size=[8,8]", "data.batch_size=1",
+                                  "data.image_scale=1.0", "data.num_workers=0", "trainer.accelerator=cpu",
+                                  "trainer.max_epochs=1", "model.aspp_channels=16", "model.decoder_channels=16",
+                                  "model.low_level_channels=8"], out))
+    assert not (out / "checkpoints").exists()
+
+
+def test_data_check_names_every_mismatched_pair(tmp_path):
+    root = _camvid_tree(tmp_path)
+    _write_png(root / "train" / "b.png", np.zeros((8, 8, 3), np.uint8))
+    _write_png(root / "trainannot" / "b.png", np.zeros((6, 8), np.uint8))
+    _write_png(root / "train" / "c.png", np.zeros((8, 8, 3), np.uint8))
+    _write_png(root / "trainannot" / "c.png", np.full((8, 8), 20, np.uint8))
+    with pytest.raises(DataCheckError, match=r"(?s)2 of 3 samples.*trainannot/b\.png.*has size.*trainannot/c\.png"):
+        CamVidDataModule(root).setup("fit")
+
+
+def test_data_check_is_cached_until_a_file_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGNAS_CACHE", str(tmp_path / "cache"))
+    root = _camvid_tree(tmp_path / "camvid")
+    CamVidDataModule(root).setup("fit")
+    assert cache_path(root).is_file() and cache_path(root).is_relative_to(tmp_path / "cache")
+    loads = []
+    original = CamVidDataset.load
+    monkeypatch.setattr(CamVidDataset, "load", lambda self, i: loads.append(i) or original(self, i))
+    CamVidDataModule(root).setup("fit")
+    assert loads == []  # unchanged files: not scanned again
+    _write_png(root / "trainannot" / "a.png", np.full((8, 8), 30, np.uint8))
+    with pytest.raises(DataCheckError, match=r"trainannot/a\.png"):
+        CamVidDataModule(root).setup("fit")
+    assert not list(root.rglob("*.json"))  # nothing written into the data folder

@@ -25,12 +25,12 @@ from segnas.utils.loggers import build_loggers, run_labels
 
 from conftest import REPO, compose_config
 
-# NSGA-II over a proxy score vs MACs in a small HyCTAS space: no supernet, seconds on a CPU.
+# NSGA-II over a proxy score vs params in a small HyCTAS space: no supernet, seconds on a CPU.
 TINY_PROXY_SEARCH = [
     "stage=search",
     "score=proxy",
     "score.proxy=synflow",
-    "search.objective=macs",
+    "search.objective=params",
     "search.population=4",
     "search.generations=3",
     "space.layers=4",
@@ -93,7 +93,7 @@ def test_search_logs_each_generation_the_front_and_the_config_to_wandb_offline(t
     assert final["search/pareto/nrows"] == len(results["pareto"]) and "search/pareto_png/_type" in final
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
-    assert config["search"]["population"] == 4 and config["search"]["objective"] == "macs"
+    assert config["search"]["population"] == 4 and config["search"]["objective"] == "params"
     assert config["data"]["_target_"].endswith("SyntheticDataModule") and config["stage"]["name"] == "search"
     assert (run.display_name, run.run_group, run.job_type) == ("search", "search", "search")
 
@@ -158,11 +158,11 @@ def test_wandb_runs_are_named_after_the_stage_and_overrides_and_sweeps_grouped()
         cfg = compose(config_name="config", overrides=["stage=search", "seed=1", "logger=wandb"],
                       return_hydra_config=True)  # fmt: skip
     with open_dict(cfg):
-        cfg.hydra.mode = RunMode.MULTIRUN
+        cfg.hydra.mode, cfg.hydra.job.num = RunMode.MULTIRUN, 3
     HydraConfig.instance().set_config(cfg)
     try:
         name, group = run_labels("search")
     finally:
         HydraConfig.instance().cfg = None
-    assert name == "search seed=1" and group.startswith("search sweep ")
+    assert name == "search #3 seed=1" and group.startswith("search sweep ")
     assert build_loggers(compose_config(["logger=none"])) == []

@@ -18,3 +18,27 @@ def test_notebook_executes(path: Path) -> None:
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any(o.get("output_type") == "stream" for o in outputs)  # the tables were printed
+
+
+def test_search_results_notebook_on_tiny_searches_made_now(tmp_path: Path, monkeypatch) -> None:
+    from segnas.stages import run_stage
+
+    from conftest import compose_config
+
+    tiny = ["stage=search", "score=proxy", "score.proxy=synflow", "search.objective=params", "search.population=3",
+            "search.generations=2", "space.layers=4", "space.filter_multiplier=2",
+            "stage.proxy_batch.resolution=[32,32]", "stage.proxy_batch.batch_size=2", "stage.cost_input=[1,3,32,32]",
+            "stage.latency.model=measured", "stage.latency.check_archs=0", "stage.extra_metrics=[]",
+            "stage.progress=false", "num_threads=1", "logger=none"]  # fmt: skip
+    for seed in (0, 1):
+        run_stage(compose_config([*tiny, f"seed={seed}"], tmp_path / f"seed_{seed}"))
+    monkeypatch.setenv("SEGNAS_SEARCH_RUNS", str(tmp_path / "seed_*"))
+    path = next(p for p in NOTEBOOKS if p.stem == "search_results")
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=120, resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "2 run(s)" in text and "mean and 95% CI over 2 run(s)" in text
+    assert "seed_0 search" in text and "seed_1 random" in text  # search curves from archive.jsonl
+    assert "operators of the cells of" in text  # the front's genotype files were read

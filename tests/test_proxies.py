@@ -304,6 +304,7 @@ def test_naslib_log_is_signed() -> None:
 
     assert naslib_log(math.e**2) == pytest.approx(2) and naslib_log(-math.e) == pytest.approx(-1)
     assert naslib_log(0.0) == 0.0 and naslib_log(0.5) == pytest.approx(math.log(0.5))
+    assert naslib_log(-0.5) == pytest.approx(-math.log(0.5))  # NASLib's -log(-s), positive here
 
 
 def test_grasp_matches_functional_hessian() -> None:

@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from segnas.proxies.evaluation import ScoreFile, draw_samples, score_all, summarize
+from segnas.proxies.saswot import AvtRanges
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_CSV = ROOT.parent / "shared/data/transnas/tnb101_segmentsemantic_dev.csv"
@@ -46,12 +47,37 @@ def test_score_file_resumes(tmp_path: Path) -> None:
         calls.append(arch)
         return {"p": float(len(arch)), "q": math.nan}
 
-    store = ScoreFile(tmp_path / "s.csv", ["p", "q"])
+    context = {"batch": "x", "proxies": {"p": {"options": {}}, "q": {"options": {}}}}
+    store = ScoreFile(tmp_path / "s.csv", ["p", "q"], context)
     first = score_all(["ab", "abc", "ab"], score, store, progress=False)
     assert calls == ["ab", "abc"]
-    again = score_all(["ab", "abc", "abcd"], score, ScoreFile(tmp_path / "s.csv", ["p", "q"]), progress=False)
+    again = score_all(["ab", "abc", "abcd"], score, ScoreFile(tmp_path / "s.csv", ["p", "q"], context), False)
     assert calls == ["ab", "abc", "abcd"]
     assert again["abc"]["p"] == first["abc"]["p"] == 3 and math.isnan(again["ab"]["q"])
+    assert json.loads(store.path.with_suffix(".json").read_text()) == context
+
+
+def test_score_file_is_keyed_by_batch_options_and_build(tmp_path: Path) -> None:
+    from segnas.proxies.expression import SASWOT, register_expression
+    from segnas.stages.proxy_evaluate import score_context
+
+    names = ["nwot", "saswot", register_expression(SASWOT, "test_keyed_saswot_expression")]
+    batch = (torch.zeros(2, 3, 4, 4), torch.zeros(2, 4, 4).long())
+    options = {"saswot": {"ranges": AvtRanges((0.0, 1.0), (2.0, 3.0)), "elem_reduce": "sum"}}
+
+    def path(seed: int = 0, quirk: bool = True, opts: dict = options, x: torch.Tensor = batch[0]) -> Path:
+        cfg = OmegaConf.create({"seed": seed, "stage": {"bn_quirk": quirk, "proxies": names}})
+        context = score_context(cfg, "macro", opts, (x, batch[1]))
+        return ScoreFile(tmp_path / "scores_macro.csv", names, context).path
+
+    base = path()
+    assert path() == base and base.name.startswith("scores_macro_")
+    saved = json.loads(base.with_suffix(".json").read_text())
+    assert saved["proxies"]["saswot"]["options"]["ranges"] == {"saswot_minus": [0.0, 1.0], "nwot": [2.0, 3.0]}
+    assert saved["proxies"][names[2]]["definition"]["binary"] == "lesser_than"
+    other_ranges = {"saswot": {**options["saswot"], "ranges": AvtRanges((0.0, 1.0), (2.0, 4.0))}}
+    changed = [path(seed=1), path(quirk=False), path(opts=other_ranges), path(x=batch[0] + 1)]
+    assert len({base, *changed}) == 5  # every changed setting has its own score file
 
 
 @pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
@@ -80,9 +106,13 @@ def test_stage_writes_results_tables_and_plot(tmp_path: Path) -> None:
         assert (tmp_path / name).stat().st_size > 0
     assert "| saswot |" in (tmp_path / "correlations.md").read_text()
     assert len(json.loads((tmp_path / "saswot_avt.json").read_text())) == 2  # one calibration per space
-    rows = (tmp_path / "scores_micro.csv").read_text().splitlines()
+    (micro,) = tmp_path.glob("scores_micro_*.csv")
+    rows = micro.read_text().splitlines()
     assert run(cfg)["proxies"] == results["proxies"]  # resumed from the score files, same numbers
-    assert (tmp_path / "scores_micro.csv").read_text().splitlines() == rows
+    assert micro.read_text().splitlines() == rows
+    cfg.stage.update({"bn_quirk": False, "spaces": ["macro"]})  # another setting: scored afresh, elsewhere
+    assert run(cfg)["proxies"]["nwot"]["macro"] != results["proxies"]["nwot"]["macro"]
+    assert len(list(tmp_path.glob("scores_macro_*.csv"))) == 2
 
 
 def test_hydra_config_composes_with_benchmark_override() -> None:

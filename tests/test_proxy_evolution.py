@@ -326,7 +326,8 @@ def test_stage_end_to_end_on_a_tiny_budget(tmp_path: Path, sketch: int | None) -
     assert len((tmp_path / "search_curve.csv").read_text().splitlines()) == 1 + 3
     assert (tmp_path / "search_curve.png").stat().st_size > 0
     records = (tmp_path / "archive.jsonl").read_text().splitlines()
-    assert json.loads(records[0])["context"]["sketch_columns"] == sketch
+    context = json.loads(records[0])["context"]
+    assert context["sketch_columns"] == sketch and context["bn_quirk"] is True
     assert results["n_computed_this_run"] == len(records) - 1  # a fresh run computes every record
 
 
@@ -365,6 +366,23 @@ def test_stage_refuses_an_archive_of_other_settings(tmp_path: Path) -> None:
         run(cfg)
 
 
+@pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
+def test_stage_searches_each_space_separately(tmp_path: Path) -> None:
+    from segnas.stages.proxy_evolution import run
+
+    cfg = _stage_cfg(tmp_path, fitness="per_space", hand_proxies=["params"], seed_with_saswot=False,
+                     cache_statistics=False)  # fmt: skip
+    cfg.stage.evolution.update({"population": 3, "iterations": 0})
+    results = run(cfg)
+    json.dumps(results)
+    assert results["fitness"] == "per_space" and set(results["spaces"]) == {"micro", "macro"}
+    for space, result in results["spaces"].items():
+        assert set(result["kendall_heldout_per_space"]) == {space}
+        assert Expression.load(tmp_path / space / "best_proxy.yaml") is not None
+        context = json.loads((tmp_path / space / "archive.jsonl").read_text().splitlines()[0])["context"]
+        assert context["spaces"] == [space]
+
+
 def test_hydra_config_composes() -> None:
     from hydra import compose, initialize_config_dir
 
@@ -373,3 +391,4 @@ def test_hydra_config_composes() -> None:
     assert cfg.stage._target_ == "segnas.stages.proxy_evolution.run"
     assert cfg.benchmark.csv == "/x/y.csv" and cfg.stage.evolution.patience == 5
     assert cfg.stage.chain == 2 and cfg.stage.evolution.random_per_generation == 1
+    assert cfg.stage.fitness == "mean" and cfg.stage.bn_quirk is True

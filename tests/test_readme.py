@@ -7,6 +7,8 @@ import re
 import shlex
 
 import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from conftest import REPO, compose_config
@@ -55,3 +57,12 @@ def test_readme_command_parses_and_composes(args: list[str]) -> None:
     cfg = compose_config(overrides)
     stage = next((o.split("=", 1)[1] for o in overrides if o.startswith("stage=")), "train")
     assert cfg.stage.name == stage
+
+
+def test_the_readme_slurm_sweep_names_its_jobs_after_the_stage() -> None:
+    slurm = next(c for c in COMMANDS if "hydra/launcher=slurm" in c)
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="segnas.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*_overrides(slurm), "stage=retrain"], return_hydra_config=True)
+    assert cfg.hydra.launcher.name == "retrain"
+    assert list(cfg.hydra.launcher.setup) == ["source ~/venvs/segnas/bin/activate"]

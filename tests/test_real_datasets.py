@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from segnas.data.ade20k import ADE20K_CLASSES, ADE20KDataModule, ADE20KDataset
+from segnas.data.checks import DataCheckError
 from segnas.data.cityscapes import (
     CITYSCAPES_THING_IDS,
     CityscapesDataModule,
@@ -238,10 +239,10 @@ def test_coco_panoptic_errors_name_the_file(tmp_path):
     data = json.loads(ann_path.read_text())
     data["annotations"][0]["segments_info"][0]["category_id"] = 999
     ann_path.write_text(json.dumps(data))
-    dm = COCOPanopticDataModule(root)
-    dm.setup("validate")
     with pytest.raises(KeyError, match="unknown category_id 999"):
-        dm.val_set.load(0)
+        COCOPanopticDataModule(root).build_dataset("val", None).load(0)
+    with pytest.raises(DataCheckError, match=r"split 'val': 1 of 2 samples(?s:.*)unknown category_id 999"):
+        COCOPanopticDataModule(root).setup("validate")  # found before any training
     (root / "annotations" / "panoptic_val2017" / "000000439180.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"000000439180\.png.*expected the COCO panoptic layout"):
         COCOPanopticDataModule(root).setup("validate")

@@ -3,6 +3,7 @@ work, divergence fails, checkpoints load safely, malformed inputs name the file 
 
 from __future__ import annotations
 
+import csv
 import json
 import pickle
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 
-from segnas.callbacks import NonFiniteLossError
+from segnas.callbacks import NonFiniteLossError, ResumingCSVLogger
 from segnas.config_checks import ConfigError, problems
 from segnas.lit.inference import load_checkpoint
 from segnas.lit.segmentation import build_net
@@ -131,7 +133,20 @@ def test_rerunning_a_finished_supernet_is_a_no_op_and_other_settings_report_the_
     again = run_stage(compose_config([*TINY_SUPERNET, "callbacks.latency_monitor.duration_s=0.06"], tmp_path))
     assert again["val/mIoU"] == pytest.approx(first["val/mIoU"], abs=1e-6)
     assert again["global_step"] == first["global_step"]
-    assert (tmp_path / "csv" / "metrics.csv").read_text().startswith(before["csv/metrics.csv"][1].decode())
+    assert (tmp_path / "csv" / "metrics.csv").read_bytes().startswith(before["csv/metrics.csv"][1])
+
+
+def test_resumed_csv_log_keeps_earlier_rows_and_drops_those_logged_after_the_checkpoint(tmp_path: Path) -> None:
+    log = tmp_path / "csv" / "metrics.csv"
+    log.parent.mkdir()
+    log.write_text("epoch,step,train/loss\n" + "".join(f"{s // 4},{s},{s / 10}\n" for s in range(7)))
+    logger = ResumingCSVLogger.continuing(CSVLogger(tmp_path, name="csv", version=""))
+    logger.log_metrics({"train/loss": 0.5, "val/mIoU": 9.0}, step=4)  # resumed from the checkpoint at step 4
+    logger.save()
+    with log.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows] == ["0", "1", "2", "3", "4"]
+    assert rows[3]["train/loss"] == "0.3" and rows[4]["val/mIoU"] == "9.0"
 
 
 # ------------------------------------------------------------------------------------ 3: budgets
@@ -186,6 +201,7 @@ def test_diverging_supernet_fails(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------- 7: checkpoints
 
 CALLED: list[str] = []
+LIGHTNING = {"pytorch-lightning_version": "2.6.0"}
 
 
 def _record_call() -> None:
@@ -204,9 +220,9 @@ class _Payload:
         (b"\x93\x17random bytes" * 50, "cannot be read"),
         (b"net_config: {}\n", "cannot be read"),
         ("truncated", "cannot be read"),
-        ({"state_dict": {}, "hyper_parameters": {"space_config": {}, "num_classes": 6}},
+        ({"state_dict": {}, "hyper_parameters": {"space_config": {}, "num_classes": 6}, **LIGHTNING},
          r"lacks the hyper-parameters \['net_config'\]"),
-        ({"weights": 1}, "holds no Lightning state_dict"),
+        ({"state_dict": {"w": torch.zeros(1)}}, "is not a Lightning checkpoint"),
         ("payload", "cannot be read"),
     ],
 )
@@ -235,8 +251,8 @@ def test_network_configs_may_only_call_segnas_builders(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\['os\.getcwd'\]"):
         build_net(nested, 3)
     path = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"net_config": {"_target_": "os.getcwd"}, "num_classes": 3}},
-               path)
+    hparams = {"net_config": {"_target_": "os.getcwd"}, "num_classes": 3}
+    torch.save({"state_dict": {}, "hyper_parameters": hparams, **LIGHTNING}, path)
     with pytest.raises(ValueError, match=r"\['os\.getcwd'\]"):
         load_checkpoint(path)
 

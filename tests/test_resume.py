@@ -1,5 +1,6 @@
 """A killed training run, resumed in the same folder, ends exactly like an uninterrupted one."""
 
+import csv
 import json
 
 import lightning as L
@@ -27,11 +28,16 @@ class CrashAfterEpoch(L.Callback):
 
 
 def _weights(path):
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def _metric_rows(folder):
+    with (folder / "csv" / "metrics.csv").open(newline="") as f:
+        return [(row["epoch"], row["step"], row["val/mIoU"]) for row in csv.DictReader(f)]
 
 
 def test_killed_and_resumed_training_matches_uninterrupted(tmp_path):
-    overrides = [*TINY_TRAIN, "trainer.max_epochs=3", "logger=none"]
+    overrides = [*TINY_TRAIN, "trainer.max_epochs=3"]
     straight = run_stage(compose_config(overrides, tmp_path / "straight"))
 
     resumed_dir = tmp_path / "resumed"
@@ -39,6 +45,8 @@ def test_killed_and_resumed_training_matches_uninterrupted(tmp_path):
         run_stage(compose_config(overrides, resumed_dir), extra_callbacks=[CrashAfterEpoch(0)])
     assert (resumed_dir / "checkpoints" / "last.ckpt").is_file()
     assert not (resumed_dir / "results.json").exists()
+    killed_rows = _metric_rows(resumed_dir)
+    assert killed_rows and killed_rows[-1][2]  # epoch 0 was logged up to its validation
     resumed = run_stage(compose_config(overrides, resumed_dir))
 
     assert resumed["global_step"] == straight["global_step"]
@@ -49,4 +57,8 @@ def test_killed_and_resumed_training_matches_uninterrupted(tmp_path):
     history = (resumed_dir / "history.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
     assert json.loads((resumed_dir / "results.json").read_text())["epochs"] == 3
-    assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=False)["epoch"] == 2
+    assert torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)["epoch"] == 2
+    # the metric log is continued, not deleted: epoch 0 as logged before the kill, the redone steps once
+    rows = _metric_rows(resumed_dir)
+    assert rows[: len(killed_rows)] == killed_rows
+    assert [r[:2] for r in rows] == [r[:2] for r in _metric_rows(tmp_path / "straight")]

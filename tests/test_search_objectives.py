@@ -87,7 +87,7 @@ def test_macs_and_params_objectives_count_the_standalone_network(space) -> None:
 
 
 def test_proxy_score_is_seeded_finite_and_nan_when_the_proxy_fails() -> None:
-    space = FasterSegSpace(min_depth=3, max_depth=4, fch=4)
+    space = FasterSegSpace(min_depth=3, max_depth=6, fch=4)
     build = functools.partial(build_network, num_classes=3)
     rng = np.random.default_rng(0)
     g, other = space.sample(rng), space.sample(rng)
@@ -104,7 +104,7 @@ def test_proxy_score_is_seeded_finite_and_nan_when_the_proxy_fails() -> None:
 
 
 def test_proxy_score_of_a_network_that_fails_to_build_is_nan() -> None:
-    g = FasterSegSpace(min_depth=3, max_depth=4, fch=4).sample(np.random.default_rng(0))
+    g = FasterSegSpace(min_depth=3, max_depth=6, fch=4).sample(np.random.default_rng(0))
 
     def broken(genotype):
         raise RuntimeError("cannot build")

@@ -77,19 +77,20 @@ def test_macro_residual_bn_reproduces_tnbs_positional_arguments() -> None:
     assert (tnb.eps, tnb.momentum) == (1.0, 1.0)
     arch = "64-1234-basic"
     quirky, plain = transnas.build(arch, seed=0), transnas.build(arch, seed=0, bn_quirk=False)
-    residual = {
-        id(m.downsample[1])
+    projections = [
+        m.downsample
         for m in quirky.modules()
         if isinstance(m, transnas.BasicBlock) and isinstance(m.downsample, nn.Sequential)
-    }
-    assert len(residual) == 4  # one projection per module (each changes width or stride)
+    ]
+    residual = {id(p[1]) for p in projections}
+    assert len(residual) == 3  # modules 2, 3, 4 change width or stride: a projection each; 1 keeps both
     for m in quirky.modules():
         if isinstance(m, nn.BatchNorm2d):
             assert (m.eps, m.momentum) == ((1.0, 1.0) if id(m) in residual else (1e-5, 0.1))
     assert all((m.eps, m.momentum) == (1e-5, 0.1) for m in plain.modules() if isinstance(m, nn.BatchNorm2d))
     state = plain.state_dict()
     assert all(torch.equal(v, state[k]) for k, v in quirky.state_dict().items())  # same weights
-    conv, bn = quirky.encoder.cells[0].downsample
+    conv, bn = projections[0]
     seen: list[torch.Tensor] = []
     conv.register_forward_hook(lambda *args: seen.append(args[-1].detach()))
     x = torch.randn(2, 3, 64, 64)

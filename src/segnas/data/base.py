@@ -81,6 +81,11 @@ class SegmentationDataset(Dataset, ABC):
         pairs = getattr(self, "pairs", None)
         return tuple(pairs[index]) if pairs is not None else ()
 
+    def annotation(self, index: int) -> Any:
+        """What sample ``index`` reads besides its :meth:`files` (e.g. a panoptic JSON's segments), JSON-able:
+        part of the key under which a passed data check is remembered; None when the files hold everything."""
+        return None
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         index, aug_seed = key if isinstance(key, tuple) else (key, index_seed(key))
         sample = self.load(index)

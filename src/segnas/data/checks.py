@@ -1,10 +1,10 @@
 """Up-front scan of a dataset split read from files: every sample's image/label pairing, sizes and label
 values, before any training starts (a bad label is found in seconds, not after an epoch).
 
-A scan that passed is remembered in a small JSON cache keyed by the files' paths, sizes and modification
-times (and the class set), so the next run over the same unchanged files skips it. The cache lives next to
-the data (``ROOT/.segnas_data_check.json``) or, when that folder is read-only, in
-``$SEGNAS_CACHE`` (default ``~/.cache/segnas``).
+A scan that passed is remembered in a small JSON file keyed by the files' paths, sizes and modification
+times (and the class set), so the next run over the same unchanged files skips it. The file lives in the
+user's cache, ``$SEGNAS_CACHE/data_checks/`` (default ``~/.cache/segnas``), one per data folder: data
+folders are often shared or read-only, and every run has a new run folder.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-CACHE_FILE = ".segnas_data_check.json"
 CACHE_ENTRIES = 32  # signatures remembered per cache file
 MAX_REPORTED = 10  # bad samples listed in one error
 
@@ -31,15 +30,13 @@ class DataCheckError(ValueError):
 
 def cache_path(root: Path) -> Path:
     """Where the scans of data under ``root`` are remembered."""
-    if os.access(root, os.W_OK):
-        return root / CACHE_FILE
     base = Path(os.environ.get("SEGNAS_CACHE", Path.home() / ".cache" / "segnas"))
     return base / "data_checks" / f"{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]}.json"
 
 
 def signature(files: list[Path], settings: dict[str, Any]) -> str:
-    """A hash of the files' paths, sizes and modification times and of the check ``settings``."""
-    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
+    """A hash of the files' paths, sizes and modification times and of the JSON-able ``settings``."""
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in files:
         stat = path.stat()
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
@@ -91,7 +88,7 @@ def check_split(dataset: Any, count: int, split: str, num_classes: int, ignore_i
     if not files:
         return
     settings = {"dataset": type(dataset).__name__, "split": split, "num_classes": num_classes,
-                "ignore_index": ignore_index}
+                "ignore_index": ignore_index, "annotations": [dataset.annotation(i) for i in range(count)]}
     cache = cache_path(Path(os.path.commonpath([str(f.parent) for f in files])))
     key = signature(files, settings)
     if key in _read_cache(cache):

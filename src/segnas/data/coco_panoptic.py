@@ -71,6 +71,9 @@ class PanopticDataset(SegmentationDataset):
     def files(self, index: int) -> tuple[Path, ...]:
         return self.records[index].image, self.records[index].panoptic
 
+    def annotation(self, index: int) -> Any:
+        return [dict(segment) for segment in self.records[index].segments]
+
     def load(self, index: int) -> Sample:
         rec = self.records[index]
         image = read_image(rec.image)

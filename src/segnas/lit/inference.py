@@ -20,6 +20,7 @@ CHECKPOINT_KINDS: dict[str, tuple[frozenset[str], str]] = {
     "panoptic": (frozenset({"net_config", "categories"}), "stage=panoptic"),
     "supernet": (frozenset({"space_config", "num_classes"}), "stage=supernet"),
 }
+LIGHTNING_KEY = "pytorch-lightning_version"  # in every checkpoint Lightning writes
 RESUME_KEYS = ("loops", "optimizer_states")  # what a checkpoint needs to resume training from
 
 
@@ -37,8 +38,9 @@ def read_checkpoint(path: str | Path, kind: str, resumable: bool = False) -> dic
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"checkpoint {path} cannot be read (truncated, not a PyTorch file, or holding objects "
                          f"other than tensors and plain containers): {err}; {expected}") from err
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise ValueError(f"checkpoint {path} holds no Lightning state_dict; {expected}")
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict) or LIGHTNING_KEY not in ckpt:
+        raise ValueError(f"checkpoint {path} is not a Lightning checkpoint (no state_dict or {LIGHTNING_KEY}); "
+                         f"{expected}")
     hparams = ckpt.get("hyper_parameters") or {}
     if not keys <= set(hparams):
         raise ValueError(f"checkpoint {path} lacks the hyper-parameters {sorted(keys - set(hparams))} "

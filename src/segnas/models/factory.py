@@ -37,9 +37,13 @@ def hyctas_network(
     return HyCTASWithAux(net, num_classes) if aux_heads else net
 
 
-def fasterseg_network(genotype: FasterSegGenotype, num_classes: int, aux_heads: bool = False) -> nn.Module:
-    """A :class:`FasterSegNet` (no drop path), wrapped in :class:`FasterSegWithAux` when ``aux_heads``."""
-    net = FasterSegNet(genotype, num_classes, aux_heads=False)
+def fasterseg_network(
+    genotype: FasterSegGenotype, num_classes: int, aux_heads: bool = False, init: str = "kaiming"
+) -> nn.Module:
+    """A :class:`FasterSegNet` (no drop path), wrapped in :class:`FasterSegWithAux` when ``aux_heads``;
+    ``init="kaiming"`` is FasterSeg's own initialisation (for training and proxy scoring), ``"default"``
+    PyTorch's."""
+    net = FasterSegNet(genotype, num_classes, aux_heads=False, init=init)
     return FasterSegWithAux(net, num_classes) if aux_heads else net
 
 

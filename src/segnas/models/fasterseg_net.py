@@ -5,7 +5,8 @@ FasterSeg fusion (1x1 "arm" convs, bilinear upsampling, concatenation with the i
 downsampling cell, 3x3 "refine" convs), a 1x1 feature-fusion conv over both branches and a 3x3 + 1x1
 head. Optional auxiliary heads at 1/16 and 1/32 (training only in FasterSeg) are built but not used by
 :meth:`FasterSegNet.forward`; :meth:`FasterSegNet.forward_aux` returns their predictions too
-(:class:`~segnas.models.aux_heads.FasterSegWithAux` trains them with the retraining loss).
+(:class:`~segnas.models.aux_heads.FasterSegWithAux` trains them with the retraining loss). ``init="kaiming"``
+initialises the weights as FasterSeg's training does (:func:`kaiming_init`), e.g. for proxy scoring.
 """
 
 from __future__ import annotations
@@ -133,14 +134,37 @@ def _cell_specs(
     return specs
 
 
-class FasterSegNet(nn.Module):
-    """A FasterSeg segmenter; ``forward`` returns logits at the input resolution."""
+def kaiming_init(module: nn.Module) -> nn.Module:
+    """FasterSeg's initialisation (train.py ``init_weight``): conv weights Kaiming-normal (fan_in, ReLU), BN
+    weight 1, bias 0, eps 1e-5, momentum 0.1; conv biases keep PyTorch's default. Returns ``module``."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            m.eps, m.momentum = 1e-5, 0.1
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return module
 
-    def __init__(self, genotype: FasterSegGenotype, num_classes: int = 19, aux_heads: bool = True) -> None:
+
+INITS = ("default", "kaiming")
+
+
+class FasterSegNet(nn.Module):
+    """A FasterSeg segmenter; ``forward`` returns logits at the input resolution.
+
+    ``init``: ``"default"`` (PyTorch's) or ``"kaiming"`` (FasterSeg's, :func:`kaiming_init`).
+    """
+
+    def __init__(
+        self, genotype: FasterSegGenotype, num_classes: int = 19, aux_heads: bool = True, init: str = "default"
+    ) -> None:
         super().__init__()
         problems = genotype.rule_violations()
         if problems:
             raise ValueError("invalid fasterseg genotype: " + "; ".join(problems))
+        if init not in INITS:
+            raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
         self.genotype = genotype
         fch, h = genotype.fch, genotype.stem_head_width
         stem_c = num_filters(fch, 8, h)
@@ -150,10 +174,11 @@ class FasterSegNet(nn.Module):
             ConvCell(2 * num_filters(fch, 4, h), stem_c, 2, 2),
         )
         specs = [_cell_specs(b, fch, stem_c, h) for b in genotype.branches]
-        # Shared prefix: cells agree in op, channels, stride and input scale.
+        # Shared prefix (FasterSeg's branch groups): cells agree in op, channels, stride and input scale, and
+        # neither is its branch's last cell.
         self.shared = 0
         while (
-            self.shared < min(len(s) for s in specs)
+            self.shared < min(len(s) for s in specs) - 1
             and specs[0][self.shared] == specs[1][self.shared]
             and genotype.branches[0].path[self.shared] == genotype.branches[1].path[self.shared]
         ):
@@ -187,6 +212,8 @@ class FasterSegNet(nn.Module):
         self.aux_heads = aux_heads
         if aux_heads:
             self.head16, self.head32 = (Head(c, num_classes) for c in self.aux_channels())
+        if init == "kaiming":
+            kaiming_init(self)
 
     def aux_channels(self) -> tuple[int, int]:
         """Input channels of the 1/16 and 1/32 auxiliary heads."""
@@ -260,8 +287,12 @@ class FasterSegNet(nn.Module):
 
 
 def build_fasterseg_net(
-    genotype: str | Mapping[str, Any] | FasterSegGenotype, num_classes: int = 19, aux_heads: bool = True
+    genotype: str | Mapping[str, Any] | FasterSegGenotype,
+    num_classes: int = 19,
+    aux_heads: bool = True,
+    init: str = "default",
 ) -> FasterSegNet:
     """Build the fixed FasterSeg network of ``genotype`` (a genotype, its dict form, or a YAML path /
-    ``pkg://NAME``; aux heads add parameters, not inference cost). Usable as a ``_target_``."""
-    return FasterSegNet(as_genotype(genotype, "fasterseg"), num_classes, aux_heads)
+    ``pkg://NAME``; aux heads add parameters, not inference cost; ``init`` as :class:`FasterSegNet`). Usable
+    as a ``_target_``."""
+    return FasterSegNet(as_genotype(genotype, "fasterseg"), num_classes, aux_heads, init)

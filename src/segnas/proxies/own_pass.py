@@ -67,7 +67,7 @@ def naslib_log(value: float) -> float:
     """NASLib's post-processing of synflow: ``log(s)`` for ``s > 0``, ``-log(-s)`` for ``s < 0``, 0 stays 0."""
     if value == 0:
         return 0.0
-    return math.copysign(math.log(abs(value)), value)
+    return math.log(value) if value > 0 else -math.log(-value)
 
 
 @register("synflow_log")

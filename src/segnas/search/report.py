@@ -25,7 +25,7 @@ def rows(evaluated: Sequence[Evaluated], names: Sequence[str] | None = None) -> 
             row["num_branches"] = len(e.genotype.branches)
         if hasattr(e.genotype, "head"):
             row["head"] = "_".join(map(str, e.genotype.head))
-        row.update(e.metrics)
+        row.update(sorted(e.metrics.items()))  # a fixed column order, however the archive merged them
         out.append(row)
     return out
 

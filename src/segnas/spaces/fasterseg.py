@@ -14,6 +14,7 @@ as they agree (FasterSeg's branch groups): the shipped FasterSeg shares three.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -189,11 +190,11 @@ def _alpha_ops(alphas: list[np.ndarray], path: list[int], widths: list[float]) -
     positions = [i for i, _ in skips]
     ends = [i for i in range(n - 1) if path[i] < path[i + 1]]  # downsampling cells, then the end
     ends = [*ends, n] if ends else []
-    for a, b in zip(ends, ends[1:], strict=False):
+    for a, b in itertools.pairwise(ends):
         if a + 1 in positions and b - 1 in positions and positions.index(b - 1) - positions.index(a + 1) == b - a - 2:
             scores = [_softmax(rows[j])[0] for j in range(a + 1, b)]
             j = a + 1 + max(k for k, s in enumerate(scores) if s == min(scores))
-            rows[j][0] = -np.inf  # every cell after a downsampling is skip: the least likely one is not
+            rows[j][0] = -np.inf  # all skips from a downsampling to the next: the least likely is not
     if len(skips) > n - min_len:
         skips = sorted(skips, key=lambda s: s[1], reverse=True)[: n - min_len]
     dropped = {i for i, _ in skips}
@@ -331,11 +332,12 @@ class FasterSegSpace(SearchSpace):
     """FasterSeg's matrices as a fixed-length integer vector, decoded the FasterSeg way.
 
     The vector is ``last`` then every matrix entry (alphas of scales 0-2, betas of scales 1-2, ratios of
-    scales 0-2 unless ``width`` is fixed), row by row. Mutation redraws rows (SasWOT: "randomly change the
-    rows of the alpha or beta matrix"; ratio rows and ``last`` too when they are searched), crossover takes
-    whole matrices from either parent ("randomly select the alpha and beta matrices from the two
-    architectures"), and the key is the decoded network's, so encodings decoding to one network are
-    duplicates.
+    scales 0-2 unless ``width`` is fixed), row by row; samples are uniform random matrices. Mutation redraws
+    whole rows, each with probability ``p`` and at least one (SasWOT: "randomly change the rows of the alpha
+    or beta matrix"; ratio rows and ``last`` are rows too), crossover takes every matrix (and ``last``) from
+    either parent ("randomly select the alpha and beta matrices from the two architectures"), and the key is
+    the decoded network's, so encodings that decode to one network are duplicates. Only genotypes that carry
+    their matrices (decoded by a space, or a YAML with ``matrices``) can be encoded.
 
     Args:
         min_depth: fewest cells a decoded branch may have (FasterSeg's own floor: ``round(layers / 3) + 2 *
@@ -386,28 +388,32 @@ class FasterSegSpace(SearchSpace):
         if width is None:
             shapes += [(layers - 1, len(WIDTHS)), (layers - 1, len(WIDTHS)), (layers - 2, len(WIDTHS))]
         self._shapes = shapes
-        self._starts = [1 + sum(r * c for r, c in shapes[:k]) for k in range(len(shapes))]
+        self._starts = [1 + sum(r * c for r, c in shapes[:k]) for k in range(len(shapes) + 1)]
+        self._lo, self._hi = self._bounds()
 
     # -- layout of the vector ------------------------------------------------------------------------
-    def _matrix_indices(self) -> list[np.ndarray]:
+    def _indices(self) -> list[np.ndarray]:
         """Vector indices of every matrix, shaped like it."""
-        return [s + np.arange(r * c).reshape(r, c) for s, (r, c) in zip(self._starts, self._shapes, strict=True)]
+        return [s + np.arange(r * c).reshape(r, c) for s, (r, c) in zip(self._starts, self._shapes, strict=False)]
 
     def variable_groups(self) -> list[list[int]]:
         """Mutation units: ``last`` and every matrix row."""
-        return [[0]] + [row.tolist() for m in self._matrix_indices() for row in m]
+        return [[0]] + [row.tolist() for m in self._indices() for row in m]
 
     def crossover_groups(self) -> list[list[int]]:
         """Crossover units: ``last`` and every whole matrix."""
-        return [[0]] + [m.ravel().tolist() for m in self._matrix_indices()]
+        return [[0]] + [m.ravel().tolist() for m in self._indices()]
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        n = self._starts[-1] + math.prod(self._shapes[-1])
+        return self._lo.copy(), self._hi.copy()
+
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        n = self._starts[-1]
         lo, hi = np.zeros(n, dtype=np.int64), np.full(n, LEVELS - 1, dtype=np.int64)
         lo[0], hi[0] = self.second_lasts[0], self.second_lasts[-1]
         disabled = [k for k, o in enumerate(OPS) if o not in self.ops]
-        for alpha in self._matrix_indices()[:3]:
-            hi[alpha[:, disabled].ravel()] = 0
+        for alpha in self._indices()[:3]:
+            hi[alpha[:, disabled].ravel()] = 0  # masked out when decoding
         return lo, hi
 
     def matrices(self, x: np.ndarray | Sequence[int]) -> FasterSegMatrices:
@@ -415,15 +421,14 @@ class FasterSegSpace(SearchSpace):
         x = np.asarray(x, dtype=np.int64)
         if x.shape != (self.n_var,):
             raise ValueError(f"expected {self.n_var} variables, got shape {x.shape}")
-        ms = [x[idx].tolist() for idx in self._matrix_indices()]
+        ms = [x[idx].tolist() for idx in self._indices()]
         return FasterSegMatrices(tuple(ms[:3]), tuple(ms[3:5]), tuple(ms[5:]), int(x[0]))
 
     # -- sampling, encoding --------------------------------------------------------------------------
     def _draw(self, rng: np.random.Generator) -> np.ndarray:
         """Random matrices (uniform integer logits) whose network has no violations."""
-        lo, hi = self.bounds()
         for _ in range(1000):
-            x = rng.integers(lo, hi + 1)
+            x = rng.integers(self._lo, self._hi + 1)
             if not self.violations(self.decode(x)):
                 return x
         raise RuntimeError("could not sample a valid fasterseg genotype in 1000 tries")
@@ -469,11 +474,10 @@ class FasterSegSpace(SearchSpace):
     # -- constraints ---------------------------------------------------------------------------------
     def _matrix_problem(self, m: FasterSegMatrices) -> str:
         """Why ``m`` does not fit this space ('' when it does)."""
-        if [(r, c) for r, c in m.shapes()] != self._shapes:
+        if m.shapes() != self._shapes:
             return f"matrices of shapes {m.shapes()} do not fit this space's {self._shapes}"
-        lo, hi = self.bounds()
         x = np.array(m.flat(), dtype=np.int64)
-        if np.any(x < lo) or np.any(x > hi):
+        if np.any(x < self._lo) or np.any(x > self._hi):
             return f"matrix entries outside [0, {LEVELS - 1}], a disabled operator or an unknown second branch end"
         return ""
 
@@ -489,6 +493,5 @@ class FasterSegSpace(SearchSpace):
                 out.append(f"branch {i}: widths must all be {self.widths[0]:.4f} (fixed pruning rate)")
         if len(genotype.branches) == 2 and genotype.lasts[1] not in self.second_lasts:
             out.append(f"the second branch ends at scale {genotype.lasts[1]}, not in {list(self.second_lasts)}")
-        if genotype.matrices is not None and self._matrix_problem(genotype.matrices):
-            out.append(self._matrix_problem(genotype.matrices))
-        return out
+        problem = self._matrix_problem(genotype.matrices) if genotype.matrices is not None else ""
+        return [*out, problem] if problem else out

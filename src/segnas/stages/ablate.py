@@ -45,7 +45,7 @@ LABELS = {
 def _space(cfg: DictConfig, depth: int | None = None) -> HyCTASSpace:
     config = {**to_container(cfg.space), **(to_container(cfg.stage.space_overrides) or {})}
     if depth is not None:
-        config["layers"] = depth
+        config["layers"] = config["min_layers"] = depth  # a space of the genotype's depth only
     return get_space(config.pop("name"), **config)
 
 
@@ -112,7 +112,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "standalone_miou": standalone_miou(cfg, datamodule, out / "networks", space.key,
                                                int(stage.train_epochs), **options),
         },
-        Archive(out / "ablation.jsonl", key=space.key),
+        Archive(out / "ablation.jsonl", key=space.key, context={
+            "network": options, "cost_input": shape, "optim": to_container(cfg.optim),
+            "train_epochs": int(stage.train_epochs), "data": to_container(cfg.data), "seed": int(cfg.seed)}),
     )
     rows = []
     for name, (group, g) in networks.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from segnas.lit.supernet import SupernetModule
 from segnas.proxies import get as get_proxy
 from segnas.search.objectives import StandaloneMIoU, SupernetMIoU, load_batches
 from segnas.utils.loggers import build_loggers
+from segnas.utils.quiet import lightning_banners_once
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +145,22 @@ def prepare_supernet(
     settings = cfg.stage.supernet
     if settings.ckpt:
         log.info("Loading supernet %s", settings.ckpt)
-        return SupernetModule.load_from_checkpoint(settings.ckpt, map_location="cpu"), None
+        read_checkpoint(settings.ckpt, "supernet")
+        return SupernetModule.load_from_checkpoint(settings.ckpt, map_location="cpu", weights_only=True), None
     module = build_supernet_module(cfg, settings, datamodule.metadata())
     trainer = build_trainer(cfg, max_epochs=int(settings.epochs))
     log.info("No supernet checkpoint given: training one for %d epochs", settings.epochs)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg, out))
+    fit(cfg, trainer, module, datamodule, out, "supernet")
     return module, trainer
+
+
+def weights_sha1(module: torch.nn.Module) -> str:
+    """SHA-1 of a module's state (parameter and buffer names and bytes): what an archive's scores depend on."""
+    digest = hashlib.sha1()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def supernet_miou(
@@ -171,7 +183,8 @@ def standalone_miou(
     epochs: int, **network_options: Any,
 ) -> StandaloneMIoU:
     """mIoU after ``epochs`` epochs of training each network from scratch (``cfg.optim``, ``cfg.trainer``
-    without checkpoints or loggers, the run's seed), networks built by ``build_network(**network_options)``."""
+    without checkpoints, loggers, model summaries or progress bars, the run's seed), networks built by
+    ``build_network(**network_options)``."""
     meta = datamodule.metadata()
 
     def module(genotype: Any) -> SegmentationModule:
@@ -184,7 +197,9 @@ def standalone_miou(
 
     def trainer(root: Path) -> L.Trainer:
         return instantiate(cfg.trainer, max_epochs=epochs, logger=False, callbacks=[], enable_checkpointing=False,
-                           default_root_dir=str(root))
+                           enable_model_summary=False, enable_progress_bar=False, default_root_dir=str(root))
+
+    lightning_banners_once()  # one banner per run, not one per trained network
 
     return StandaloneMIoU(module, trainer, datamodule, folder, key, int(cfg.seed))
 

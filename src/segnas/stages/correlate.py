@@ -31,6 +31,8 @@ from segnas.stages.common import (
     prepare_supernet,
     standalone_miou,
     supernet_miou,
+    to_container,
+    weights_sha1,
 )
 from segnas.utils.run import output_dir
 
@@ -69,7 +71,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     evaluator = Evaluator(
         {"supernet_miou": supernet_miou(cfg, module, datamodule, device_of(cfg.stage.device)),
          "standalone_miou": standalone},
-        Archive(out / "correlation.jsonl", key=space.key),
+        Archive(out / "correlation.jsonl", key=space.key, context={
+            "supernet_weights_sha1": weights_sha1(module.supernet), "evaluation": to_container(cfg.stage.evaluation),
+            "optim": to_container(cfg.optim), "train_epochs": int(cfg.stage.train_epochs),
+            "data": to_container(cfg.data), "seed": int(cfg.seed)}),
     )
     rows = []
     for i, g in enumerate(genotypes):

@@ -7,7 +7,8 @@ dL/dW per layer (:func:`~segnas.proxies.expression.sketch_statistics`; ~10x less
 candidate); with ``cache_statistics`` they are also saved to ``train_statistics.pt``. The search is the
 engine's top-k evolution (:func:`~segnas.search.topk.run_topk`) over
 :class:`~segnas.proxies.expression_space.ExpressionSpace`, maximising the mean over spaces of Kendall tau
-against the ground truth (:class:`~segnas.proxies.proxy_search.CachedFitness`; NaN: invalid). Every
+against the ground truth (:class:`~segnas.proxies.proxy_search.CachedFitness`; NaN: invalid), or, with
+``fitness: per_space``, one such search per space, written to ``<space>/`` subfolders. Every
 fitness goes to ``archive.jsonl`` as soon as it is computed, under a context naming what it depends on
 (benchmark file, split, batch, sketch): a killed run re-run in the same folder replays the search from the
 archive and computes only what is missing (``n_computed_this_run``), and a run with other such settings in
@@ -22,6 +23,7 @@ Writes ``best_proxy.yaml`` (loadable with :func:`~segnas.proxies.expression.load
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import math
@@ -274,7 +276,22 @@ def _search(
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Evolve a proxy expression on training archs and report its held-out Kendall vs hand-designed ones."""
+    """Evolve a proxy expression on training archs and report its held-out Kendall vs hand-designed ones;
+    with ``stage.fitness: per_space`` one search per space (as the paper), each in its own subfolder."""
+    if str(cfg.stage.fitness) == "mean":
+        return _evolve(cfg)
+    if str(cfg.stage.fitness) != "per_space":
+        raise ValueError(f"stage.fitness must be 'mean' or 'per_space', got {cfg.stage.fitness!r}")
+    out, per_space = output_dir(cfg), {}
+    for space in cfg.stage.spaces:
+        sub = copy.deepcopy(cfg)
+        sub.paths.output_dir, sub.stage.spaces = str(out / space), [space]
+        per_space[space] = _evolve(sub)
+    return {"fitness": "per_space", "spaces": per_space}
+
+
+def _evolve(cfg: DictConfig) -> dict[str, Any]:
+    """One search whose fitness is the mean over ``cfg.stage.spaces`` of each space's Kendall."""
     stage = cfg.stage
     out = output_dir(cfg)
     spaces, seed = list(stage.spaces), int(cfg.seed)

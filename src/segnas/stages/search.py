@@ -54,6 +54,7 @@ from segnas.stages.common import (
     standalone_miou,
     supernet_miou,
     to_container,
+    weights_sha1,
 )
 from segnas.utils.loggers import build_loggers
 from segnas.utils.run import output_dir
@@ -185,15 +186,6 @@ class Wiring:
         }
 
 
-def weights_sha1(module: Any) -> str:
-    """SHA-1 of a module's state (parameter and buffer names, shapes and bytes)."""
-    digest = hashlib.sha1()
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def validate(cfg: DictConfig) -> None:
     """Names and budgets of the search config, checked before any work starts."""
     search = cfg.search
@@ -205,10 +197,6 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError(f"score.kind must be one of {sorted(SCORES)}, got {cfg.score.kind!r}")
     if search.warm_start not in (None, "proxy"):
         raise ValueError(f"search.warm_start must be null or 'proxy', got {search.warm_start!r}")
-    positive = ["population", "generations"] + (["top_k", "num_evals"] if search.algorithm == "topk" else [])
-    for key in positive:
-        if int(search[key]) < 1:
-            raise ValueError(f"search.{key} must be a positive integer, got {search[key]}")
     if search.min_miou_mode not in ("reject", "constraint"):
         raise ValueError(f"search.min_miou_mode must be 'reject' or 'constraint', got {search.min_miou_mode!r}")
     if search.objective_weights is not None and (len(search.objective_weights) != 2
@@ -314,6 +302,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     search_seconds = time.perf_counter() - start
     n_computed = evaluator.n_computed
     distinct = unique(problem, evaluated)
+    if not distinct:
+        raise RuntimeError("no architecture was evaluated: every candidate violated a constraint or a budget "
+                           f"({budgets or 'none'}); raise the budget")
     if not any(math.isfinite(e.metrics[score]) for e in distinct):
         raise RuntimeError(f"every one of the {len(distinct)} evaluated architectures has an invalid (non-finite) "
                            f"{score}: a diverged supernet or a proxy that does not apply; see {archive.path}")
@@ -381,9 +372,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         )
     live.finish({key: results.get(key) for key in ("hypervolume", "hypervolume_random", "n_evaluated")}
                 | {f"best_{score}": results["summary"]["best_score"]}, front_rows, {"pareto_png": png})
-    log.info("%d architectures evaluated (%d computed now), %d on the front, hypervolume %.4f%s", len(distinct),
-             evaluator.n_computed, len(front), hv,
-             f" (random search: {results['hypervolume_random']:.4f})" if baseline else "")
+    log.info("%d architectures evaluated (%d computed now), %d on the front, hypervolume %.4f%s; best %s %.4g%s",
+             len(distinct), evaluator.n_computed, len(front), hv,
+             f" (random search: {results['hypervolume_random']:.4f})" if baseline else "", score,
+             results["summary"]["best_score"],
+             f" (random search: {results['summary_random']['best_score']:.4g})" if baseline else "")
     return results
 
 

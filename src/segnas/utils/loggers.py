@@ -15,16 +15,16 @@ WANDB_NAME_LIMIT = 128  # W&B display names longer than this are cut
 
 
 def run_labels(stage: str) -> tuple[str, str]:
-    """The run's name (``stage`` and its overrides, e.g. ``search seed=1 search.objective=macs``) and group
-    (``stage``, or ``stage`` and the sweep folder for a multirun job)."""
+    """The run's name (``stage`` and its overrides, e.g. ``search seed=1 search.objective=macs``; a multirun
+    job: ``search #3 seed=1 ...``) and group (``stage``; a multirun job: ``stage`` and the sweep folder)."""
     if not HydraConfig.initialized():
         return stage, stage
     hydra = HydraConfig.get()
     overrides = [o for o in hydra.overrides.task if not o.startswith(("stage=", "hydra.", "hydra/", "logger"))]
-    name = " ".join([stage, *overrides])[:WANDB_NAME_LIMIT]
     if hydra.mode == RunMode.MULTIRUN:
+        name = " ".join([f"{stage} #{hydra.job.num}", *overrides])[:WANDB_NAME_LIMIT]
         return name, f"{stage} sweep {Path(hydra.sweep.dir).name}"
-    return name, stage
+    return " ".join([stage, *overrides])[:WANDB_NAME_LIMIT], stage
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:

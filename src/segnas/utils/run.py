@@ -70,10 +70,9 @@ def move_aside(out: Path, names: list[str], attempt: int) -> Path:
     return target
 
 
-def start_attempt(cfg: DictConfig, out: Path) -> int:
+def start_attempt(cfg: DictConfig, out: Path) -> None:
     """Record a new attempt in ``out`` (``configs/attempt_N.yaml``, ``config.yaml``) after moving aside what
-    it replaces: everything earlier attempts left when ``resume=false``, else their ``results.json``.
-    Returns the attempt's number N."""
+    it replaces: everything earlier attempts left when ``resume=false``, else their ``results.json``."""
     history = attempt_configs(out)
     legacy = out / "config.yaml"
     if not history and legacy.is_file():  # a folder written before attempts were recorded: its config is #1
@@ -93,7 +92,6 @@ def start_attempt(cfg: DictConfig, out: Path) -> int:
     (out / "configs").mkdir(exist_ok=True)
     (out / "configs" / f"attempt_{attempt}.yaml").write_text(text)
     (out / "config.yaml").write_text(text)
-    return attempt
 
 
 def prepare_run(cfg: DictConfig) -> Path:

@@ -138,10 +138,10 @@ class HyCTASSpace(SearchSpace):
     def _draw(self, rng: np.random.Generator, head: tuple[int, ...], depth: int) -> HyCTASGenotype:
         """Uniform genotype of ``head`` and ``depth`` that keeps every rule of the space but the memory limit."""
         n_downs = [{8: 0, 16: 1, 32: 2}[stride] for stride in head]
-        layers = iter(rng.choice(depth - 1, size=sum(n_downs), replace=False).tolist())
+        positions = iter(rng.choice(depth - 1, size=sum(n_downs), replace=False).tolist())
         branches = []
         for n_down in n_downs:
-            down_layers = {next(layers) for _ in range(n_down)}
+            down_layers = {next(positions) for _ in range(n_down)}
             ops = tuple(
                 self._down_ops[rng.integers(len(self._down_ops))]
                 if i in down_layers
@@ -297,9 +297,10 @@ class HyCTASSpace(SearchSpace):
         return self.fit_downs(first, rng), self.fit_downs(second, rng)
 
     def fit_downs(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``x`` with every downsampling cell on or past the last cell of its depth moved (with its operator
-        and width, swapped with the cell there) to a random earlier cell of its slot, one no used slot
-        downsamples at while there is one: a depth change keeps the head and the distinct downsampling cells."""
+        """``x`` with every downsampling cell on or past the last cell of the encoded depth swapped (flag,
+        operator and width) with a random earlier cell of its slot, preferring cells where no branch in use
+        downsamples: after a depth change the branches keep their output strides and distinct downsampling
+        cells."""
         genes, L = self.genes, self.layers
         x = np.array(x, dtype=np.int64)
         last = int(x[genes.depth]) - 1
