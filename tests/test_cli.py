@@ -48,7 +48,7 @@ def test_evaluate_stage_reports_miou_macs_params_fps(trained, tmp_path):
                           "stage.latency_duration_s=0.05"], tmp_path)
     results = run_stage(cfg)
     assert results["val/mIoU"] == pytest.approx(train_results["val/mIoU"], abs=1e-4)
-    assert results["flops_g"] > 0 and results["params_m"] > 0 and results["fps"] > 0
+    assert results["macs_g"] > 0 and results["flops_g"] == results["macs_g"] and results["params_m"] > 0 and results["fps"] > 0
     assert results["input"] == "64x64"
     for name in ("results.json", "evaluation.md", "per_class_iou.png", "per_class_iou.csv"):
         assert (tmp_path / name).is_file(), name

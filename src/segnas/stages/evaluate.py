@@ -45,7 +45,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         "| metric | value |",
         "|---|---|",
         f"| val mIoU (%) | {results['val/mIoU']:.2f} |",
-        f"| MACs (G) @ {results['input']} | {results['flops_g']:.3f} |",
+        f"| MACs (G) @ {results['input']} | {results['macs_g']:.3f} |",
         f"| params (M) | {results['params_m']:.3f} |",
         f"| latency (ms, median) | {results['latency_ms']:.2f} |",
         f"| FPS ({results['latency']['device']}, {results['latency']['dtype']}) | {results['fps']:.1f} |",
@@ -83,7 +83,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "val/mIoU": float(trainer.callback_metrics["val/mIoU"]),
         "val/pixel_acc": float(trainer.callback_metrics["val/pixel_acc"]),
         "val/per_class_iou": per_class,
-        "flops_g": macs / 1e9,
+        "macs_g": macs / 1e9,
+        "flops_g": macs / 1e9,  # deprecated alias of macs_g (GMACs), removed in 0.3
         "params_m": params / 1e6,
         "latency_ms": latency.median_ms,
         "fps": latency.fps,
@@ -94,6 +95,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     write_rows_csv(out / "per_class_iou.csv", [{"class": k, "iou": v} for k, v in per_class.items()])
     plot_per_class(per_class, out / "per_class_iou.png")
     (out / "evaluation.md").write_text(markdown_table(results))
-    log.info("val/mIoU %.2f, %.3f GMACs, %.3f M params, %.1f FPS", results["val/mIoU"], results["flops_g"],
+    log.info("val/mIoU %.2f, %.3f GMACs, %.3f M params, %.1f FPS", results["val/mIoU"], results["macs_g"],
              results["params_m"], results["fps"])
     return results

@@ -76,7 +76,8 @@ def cost(module: SegmentationModule, input_shape: tuple[int, ...], stage: DictCo
         net, input_shape, device=stage.latency_device, duration_s=stage.latency_duration_s
     )
     return {
-        "flops_g": macs / 1e9,
+        "macs_g": macs / 1e9,
+        "flops_g": macs / 1e9,  # deprecated alias of macs_g (GMACs), removed in 0.3
         "params_m": params / 1e6,
         "fps": latency.fps,
         "latency": latency.as_dict(),
@@ -115,7 +116,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "val/mIoU %.2f (best %.2f), %.3f GMACs, %.3f M params, %.1f FPS @ %s",
         results["val/mIoU"],
         results["val/mIoU_best"],
-        results["flops_g"],
+        results["macs_g"],
         results["params_m"],
         results["fps"],
         results["input"],
