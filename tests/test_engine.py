@@ -308,3 +308,24 @@ def test_floor_rejects_below_it_and_budget_function_rejects_over_it(space, tmp_p
     assert below  # they were scored (Algorithm 1 evaluates, then filters) but never joined the population
     constrained = problem_of(space, tmp_path / "b.jsonl", goals=("score", "cost"), floors={"score": floor})
     assert constrained.shortfalls({"score": 1.0}) == [floor - 1.0]
+
+
+def test_uniform_initial_population_and_largest_networks() -> None:
+    from segnas.search.algorithms import PymooProblem
+    from segnas.search.operators import SpaceSampling
+    from segnas.spaces import get_space
+
+    space = get_space("hyctas", layers=6, filter_multiplier=2)
+    assert space.uniform().branch_prior == pytest.approx((1 / 3,) * 3) and space.with_branches(2).uniform().fixed_branches == 2
+    problem = SearchProblem(space, Evaluator({"score": lambda g: 0.0}, Archive(Path("/nonexistent"), writable=False)),
+                            [Goal("score", maximize=True)])
+    pymoo_problem = PymooProblem(problem, "nsga2", progress=False)
+    counts = {}
+    for uniform in (False, True):
+        X = SpaceSampling(uniform=uniform).do(pymoo_problem, 300, random_state=np.random.default_rng(0)).get("X")
+        counts[uniform] = np.bincount([space.decode(x).num_branches for x in X], minlength=4)[1:] / 300
+    assert counts[False][2] > 0.4 and np.all(np.abs(counts[True] - 1 / 3) < 0.08)  # prior 0.2/0.3/0.5 vs uniform
+    for n in (1, 2, 3):
+        largest = space.largest(n)
+        assert largest and all(g.num_branches == n and g.depth == 6 and not space.violations(g) for g in largest)
+        assert {g.branches[0].ops[0] for g in largest} == set(space.ops) - {"skip"}

@@ -57,10 +57,12 @@ def test_score_file_resumes(tmp_path: Path) -> None:
     assert json.loads(store.path.with_suffix(".json").read_text()) == context
 
 
-def test_score_file_is_keyed_by_batch_options_and_build(tmp_path: Path) -> None:
+def test_score_file_is_keyed_by_batch_options_and_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from segnas.proxies import registry
     from segnas.proxies.expression import SASWOT, register_expression
     from segnas.stages.proxy_evaluate import score_context
 
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the expression is registered here only
     names = ["nwot", "saswot", register_expression(SASWOT, "test_keyed_saswot_expression")]
     batch = (torch.zeros(2, 3, 4, 4), torch.zeros(2, 4, 4).long())
     options = {"saswot": {"ranges": AvtRanges((0.0, 1.0), (2.0, 3.0)), "elem_reduce": "sum"}}

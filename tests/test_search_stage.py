@@ -203,3 +203,15 @@ def test_ablate_takes_table7_searched_networks_from_a_search(first_search, tmp_p
         assert row["name"] == f"searched{n}"
         assert n in {int(r["num_branches"]) for r in evaluated}
     assert searched and "| Searched-" in (tmp_path / "ablation.md").read_text()
+
+
+def test_algorithm1_latency_filter_relative_to_the_largest_network(first_search, tmp_path: Path) -> None:
+    out, results = first_search
+    cfg = compose_config([*TINY_SEARCH, f"stage.supernet.ckpt={results['supernet_ckpt']}", "search.generations=2",
+                          "search.random_baseline=false", "stage.latency.check_archs=0", "search.initial=uniform",
+                          "search.max_latency_fraction=0.6", f"stage.latency.lut_dir={out / 'lut'}"], tmp_path)
+    result = run_stage(cfg)
+    s_max = {int(n): ms for n, ms in result["budgets"]["latency_ms"]["s_max_latency_ms"].items()}
+    assert result["budgets"]["latency_ms"]["fraction"] == 0.6 and s_max
+    for row in _read_csv(tmp_path / "evaluations.csv"):
+        assert float(row["latency_ms"]) <= 0.6 * s_max[int(row["num_branches"])]

@@ -121,6 +121,7 @@ RULES: dict[str, Rule] = {
     "search.mutation_prob": PROBABILITY,
     "search.p_crossover": PROBABILITY,
     "search.max_latency_ms": OPTIONAL_POSITIVE,
+    "search.max_latency_fraction": OPTIONAL_POSITIVE,
     "search.max_macs_g": OPTIONAL_POSITIVE,
     "search.max_params_m": OPTIONAL_POSITIVE,
     "search.min_miou": Rule(integer=False, low=0, high=100, nullable=True),

@@ -2,7 +2,8 @@
 
 Every training step runs one sub-network drawn from the space's prior (branch count by the paper's
 prior, depth and everything else uniform) with an RNG seeded by ``(seed, global_step)``, so a resumed
-run draws exactly the genotypes an uninterrupted run would.
+run draws exactly the genotypes an uninterrupted run would. Under DDP each rank draws its own sub-network,
+seeded by ``(seed, global_step, rank)`` (what DDP then averages: :mod:`segnas.stages.supernet`).
 Validation reports the mIoU of a fixed set of genotypes (current BN statistics, no recalibration).
 """
 
@@ -67,16 +68,18 @@ class SupernetModule(L.LightningModule):
             SegmentationMetric(num_classes, ignore_index) for _ in range(val_archs)
         )
 
-    def sample_genotype(self, step: int) -> HyCTASGenotype:
-        """The genotype trained at ``step`` (a pure function of the seed and the step)."""
-        return self.space.sample(np.random.default_rng([self.hparams.seed, _TRAIN_STREAM, step]))
+    def sample_genotype(self, step: int, rank: int = 0, world_size: int = 1) -> HyCTASGenotype:
+        """The genotype trained at ``step`` by ``rank`` (a pure function of the seed, the step and, when
+        ``world_size`` > 1, the rank; a one-process run draws what it always drew)."""
+        key = [self.hparams.seed, _TRAIN_STREAM, step, *([rank] if world_size > 1 else [])]
+        return self.space.sample(np.random.default_rng(key))
 
     def forward(self, x: torch.Tensor, genotype: HyCTASGenotype | None = None) -> torch.Tensor:
         """Logits of ``genotype`` (default: the first validation genotype)."""
         return self.supernet(x, genotype if genotype is not None else self.val_genotypes[0])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        genotype = self.sample_genotype(self.global_step)
+        genotype = self.sample_genotype(self.global_step, self.global_rank, self.trainer.world_size)
         logits = self(batch["image"], genotype)
         loss = hard_pixel_ce(logits, batch["mask"], self.hparams.ignore_index, self.hparams.top_k_percent)
         batch_size = batch["image"].shape[0]

@@ -83,6 +83,7 @@ def run_nsga2(
     mutation_prob: float = 0.02,
     stratified: bool = False,
     initial: Sequence[Any] = (),
+    uniform_initial: bool = False,
     objective_weights: Sequence[float] | None = None,
     seed: int = 0,
     label: str = "nsga2",
@@ -90,7 +91,7 @@ def run_nsga2(
     on_generation: GenerationCallback | None = None,
 ) -> list[Evaluated]:
     """NSGA-II for ``generations`` generations of ``population`` (the first: ``initial`` genotypes, then
-    random samples). With ``stratified`` one search per sub-space of ``space.strata()`` (HyCTAS: per branch
+    random samples, from the space's uniform prior with ``uniform_initial``). With ``stratified`` one search per sub-space of ``space.strata()`` (HyCTAS: per branch
     count; seeds ``seed``, ``seed + 1``, ...; ``initial`` split among them). ``objective_weights`` (one per
     goal) weight the crowding distance of the survival (None: NSGA-II's equal weights). Returns every
     evaluation."""
@@ -104,7 +105,7 @@ def run_nsga2(
         algorithm = NSGA2(
             pop_size=population,
             **({"survival": weighted_rank_and_crowding(objective_weights)} if objective_weights else {}),
-            sampling=SpaceSampling(own),
+            sampling=SpaceSampling(own, uniform_initial),
             crossover=SpaceCrossover(crossover_prob),
             mutation=SpaceMutation(mutation_prob),
             repair=RejectInvalid(),

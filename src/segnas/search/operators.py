@@ -26,12 +26,13 @@ MAX_DRAWS = 10_000
 
 
 class SpaceSampling(Sampling):
-    """Unique encodings drawn with the space's :meth:`sample_encoding` that the problem accepts; the
-    ``initial`` genotypes (e.g. a proxy-ranked warm start) come first."""
+    """Unique encodings drawn with the space's :meth:`sample_encoding` (from its :meth:`uniform` prior with
+    ``uniform``) that the problem accepts; the ``initial`` genotypes (e.g. a proxy-ranked warm start) come
+    first."""
 
-    def __init__(self, initial: Sequence[Any] = ()) -> None:
+    def __init__(self, initial: Sequence[Any] = (), uniform: bool = False) -> None:
         super().__init__()
-        self.initial = list(initial)
+        self.initial, self.uniform = list(initial), uniform
 
     def _do(self, problem: Problem, n_samples: int, *args, random_state: np.random.Generator, **kwargs):
         search = problem.search
@@ -44,7 +45,7 @@ class SpaceSampling(Sampling):
         for _ in range(MAX_DRAWS):
             if len(rows) == n_samples:
                 break
-            x = search.space.sample_encoding(random_state)
+            x = (search.space.uniform() if self.uniform else search.space).sample_encoding(random_state)
             genotype = search.space.decode(x)
             key = search.key(genotype)
             if key in seen or not search.accepts(genotype, **problem.info()):

@@ -103,6 +103,10 @@ class SearchSpace(ABC):
                 first[group], second[group] = b[group], a[group]
         return first, second
 
+    def uniform(self) -> SearchSpace:
+        """This space with a uniform prior, for an initial population "uniformly generated" (default: itself)."""
+        return self
+
     def build_options(self) -> dict[str, Any]:
         """Keyword options of :func:`segnas.models.build_network` that this space's settings fix."""
         return {}

@@ -197,6 +197,10 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError(f"score.kind must be one of {sorted(SCORES)}, got {cfg.score.kind!r}")
     if search.warm_start not in (None, "proxy"):
         raise ValueError(f"search.warm_start must be null or 'proxy', got {search.warm_start!r}")
+    if search.initial not in ("prior", "uniform"):
+        raise ValueError(f"search.initial must be 'prior' or 'uniform', got {search.initial!r}")
+    if search.max_latency_fraction is not None and search.max_latency_ms is not None:
+        raise ValueError("set one latency budget: search.max_latency_ms or search.max_latency_fraction")
     if search.min_miou_mode not in ("reject", "constraint"):
         raise ValueError(f"search.min_miou_mode must be 'reject' or 'constraint', got {search.min_miou_mode!r}")
     if search.objective_weights is not None and (len(search.objective_weights) != 2
@@ -241,6 +245,29 @@ def warm_start(wiring: Wiring, problem: SearchProblem, n: int, cost: str) -> tup
     return chosen, info
 
 
+class RelativeLatencyBudget:
+    """Algorithm 1's latency filter: ``genotype -> fraction x Latency(S_max)``, S_max the slowest of the
+    space's largest networks with the genotype's branch count (timed once per branch count)."""
+
+    def __init__(self, space: SearchSpace, latency: Objective, fraction: float) -> None:
+        if not hasattr(space, "largest"):
+            raise ValueError(f"search.max_latency_fraction needs a space with largest networks (hyctas), "
+                             f"not {space.name!r}")
+        self.space, self.latency, self.fraction = space, latency, fraction
+        self.s_max_ms: dict[int, float] = {}
+
+    def __call__(self, genotype: Any) -> float:
+        n = genotype.num_branches
+        if n not in self.s_max_ms:
+            self.s_max_ms[n] = max(self.latency(g) for g in self.space.largest(n))
+            log.info("Latency(S_max) of %d-branch networks: %.3f ms", n, self.s_max_ms[n])
+        return self.fraction * self.s_max_ms[n]
+
+    def describe(self) -> dict[str, Any]:
+        """The fraction and the S_max latencies (ms) per branch count."""
+        return {"fraction": self.fraction, "s_max_latency_ms": dict(self.s_max_ms)}
+
+
 def search_with(wiring: Wiring, problem: SearchProblem, initial: list[Any],
                 on_generation: GenerationCallback | None = None) -> tuple[list[Evaluated], dict]:
     """Run ``search.algorithm`` (``on_generation``: see the algorithms); returns its evaluations and, for
@@ -251,6 +278,7 @@ def search_with(wiring: Wiring, problem: SearchProblem, initial: list[Any],
         return run_nsga2(problem, population=int(search.population), generations=int(search.generations),
                          crossover_prob=float(search.crossover_prob), mutation_prob=float(search.mutation_prob),
                          stratified=bool(search.per_branch), initial=initial, seed=seed, progress=progress,
+                         uniform_initial=search.initial == "uniform",
                          on_generation=on_generation,
                          objective_weights=list(search.objective_weights) if search.objective_weights else None), {}
     if search.algorithm == "topk":
@@ -277,7 +305,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     wiring = Wiring(cfg, out, ranks)
     score, cost = SCORES[str(cfg.score.kind)], COSTS[search.objective]
     costs, table, measured = wiring.costs()
-    budgets = {metric: float(search[key]) for key, metric in BUDGETS.items() if search.get(key) is not None}
+    budgets: dict[str, Any] = {metric: float(search[key]) for key, metric in BUDGETS.items()
+                               if search.get(key) is not None}
+    if search.max_latency_fraction is not None:
+        budgets["latency_ms"] = RelativeLatencyBudget(wiring.space, costs["latency_ms"],
+                                                      float(search.max_latency_fraction))
     wanted = [cost, *budgets, *cfg.stage.extra_metrics]
     unknown = sorted(set(wanted) - set(costs))
     if unknown:
@@ -336,7 +368,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "algorithm": search.algorithm,
         "objective": search.objective,
         "cost_metric": cost,
-        "budgets": budgets,
+        "budgets": {m: b.describe() if isinstance(b, RelativeLatencyBudget) else b for m, b in budgets.items()},
         "n_evaluated": len(distinct),
         "n_computed_this_run": None,  # set below, random baseline included
         "world_size": ranks.world_size,

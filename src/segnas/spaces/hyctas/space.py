@@ -11,7 +11,7 @@ import numpy as np
 
 from segnas.spaces.base import SearchSpace
 from segnas.spaces.hyctas.genotype import HEADS, MAX_BRANCHES, Branch, HyCTASGenotype
-from segnas.spaces.hyctas.plan import build_plan
+from segnas.spaces.hyctas.memory import activation_memory_mb
 
 DEFAULT_OPS = ("skip", "conv", "lightweight_conv", "lightweight_conv2x", "self_attention")
 DEFAULT_WIDTHS = tuple(i / 12 for i in (4, 6, 8, 10, 12))
@@ -24,18 +24,6 @@ DEFAULT_MIN_LAYERS = 7
 # The shallowest depth every head fits in: three branches downsample at three distinct cells, none the last.
 MIN_DEPTH = MAX_BRANCHES + 1
 
-# Approximate number of saved feature maps of the output's size per operator during training, and
-# the attention maps (one per head, N x N) an attention operator keeps when it runs without a fused
-# kernel. Used only by the memory constraint.
-_ACTIVATION_MAPS = {
-    "skip": 1,
-    "conv": 3,
-    "lightweight_conv": 4,
-    "lightweight_conv2x": 5,
-    "self_attention": 8,
-    "transformer": 12,
-}
-_ATTENTION_HEADS = {"self_attention": 2, "transformer": 4}
 _MAX_TRIES = 10_000
 
 
@@ -329,6 +317,37 @@ class HyCTASSpace(SearchSpace):
         restricted.fixed_branches = num_branches
         return restricted
 
+    def uniform(self) -> HyCTASSpace:
+        """This space with a uniform branch-count prior (Algorithm 1's "uniformly generate"); a sub-space of
+        one branch count is returned as it is."""
+        if self.fixed_branches is not None:
+            return self
+        flat = copy.copy(self)
+        flat.branch_prior = (1.0 / MAX_BRANCHES,) * MAX_BRANCHES
+        return flat
+
+    def largest(self, num_branches: int) -> list[HyCTASGenotype]:
+        """Candidates for the largest ``num_branches``-branch network S_max of Algorithm 1's latency filter:
+        the deepest, widest one of the head with the most high-resolution branches, downsampling as late as
+        the rules allow, every gate set, one candidate per non-skip operator (the caller keeps the slowest)."""
+        head = {1: (8,), 2: (8, 16), 3: (8, 16, 32)}[num_branches]
+        depth, width = self.layers, max(self.width_mults)
+        last_free = depth - 2  # downsampling cells are distinct across branches and never the last cell
+        downs: list[tuple[int, ...]] = []
+        for stride in head:
+            n_down = {8: 0, 16: 1, 32: 2}[stride]
+            cells = tuple(range(last_free - n_down + 1, last_free + 1))
+            last_free -= n_down
+            downs.append(cells)
+        return [
+            genotype
+            for op in self._down_ops
+            if not self.violations(genotype := HyCTASGenotype(
+                tuple(Branch((op,) * depth, (width,) * depth, tuple(int(i in d) for i in range(depth))) for d in downs),
+                (1,) * (depth - 1),
+            ))
+        ]
+
     def build_options(self) -> dict[str, int]:
         """The network's channel multiplier ``F``."""
         return {"filter_multiplier": self.filter_multiplier}
@@ -360,12 +379,6 @@ class HyCTASSpace(SearchSpace):
         return out
 
     def memory_mb(self, genotype: HyCTASGenotype) -> float:
-        """Rough fp32 training activation memory of the cells for :attr:`memory_input` (MB)."""
-        batch, height, width = self.memory_input
-        elements = 0
-        for nodes in build_plan(genotype, self.filter_multiplier).layers:
-            for node in nodes:
-                pixels = -(-height // node.out_stride) * -(-width // node.out_stride)
-                elements += _ACTIVATION_MAPS.get(node.op, 4) * node.c_out * pixels
-                elements += _ATTENTION_HEADS.get(node.op, 0) * pixels**2
-        return 4.0 * batch * elements / 2**20
+        """fp32 training activation memory (MB) for :attr:`memory_input`, by the per-op model fitted to measured
+        saved-tensor bytes (:mod:`segnas.spaces.hyctas.memory`, experiments/hyctas_memory)."""
+        return activation_memory_mb(genotype, self.filter_multiplier, *self.memory_input)
