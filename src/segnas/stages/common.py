@@ -141,7 +141,8 @@ def prepare_supernet(
     cfg: DictConfig, datamodule: SegmentationDataModule, out: Path
 ) -> tuple[SupernetModule, L.Trainer | None]:
     """The supernet of ``cfg.stage.supernet.ckpt``, or one trained now into ``out/checkpoints`` for
-    ``cfg.stage.supernet.epochs`` (resumed from there when the folder already holds a checkpoint)."""
+    ``cfg.stage.supernet.epochs`` (resumed from there when the folder already holds a checkpoint) by a
+    one-process trainer: a multi-process (DDP) supernet is trained by ``stage=supernet`` first."""
     settings = cfg.stage.supernet
     if settings.ckpt:
         log.info("Loading supernet %s", settings.ckpt)
@@ -149,6 +150,10 @@ def prepare_supernet(
         return SupernetModule.load_from_checkpoint(settings.ckpt, map_location="cpu", weights_only=True), None
     module = build_supernet_module(cfg, settings, datamodule.metadata())
     trainer = build_trainer(cfg, max_epochs=int(settings.epochs))
+    if trainer.world_size > 1:
+        raise ValueError(f"trainer.devices={trainer.num_devices} x trainer.num_nodes={trainer.num_nodes}: the "
+                         f"{cfg.stage.name} stage trains its supernet in one process; train it on several with "
+                         "stage=supernet trainer=ddp|ddp_cpu first and pass stage.supernet.ckpt=<its last.ckpt>")
     log.info("No supernet checkpoint given: training one for %d epochs", settings.epochs)
     fit(cfg, trainer, module, datamodule, out, "supernet")
     return module, trainer
