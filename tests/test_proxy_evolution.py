@@ -364,6 +364,9 @@ def test_stage_refuses_an_archive_of_other_settings(tmp_path: Path) -> None:
     cfg.stage.batch_size = 4
     with pytest.raises(ArchiveMismatch, match="batch_size"):
         run(cfg)
+    cfg.stage.update({"batch_size": 2, "bn_quirk": False})
+    with pytest.raises(ArchiveMismatch, match="bn_quirk"):
+        run(cfg)
 
 
 @pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")

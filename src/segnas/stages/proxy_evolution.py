@@ -102,7 +102,7 @@ def _statistics(records: list[Record], batch: Batch, seed: int, bn_quirk: bool, 
 
 def fitness_context(cfg: DictConfig, csv_path: str, sketch: int | None) -> dict[str, Any]:
     """What the search's fitness depends on: the benchmark file (content hash) and target, the arch split,
-    the scoring batch and the statistics' pooling and sketch."""
+    the scoring batch, the statistics' pooling and sketch, and TNB's residual-BN quirk."""
     stage = cfg.stage
     data = cfg.get("data") if str(stage.inputs) == "data" else None
     return {
@@ -118,7 +118,7 @@ def fitness_context(cfg: DictConfig, csv_path: str, sketch: int | None) -> dict[
         "resolution": int(stage.resolution),
         "activation_pool": int(stage.activation_pool),
         "sketch_columns": sketch,
-        "bn_quirk": bool(stage.bn_quirk),
+        **({"bn_quirk": True} if stage.bn_quirk else {}),  # absent when off, as in archives made before it
     }
 
 
