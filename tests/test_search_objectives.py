@@ -19,6 +19,8 @@ from segnas.models import build_network
 from segnas.models.hyctas_net import HyCTASNet
 from segnas.models.supernet import HyCTASSupernet
 from segnas.search.ablation import CONVS, SA, random_architectures, searched_per_branch_count, table8_variants
+from segnas.search.archive import Archive
+from segnas.search.evaluator import Evaluator, InvalidScore
 from segnas.search.latency_table import LatencyTable, agreement
 from segnas.search.objectives import (
     ActivationMemory,
@@ -86,7 +88,7 @@ def test_macs_and_params_objectives_count_the_standalone_network(space) -> None:
     assert ActivationMemory(space.memory_mb)(g) == pytest.approx(space.memory_mb(g))
 
 
-def test_proxy_score_is_seeded_finite_and_nan_when_the_proxy_fails() -> None:
+def test_proxy_score_is_seeded_finite_and_invalid_when_the_proxy_fails() -> None:
     space = FasterSegSpace(min_depth=3, max_depth=6, fch=4)
     build = functools.partial(build_network, num_classes=3)
     rng = np.random.default_rng(0)
@@ -100,17 +102,31 @@ def test_proxy_score_is_seeded_finite_and_nan_when_the_proxy_fails() -> None:
         assert score(other) == score(other) and score(g) == value  # same seed, same value, in any order
         assert ProxyScore(proxy, build, inputs, targets, seed=7)(g) == value
     wrong_input = torch.randn(2, 5, 32, 32)  # the network expects 3 channels: its forward fails
-    assert math.isnan(ProxyScore("nwot", build, wrong_input, targets)(g))
+    with pytest.raises(InvalidScore, match=r"nwot: .*3 channels"):
+        ProxyScore("nwot", build, wrong_input, targets)(g)
 
 
-def test_proxy_score_of_a_network_that_fails_to_build_is_nan() -> None:
+def test_an_invalid_candidate_is_archived_as_nan_with_its_reason(tmp_path: Path) -> None:
     g = FasterSegSpace(min_depth=3, max_depth=6, fch=4).sample(np.random.default_rng(0))
 
     def broken(genotype):
         raise RuntimeError("cannot build")
 
     inputs, targets = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
-    assert math.isnan(ProxyScore("nwot", broken, inputs, targets)(g))  # an invalid candidate, never fatal
+    archive = Archive(tmp_path / "a.jsonl")
+    evaluator = Evaluator({"score": ProxyScore("nwot", broken, inputs, targets), "inf": lambda g: math.inf}, archive)
+    metrics = evaluator(g)  # an invalid candidate, never fatal
+    assert math.isnan(metrics["score"]) and math.isnan(metrics["inf"])
+    (record,) = list(Archive(tmp_path / "a.jsonl"))
+    assert "cannot build" in record["invalid"]["score"] and "non-finite" in record["invalid"]["inf"]
+
+
+def test_a_diverged_network_has_no_miou() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 2, 1))
+    nn.init.constant_(net[0].weight, math.nan)
+    batches = [(torch.randn(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))]
+    with pytest.raises(InvalidScore, match="non-finite logits"):
+        evaluate_miou(net.eval(), batches, num_classes=2)
 
 
 def test_latency_table_sums_cached_entries(space, tmp_path: Path) -> None:

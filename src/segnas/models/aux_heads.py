@@ -1,25 +1,32 @@
 """Auxiliary segmentation heads for retraining a searched network (deep supervision, HyCTAS paper §4.2).
 
-HyCTAS, as in the reference code: a light head (3x3 conv-BN-ReLU + 1x1 classifier) on every branch output
-at stride 16 or 32. FasterSeg: its 1/16 and 1/32 heads. Their loss is added with weight 0.2 during
-training. In eval mode a wrapper returns exactly the main logits of the wrapped network, so evaluation,
-FPS and export ignore the heads (:func:`deploy_net` drops them).
+HyCTAS, as in the reference code (``use_aux``): one head at stride 16 and one at stride 32. The stride-32
+head sees the output of the branch ending at 1/32; the stride-16 head sees the output of the branch ending
+at 1/16, or, without one, the last 1/16 feature of the branch ending at 1/32 (the input of its 1/16 -> 1/32
+cell, as the reference's FFM16 does for single-branch HyCTAS-S/M). A network whose branches all end at 1/8
+has no feature at 1/16 or 1/32 and gets no aux head, as in the reference. FasterSeg: its 1/16 and 1/32
+heads. Their loss is added with weight 0.2 each during training. In eval mode a wrapper returns exactly
+the main logits of the wrapped network, so evaluation, FPS and export ignore the heads (:func:`deploy_net`
+drops them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from torch import Tensor, nn
 
 from segnas import spaces
 from segnas.models.fasterseg_net import FasterSegNet
 from segnas.models.fasterseg_net import Head as FasterSegHead
-from segnas.models.hyctas_net import HyCTASNet, forward_plan
+from segnas.models.hyctas_net import HyCTASNet, forward_plan, last_node_at
 from segnas.nn import ConvBNAct
 from segnas.nn.heads import resize
 from segnas.spaces.hyctas import HyCTASGenotype, Plan
+
+if TYPE_CHECKING:
+    from torch.nn.modules.module import _IncompatibleKeys
 
 AUX_MIN_STRIDE = 16
 
@@ -58,10 +65,12 @@ class LightHead(nn.Module):
 
 
 class HyCTASWithAux(nn.Module):
-    """A :class:`HyCTASNet` plus auxiliary heads on its stride-16/32 branch outputs.
+    """A :class:`HyCTASNet` plus auxiliary heads at strides 16 and 32 (see the module docstring).
 
-    Training mode returns ``(logits, [aux_logits, ...])`` (all at the input size); eval mode returns the
-    logits only, identical to ``self.net(x)``.
+    ``aux`` holds the heads on the branch outputs ``aux_index`` (strides 16/32); ``aux_taps`` the head on
+    the inner 1/16 feature ``taps`` (a ``(layer, node)`` of the plan) when no branch ends at 1/16 but one
+    ends at 1/32. Training mode returns ``(logits, [aux_logits, ...])`` (all at the input size, ordered as
+    ``aux_strides``); eval mode returns the logits only, identical to ``self.net(x)``.
     """
 
     def __init__(self, net: HyCTASNet, num_classes: int) -> None:
@@ -73,14 +82,29 @@ class HyCTASWithAux(nn.Module):
         self.aux = nn.ModuleList(
             LightHead(net.plan.out_channels[k], width, num_classes) for k in self.aux_index
         )
+        inner = 32 in strides and 16 not in strides
+        tap = last_node_at(net.plan, strides.index(32), 16) if inner else None
+        self.taps = [tap] if tap is not None else []
+        self.aux_taps = nn.ModuleList(
+            LightHead(net.plan.layers[layer][i].c_out, width, num_classes) for layer, i in self.taps
+        )
+        self.aux_strides = [16] * len(self.taps) + [strides[k] for k in self.aux_index]
+        self.register_load_state_dict_post_hook(_allow_missing_tap_heads)
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
         if not self.training:
             return self.net(x)
-        x4, feats = backbone_features(self.net, x)
-        logits = self.net.head(feats, x4, x.shape[-2:])
-        aux = [resize(head(feats[k]), x.shape[-2:]) for k, head in zip(self.aux_index, self.aux, strict=True)]
-        return logits, aux
+        size = x.shape[-2:]
+        x4, feats, tapped = self.net.features(x, self.taps)
+        logits = self.net.head(feats, x4, size)
+        inputs = [*tapped, *(feats[k] for k in self.aux_index)]
+        heads = [*self.aux_taps, *self.aux]
+        return logits, [resize(head(f), size) for head, f in zip(heads, inputs, strict=True)]
+
+
+def _allow_missing_tap_heads(module: nn.Module, keys: _IncompatibleKeys) -> None:
+    """Let checkpoints written before ``aux_taps`` existed load; the tapped head keeps its initial weights."""
+    keys.missing_keys[:] = [k for k in keys.missing_keys if ".aux_taps." not in f".{k}"]
 
 
 class FasterSegWithAux(nn.Module):

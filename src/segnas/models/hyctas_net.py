@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -15,8 +16,8 @@ CellFn = Callable[[int, int, Node, Tensor], Tensor]
 EdgeFn = Callable[[int, int, int, Tensor, Sequence[int]], Tensor]
 
 
-def forward_plan(plan: Plan, x8: Tensor, cell: CellFn, edge: EdgeFn) -> list[Tensor]:
-    """Run the cells of ``plan`` on the stem feature; return the branch outputs ordered by stride.
+def plan_layers(plan: Plan, x8: Tensor, cell: CellFn, edge: EdgeFn) -> Iterator[list[Tensor]]:
+    """Run the cells of ``plan`` on the stem feature, yielding every layer's node outputs (after fusion).
 
     ``cell(layer, index, node, x)`` computes one node; ``edge(layer, src, dst, x, size)`` carries
     node ``src``'s output to node ``dst``'s resolution. After a set fusion gate every node that
@@ -33,7 +34,27 @@ def forward_plan(plan: Plan, x8: Tensor, cell: CellFn, edge: EdgeFn) -> list[Ten
             receivers = {dst for _, dst in edges}
             outs = [F.relu(f) if i in receivers else f for i, f in enumerate(fused)]
         prev = outs
-    return [prev[i] for i in plan.outputs]
+        yield outs
+
+
+def forward_plan(plan: Plan, x8: Tensor, cell: CellFn, edge: EdgeFn) -> list[Tensor]:
+    """The branch outputs, ordered by stride, of :func:`plan_layers` (same arguments)."""
+    last = deque(plan_layers(plan, x8, cell, edge), maxlen=1)[0]
+    return [last[i] for i in plan.outputs]
+
+
+def last_node_at(plan: Plan, branch: int, stride: int) -> tuple[int, int] | None:
+    """``(layer, node)`` of the last node of ``branch`` whose output is at ``stride`` (None if there is none).
+
+    For a branch ending at stride 32 and ``stride=16`` this is the input of its 1/16 -> 1/32 cell: the
+    reference code's ``outputs16`` of that branch (which its FFM16 fuses for the stride-16 aux head).
+    """
+    found = None
+    for layer, nodes in enumerate(plan.layers):
+        for i, node in enumerate(nodes):
+            if branch in node.branches and node.out_stride == stride:
+                found = (layer, i)
+    return found
 
 
 def build_cell(node: Node) -> nn.Module:
@@ -103,15 +124,27 @@ class HyCTASNet(nn.Module):
             if isinstance(m, DropPath):
                 m.p = p
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits ``(B, num_classes, H, W)`` at the input resolution."""
+    def features(
+        self, x: Tensor, taps: Sequence[tuple[int, int]] = ()
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """The stem's stride-4 feature, the branch outputs (ordered by stride) and the outputs (after
+        fusion) of the nodes ``taps`` (``(layer, node)`` pairs, e.g. from :func:`last_node_at`)."""
         x4, x8 = self.stem(x)
-        feats = forward_plan(
+        outs = [x8]
+        tapped: dict[tuple[int, int], Tensor] = {}
+        layers = plan_layers(
             self.plan,
             x8,
             lambda layer, i, node, h: self.cells[layer][i](h),
             lambda layer, u, t, h, size: self.fuse[layer][f"{u}_{t}"](h, size),
         )
+        for layer, outs in enumerate(layers):
+            tapped.update({(layer, i): outs[i] for tap_layer, i in taps if tap_layer == layer})
+        return x4, [outs[i] for i in self.plan.outputs], [tapped[t] for t in taps]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``(B, num_classes, H, W)`` at the input resolution."""
+        x4, feats, _ = self.features(x)
         return self.head(feats, x4, x.shape[-2:])
 
 

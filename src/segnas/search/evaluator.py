@@ -3,13 +3,21 @@ new candidates is shared out over the ranks of a distributed job."""
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from segnas.search.archive import Archive
 from segnas.search.distributed import Ranks
 
+log = logging.getLogger(__name__)
+
 Objective = Callable[[Any], float]
+
+
+class InvalidScore(ValueError):
+    """Raised by an objective whose value would be meaningless; the evaluator records NaN and the reason."""
 
 
 class Evaluator:
@@ -41,9 +49,25 @@ class Evaluator:
         known = self.archive.metrics(self.archive.key(genotype))
         return [n for n in names if n not in known]
 
-    def _compute(self, genotype: Any, names: list[str]) -> dict[str, float]:
+    def _compute(self, genotype: Any, names: list[str]) -> tuple[dict[str, float], dict[str, str]]:
+        """The metrics, and why each invalid one (NaN: an :class:`InvalidScore` or a non-finite value) is."""
         self.n_computed_here += 1
-        return {n: float(self.objectives[n](genotype)) for n in names}
+        metrics, invalid = {}, {}
+        for n in names:
+            try:
+                metrics[n] = float(self.objectives[n](genotype))
+            except InvalidScore as err:
+                metrics[n], invalid[n] = math.nan, str(err)
+            if not math.isfinite(metrics[n]):
+                invalid.setdefault(n, f"non-finite value {metrics[n]}")
+                metrics[n] = math.nan
+        if invalid:
+            log.warning("invalid candidate: %s", invalid)
+        return metrics, invalid
+
+    def _append(self, genotype: Any, computed: tuple[dict[str, float], dict[str, str]], **info: Any) -> dict:
+        metrics, invalid = computed
+        return self.archive.append(genotype, metrics, **info, **({"invalid": invalid} if invalid else {}))
 
     def __call__(self, genotype: Any, names: Sequence[str] | None = None, **info: Any) -> dict[str, float]:
         """The metrics ``names`` (default: all objectives) of ``genotype``; missing ones are computed (by
@@ -54,7 +78,7 @@ class Evaluator:
             return self.archive.metrics(self.archive.key(genotype))
         new = self._compute(genotype, missing) if self.ranks.is_main else None
         self.n_computed += 1
-        return self.archive.append(genotype, self.ranks.broadcast(new), **info)["metrics"]
+        return self._append(genotype, self.ranks.broadcast(new), **info)["metrics"]
 
     def evaluate_all(
         self, genotypes: Sequence[Any], names: Sequence[str] | None = None, **info: Any
@@ -74,6 +98,6 @@ class Evaluator:
             i = start + self.ranks.rank
             results = self.ranks.gather(self._compute(*pending[i]) if i < len(pending) else None)
             for (genotype, _), metrics in zip(pending[start : start + size], results, strict=False):
-                self.archive.append(genotype, metrics, **info)
+                self._append(genotype, metrics, **info)
         self.n_computed += len(pending)
         return [self.archive.metrics(self.archive.key(g)) for g in genotypes]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,8 @@ from torch import Tensor, nn
 from segnas.data.base import SegmentationDataset
 from segnas.metrics import confusion_matrix, count_macs, count_params, measure_latency, miou
 from segnas.models.supernet import HyCTASSupernet
-from segnas.proxies import compute
+from segnas.proxies import evaluate
+from segnas.search.evaluator import InvalidScore
 from segnas.spaces import save_genotype
 from segnas.spaces.hyctas import HyCTASGenotype
 
@@ -74,12 +74,15 @@ def bn_recalibrate(net: nn.Module, images: Iterable[Tensor]) -> None:
 
 @torch.no_grad()
 def evaluate_miou(net: nn.Module, batches: Iterable[Batch], num_classes: int, ignore_index: int = 255) -> float:
-    """Dataset-level mIoU (%) of ``net`` (eval mode) over ``batches``."""
+    """Dataset-level mIoU (%) of ``net`` (eval mode) over ``batches``; :class:`InvalidScore` when the logits are
+    not finite (a diverged network's argmax would give a meaningless mIoU)."""
     device = next(net.parameters()).device
     confmat = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     for images, masks in batches:
-        pred = net(images.to(device)).argmax(1)
-        confmat += confusion_matrix(pred, masks.to(device), num_classes, ignore_index)
+        logits = net(images.to(device))
+        if not torch.isfinite(logits).all():
+            raise InvalidScore("non-finite logits (diverged weights or BatchNorm statistics)")
+        confmat += confusion_matrix(logits.argmax(1), masks.to(device), num_classes, ignore_index)
     return miou(confmat)[0]
 
 
@@ -169,7 +172,8 @@ class ActivationMemory:
 
 class ProxyScore:
     """A zero-cost proxy of a genotype's network, initialised with the same seed for every candidate,
-    on one fixed batch; a proxy that fails or is not finite gives NaN (an invalid candidate, never fatal).
+    on one fixed batch; a network that fails to build or a proxy that fails or is not finite raises
+    :class:`~segnas.search.evaluator.InvalidScore` (the evaluator archives NaN and the reason: never fatal).
 
     Args:
         proxy: a name of :func:`segnas.proxies.available`.
@@ -190,12 +194,12 @@ class ProxyScore:
         torch.manual_seed(self.seed)
         try:
             net = self.build(genotype)
-            value = compute([self.proxy], net, self.inputs, self.targets, options={self.proxy: self.options})
-        except Exception as exc:
-            log.warning("%s failed: %s: %s", self.proxy, type(exc).__name__, exc)
-            return math.nan
-        v = float(value[self.proxy])
-        return v if math.isfinite(v) else math.nan
+        except Exception as exc:  # a failing candidate is invalid, never fatal
+            raise InvalidScore(f"{self.proxy}: the network cannot be built: {type(exc).__name__}: {exc}") from exc
+        result = evaluate([self.proxy], net, self.inputs, self.targets, options={self.proxy: self.options})[self.proxy]
+        if not result.valid:
+            raise InvalidScore(f"{self.proxy}: {result.reason}")
+        return result.value
 
 
 class StandaloneMIoU:
