@@ -103,6 +103,9 @@ RULES: dict[str, Rule] = {
     "optim.warmup_steps": NON_NEGATIVE,
     "optim.warmup_factor": FRACTION,
     "optim.top_k_percent": FRACTION,
+    "optim.ohem_thresh": Rule(integer=False, low=0, high=1, low_open=True, nullable=True),
+    "optim.ohem_min_kept": FRACTION,
+    "optim.lr_gamma": FRACTION,
     "optim.distill_weight": NON_NEGATIVE_NUMBER,
     "optim.distill_temperature": POSITIVE,
     # callbacks

@@ -28,6 +28,28 @@ def hard_pixel_ce(
     return pixel_loss.mean()
 
 
+def ohem_ce(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255, thresh: float = 0.7,
+    min_kept: float = 1 / 16,
+) -> torch.Tensor:
+    """FasterSeg's OHEM cross-entropy: averaged over the valid pixels whose probability of the true class is
+    below ``thresh``, or over the ``min_kept`` (a fraction of all pixels; FasterSeg: batch x H x W / 16) least
+    confident ones when fewer are below it."""
+    if not 0.0 < thresh <= 1.0 or not 0.0 < min_kept <= 1.0:
+        raise ValueError(f"need 0 < thresh <= 1 and 0 < min_kept <= 1, got {thresh}, {min_kept}")
+    pixel_loss = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
+    valid = target != ignore_index
+    if not valid.any():
+        return logits.sum() * 0.0
+    with torch.no_grad():
+        prob = F.softmax(logits, dim=1).gather(1, target.clamp(0, logits.shape[1] - 1).unsqueeze(1)).squeeze(1)
+        prob = prob[valid]
+        k = min(prob.numel(), max(1, int(min_kept * target.numel())))
+        threshold = max(thresh, float(prob.kthvalue(k).values))
+    kept = pixel_loss[valid][prob <= threshold]
+    return kept.mean()
+
+
 def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Pixel-wise KL(teacher || student) on softened class distributions, scaled by ``T^2``."""
     if teacher_logits.shape[-2:] != student_logits.shape[-2:]:

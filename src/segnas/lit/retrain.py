@@ -9,7 +9,6 @@ from typing import Any
 import torch
 
 from segnas.lit.inference import multi_scale_probs
-from segnas.lit.losses import hard_pixel_ce
 from segnas.lit.segmentation import SegmentationModule
 
 
@@ -39,11 +38,8 @@ class RetrainModule(SegmentationModule):
     ) -> dict[str, torch.Tensor]:
         logits, aux = output if isinstance(output, tuple) else (output, [])
         losses = super().loss(logits, batch)
-        hp = self.hparams
         for i, aux_logits in enumerate(aux):
-            losses[f"aux{i}"] = self.aux_weight * hard_pixel_ce(
-                aux_logits, batch["mask"], hp.ignore_index, hp.top_k_percent
-            )
+            losses[f"aux{i}"] = self.aux_weight * self.pixel_loss(aux_logits, batch["mask"])
         losses["total"] = sum(v for k, v in losses.items() if k != "total")
         return losses
 

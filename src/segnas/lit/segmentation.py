@@ -12,8 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric
 
-from segnas.lit.losses import distillation_kl, hard_pixel_ce
-from segnas.lit.optim import poly_scheduler, sgd
+from segnas.lit.losses import distillation_kl, hard_pixel_ce, ohem_ce
+from segnas.lit.optim import exponential_scheduler, poly_scheduler, sgd
 from segnas.metrics.segmentation import SegmentationMetric, miou, pixel_accuracy
 from segnas.models.factory import inline_genotype
 
@@ -63,6 +63,10 @@ class SegmentationModule(L.LightningModule):
         warmup_steps: int = 0,
         warmup_factor: float = 0.1,
         top_k_percent: float = 1.0,
+        ohem_thresh: float | None = None,
+        ohem_min_kept: float = 1 / 16,
+        lr_schedule: str = "poly",
+        lr_gamma: float = 0.992,
         distill_weight: float = 0.0,
         distill_temperature: float = 1.0,
         teacher: nn.Module | None = None,
@@ -85,14 +89,21 @@ class SegmentationModule(L.LightningModule):
             raise TypeError(
                 "the network returns auxiliary logits (aux_heads=true): train it with stage=retrain"
             )
+        losses = {"ce": self.pixel_loss(logits, batch["mask"])}
         hp = self.hparams
-        losses = {"ce": hard_pixel_ce(logits, batch["mask"], hp.ignore_index, hp.top_k_percent)}
         if self.teacher is not None and hp.distill_weight > 0:
             with torch.no_grad():
                 teacher_logits = self.teacher(batch["image"])
             losses["kd"] = hp.distill_weight * distillation_kl(logits, teacher_logits, hp.distill_temperature)
         losses["total"] = sum(losses.values())
         return losses
+
+    def pixel_loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Top-k hard-pixel CE, or FasterSeg's OHEM CE when ``ohem_thresh`` is set."""
+        hp = self.hparams
+        if hp.ohem_thresh is not None:
+            return ohem_ce(logits, mask, hp.ignore_index, hp.ohem_thresh, hp.ohem_min_kept)
+        return hard_pixel_ce(logits, mask, hp.ignore_index, hp.top_k_percent)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses = self.loss(self(batch["image"]), batch)
@@ -129,6 +140,11 @@ class SegmentationModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         optimizer = sgd(self.net.parameters(), hp.lr, hp.momentum, hp.weight_decay, hp.nesterov)
+        if hp.lr_schedule == "exponential":  # per epoch (FasterSeg / SasWOT retraining)
+            return {"optimizer": optimizer,
+                    "lr_scheduler": {"scheduler": exponential_scheduler(optimizer, hp.lr_gamma), "interval": "epoch"}}
+        if hp.lr_schedule != "poly":
+            raise ValueError(f"optim.lr_schedule must be 'poly' or 'exponential', got {hp.lr_schedule!r}")
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = poly_scheduler(optimizer, total, hp.poly_power, hp.warmup_steps, hp.warmup_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

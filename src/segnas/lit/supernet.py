@@ -83,7 +83,7 @@ class SupernetModule(L.LightningModule):
         logits = self(batch["image"], genotype)
         loss = hard_pixel_ce(logits, batch["mask"], self.hparams.ignore_index, self.hparams.top_k_percent)
         batch_size = batch["image"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size, sync_dist=True)
         self.log("train/num_branches", float(genotype.num_branches), on_step=True, batch_size=batch_size)
         self.log("train/depth", float(genotype.depth), on_step=True, batch_size=batch_size)
         return loss

@@ -64,6 +64,6 @@ def init_ranks() -> Ranks:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend, rank=rank, world_size=world_size)
     if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))))
     log.info("rank %d of %d (%s)", rank, world_size, backend)
     return Ranks(rank, world_size)

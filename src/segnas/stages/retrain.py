@@ -51,6 +51,8 @@ def build_module(cfg: DictConfig, datamodule: SegmentationDataModule) -> Retrain
     """The :class:`RetrainModule` of ``cfg.stage`` + ``cfg.optim`` (+ teacher) for ``datamodule``."""
     stage = cfg.stage
     teacher = None
+    if cfg.optim.get("distill_weight", 0) > 0 and not stage.get("teacher_ckpt"):
+        raise ValueError("optim.distill_weight > 0 needs stage.teacher_ckpt (a stage=train checkpoint of the teacher)")
     if stage.get("teacher_ckpt"):
         teacher = load_checkpoint(stage.teacher_ckpt).net
         log.info("Distilling from teacher %s", stage.teacher_ckpt)
