@@ -25,6 +25,7 @@ from hydra import compose, initialize_config_module
 
 from segnas.search.algorithms import run_random, unique
 from segnas.search.archive import Archive
+from segnas.search.distributed import Ranks
 from segnas.search.evaluator import Evaluator
 from segnas.search.problem import Evaluated, Goal, SearchProblem
 from segnas.search.topk import run_topk
@@ -41,7 +42,7 @@ def summary(evaluated: list[Evaluated]) -> tuple[float, float]:
 
 def build_problem(cfg, out: Path) -> SearchProblem:
     """The stage's problem: proxy score (maximised) with the cost objective and budgets of ``search.*``."""
-    wiring = Wiring(cfg, out)
+    wiring = Wiring(cfg, out, Ranks())
     costs, _, _ = wiring.costs()
     search = cfg.search
     budgets = {metric: float(search[key]) for key, metric in BUDGETS.items() if search.get(key) is not None}
