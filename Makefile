@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 
-.PHONY: install test test-slow lint bench notebooks clean help
+.PHONY: install test test-slow lint bench bench-gpu notebooks clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,6 +26,9 @@ lint:  ## ruff
 
 bench:  ## speed/memory benchmarks -> benchmarks/results/*.md
 	$(PY) benchmarks/run.py
+
+bench-gpu:  ## GPU benchmark (< 8 min) -> benchmarks/results/gpu_*.md, then the gpu tests; exits 0 without a GPU
+	$(PY) benchmarks/gpu.py && OMP_NUM_THREADS=1 $(PY) -m pytest -q -m gpu tests/test_gpu.py
 
 clean:  ## remove caches and run outputs
 	rm -rf outputs multirun .pytest_cache .ruff_cache build dist src/*.egg-info

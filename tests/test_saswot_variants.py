@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from segnas import proxies
-from segnas.proxies.saswot import AvtRanges, calibrate, calibrate_cached
+from segnas.proxies.saswot import AvtRanges, calibrate, calibrate_cached, norm_rank
 
 IGNORE = 255
 
@@ -134,3 +134,48 @@ def test_saswot_and_calibration_pass_loss_reduction_through(tmp_path) -> None:
     keys = sorted(json.loads(cache.read_text()))
     assert len(keys) == 2
     assert sum(k.endswith("|loss=sum") for k in keys) == 1  # the default keeps the older key format
+
+
+def test_norm_rank_is_the_interpolated_empirical_cdf() -> None:
+    samples = [3.0, 1.0, 2.0, 2.0]  # sorted 1, 2, 2, 3 at levels 1/8, 3/8, 5/8, 7/8; the tied 2s share 1/2
+    assert norm_rank(1.0, samples) == pytest.approx(1 / 8)
+    assert norm_rank(2.0, samples) == pytest.approx(1 / 2)
+    assert norm_rank(2.5, samples) == pytest.approx((1 / 2 + 7 / 8) / 2)
+    assert norm_rank(-5.0, samples) == pytest.approx(1 / 8) and norm_rank(9.0, samples) == pytest.approx(7 / 8)
+    with pytest.raises(ValueError, match="calibration samples"):
+        norm_rank(1.0, [])
+
+
+def test_saswot_rank_normalisation_uses_the_calibration_samples(tmp_path) -> None:
+    x, y = batch()
+    models = [nn.Sequential(nn.ReLU(), conv(s)) for s in range(3)] + [nn.Sequential(conv(3), nn.ReLU())]
+    ranges = calibrate(models, x, y, loss_reduction="sum")
+    scores = [
+        proxies.compute(["saswot_minus", "nwot"], m, x, y, options={"saswot_minus": {"loss_reduction": "sum"}})
+        for m in models
+    ]
+    assert ranges.saswot_minus_samples == tuple(s["saswot_minus"] for s in scores)
+    assert ranges.nwot_samples == tuple(s["nwot"] for s in scores)
+    assert AvtRanges.from_dict(json.loads(json.dumps(ranges.to_dict()))) == ranges
+    opts = {"ranges": ranges, "loss_reduction": "sum"}
+    for model, s in zip(models, scores, strict=True):
+        rank = proxies.compute(["saswot"], model, x, y, options={"saswot": {**opts, "normalize": "rank"}})["saswot"]
+        assert rank == pytest.approx(
+            norm_rank(s["saswot_minus"], ranges.saswot_minus_samples) + norm_rank(s["nwot"], ranges.nwot_samples)
+        )
+    bad = proxies.evaluate(["saswot"], models[0], x, y, options={"saswot": {**opts, "normalize": "minmax"}})
+    assert "normalize must be one of" in bad["saswot"].reason
+    no_samples = AvtRanges(ranges.saswot_minus, ranges.nwot)  # e.g. an older cache entry
+    old = proxies.evaluate(["saswot"], models[0], x, y,
+                           options={"saswot": {"ranges": no_samples, "normalize": "rank"}})
+    assert "recalibrate" in old["saswot"].reason
+
+    cache = tmp_path / "avt.json"
+    cycle = itertools.cycle(models)
+    first = calibrate_cached(lambda _rng: next(cycle), 4, x, y, space="t", cache=cache, loss_reduction="sum")
+    entries = json.loads(cache.read_text())
+    (key,) = entries
+    entries[key] = {k: entries[key][k] for k in ("saswot_minus", "nwot")}  # written before samples were kept
+    cache.write_text(json.dumps(entries))
+    again = calibrate_cached(lambda _rng: next(cycle), 4, x, y, space="t", cache=cache, loss_reduction="sum")
+    assert again == first and "nwot_samples" in json.loads(cache.read_text())[key]

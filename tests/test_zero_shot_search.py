@@ -6,13 +6,19 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
+from segnas.metrics.complexity import count_macs
+from segnas.models import build_network
 from segnas.search.objectives import ProxyScore
 from segnas.spaces import load_genotype
-from segnas.spaces.fasterseg import FasterSegGenotype
+from segnas.spaces.fasterseg import FasterSegGenotype, FasterSegSpace
 from segnas.stages import run_stage
+from segnas.stages import search as search_stage
+from segnas.stages.search import proxy_inputs
 
 from conftest import TINY_DATA, compose_config
 
@@ -157,3 +163,39 @@ def test_a_search_where_every_score_is_invalid_fails(tmp_path: Path, monkeypatch
                                   "search.population=3", "search.generations=1", *FAST[5:], "stage.latency.model=measured",
                                   "stage.latency.check_archs=0", "search.objective=macs", "stage.extra_metrics=[]"],
                                  tmp_path))
+
+
+def test_zero_shot_preset_scores_real_images_only_when_a_dataset_is_given() -> None:
+    default = compose_config(["stage=zero_shot_search"])
+    assert default.stage.proxy_batch.batch_size >= 16 and default.score.normalize == "avt"
+    assert proxy_inputs(default) == "random"  # the built-in synthetic data: no files needed
+    assert proxy_inputs(compose_config(["stage=zero_shot_search", "data=camvid"])) == "data"
+    forced = compose_config(["stage=zero_shot_search", "data=camvid", "stage.proxy_batch.inputs=random"])
+    assert proxy_inputs(forced) == "random"
+
+
+def test_saswot_is_calibrated_within_the_budget_and_rank_normalised(tmp_path: Path, monkeypatch) -> None:
+    macs: list[float] = []
+    original = search_stage.calibrate_cached
+
+    def spy(sample_model, *args, **kwargs):
+        def measured(rng):
+            model = sample_model(rng)
+            macs.append(count_macs(model, torch.randn(1, 3, 32, 32)) / 1e9)
+            return model
+
+        return original(measured, *args, **kwargs)
+
+    monkeypatch.setattr(search_stage, "calibrate_cached", spy)
+    results = run_stage(compose_config([*FAST, "search.max_macs_g=0.0125", "score.proxy=saswot", "score.normalize=rank",
+                                        "search.random_baseline=false"], tmp_path))
+    assert results["summary"]["valid_scores"] == 6 and all(0.0 <= t["score"] <= 2.0 for t in results["top"])
+    assert len(macs) == 8 and max(macs) <= 0.0125
+    (key,) = json.loads((tmp_path / "saswot_avt.json").read_text())
+    assert '|budgets={"macs_g": 0.0125}@[1, 3, 32, 32]|' in key
+    space, rng = FasterSegSpace(max_depth=6), np.random.default_rng(0)
+    unfiltered = [count_macs(build_network(space.sample(rng), num_classes=19, **space.build_options()),
+                             torch.randn(1, 3, 32, 32)) / 1e9 for _ in range(20)]
+    assert max(unfiltered) > 0.0125  # the budget does reject some of the space
+    with pytest.raises(ValueError, match=r"score\.normalize"):
+        run_stage(compose_config([*FAST, "score.proxy=saswot", "score.normalize=minmax"], tmp_path / "bad"))

@@ -9,8 +9,10 @@
   pixels, averaged over the batch, i.e. the per-sample loss averaged over the batch as in classification) or
   ``sum`` (summed over all pixels). Both rescale the same gradient exactly, so the pass is shared.
 * ``saswot`` (eq. 3-4): ``norm_avt(saswot_minus) + norm_avt(nwot)``, where
-  ``norm_avt(p) = (p - min) / (max - min)`` with min/max estimated once on randomly sampled
-  architectures (:func:`calibrate`, cached on disk by :func:`calibrate_cached`).
+  ``norm_avt(p) = (p - min) / (max - min)`` with min/max estimated once on sampled architectures
+  (:func:`calibrate`, cached on disk by :func:`calibrate_cached`); ``normalize="rank"`` replaces each
+  ``norm_avt`` by :func:`norm_rank`, the term's empirical CDF over those architectures, so that one outlier
+  among them no longer squeezes every other score into a corner of ``[0, 1]``.
 
 Both read the shared pass only: SasWOT costs one forward and one backward.
 """
@@ -20,10 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,6 +36,7 @@ from segnas.proxies.stats import NWOT, WEIGHT_GRADS, LossFn
 
 REDUCTIONS = ("sum", "mean")
 LOSS_REDUCTIONS = ("mean", "image", "sum")
+NORMALIZATIONS = ("avt", "rank")
 
 
 def _reduce(values: torch.Tensor, how: str) -> torch.Tensor:
@@ -93,10 +97,13 @@ def saswot_minus(
 
 @dataclass(frozen=True)
 class AvtRanges:
-    """Min/max of saswot_minus and nwot over sampled architectures (for AVT normalisation)."""
+    """Min/max of saswot_minus and nwot over sampled architectures (for AVT normalisation), and the scores
+    themselves (``*_samples``, for rank normalisation; empty when only the ranges are known)."""
 
     saswot_minus: tuple[float, float]
     nwot: tuple[float, float]
+    saswot_minus_samples: tuple[float, ...] = ()
+    nwot_samples: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("saswot_minus", "nwot"):
@@ -106,18 +113,33 @@ class AvtRanges:
 
     def to_dict(self) -> dict[str, list[float]]:
         """JSON-ready form."""
-        return {"saswot_minus": list(self.saswot_minus), "nwot": list(self.nwot)}
+        return {"saswot_minus": list(self.saswot_minus), "nwot": list(self.nwot),
+                "saswot_minus_samples": list(self.saswot_minus_samples), "nwot_samples": list(self.nwot_samples)}
 
     @classmethod
     def from_dict(cls, data: dict[str, list[float]]) -> AvtRanges:
-        """Inverse of :meth:`to_dict`."""
-        return cls(tuple(data["saswot_minus"]), tuple(data["nwot"]))
+        """Inverse of :meth:`to_dict` (the samples are optional)."""
+        return cls(tuple(data["saswot_minus"]), tuple(data["nwot"]),
+                   tuple(data.get("saswot_minus_samples", ())), tuple(data.get("nwot_samples", ())))
 
 
 def norm_avt(value: float, bounds: tuple[float, float]) -> float:
     """``(value - min) / (max - min)``."""
     lo, hi = bounds
     return (value - lo) / (hi - lo)
+
+
+def norm_rank(value: float, samples: Sequence[float]) -> float:
+    """Empirical CDF of ``samples`` at ``value`` in ``[0, 1]``: the i-th smallest sample (0-based) maps to
+    ``(i + 0.5) / n`` (ties to their mean), values in between are interpolated linearly, and values beyond the
+    smallest or largest sample are clamped to ``0.5 / n`` or ``1 - 0.5 / n``."""
+    if not samples:
+        raise ValueError("rank normalisation needs calibration samples: recalibrate (calibrate() records them)")
+    xs = np.sort(np.asarray(samples, dtype=float))
+    levels = (np.arange(len(xs)) + 0.5) / len(xs)
+    unique, inverse = np.unique(xs, return_inverse=True)
+    tied = np.bincount(inverse, weights=levels) / np.bincount(inverse)
+    return float(np.interp(value, unique, tied))
 
 
 @register("saswot", needs=[WEIGHT_GRADS, NWOT])
@@ -127,8 +149,12 @@ def saswot(
     elem_reduce: str = "sum",
     layer_reduce: str = "sum",
     loss_reduction: str = "mean",
+    normalize: str = "avt",
 ) -> float:
-    """``norm_avt(saswot_minus) + norm_avt(nwot)``; needs ``ranges`` from :func:`calibrate`."""
+    """``norm(saswot_minus) + norm(nwot)`` with ``norm`` = :func:`norm_avt` (``normalize="avt"``, the paper)
+    or :func:`norm_rank` (``"rank"``); needs ``ranges`` from :func:`calibrate`."""
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
     if ranges is None:
         raise NotApplicable(
             "saswot needs AVT min/max ranges: pass options={'saswot': {'ranges': calibrate(...)}}"
@@ -136,6 +162,8 @@ def saswot(
     minus = saswot_minus(
         ctx, elem_reduce=elem_reduce, layer_reduce=layer_reduce, loss_reduction=loss_reduction
     )
+    if normalize == "rank":
+        return norm_rank(minus, ranges.saswot_minus_samples) + norm_rank(nwot(ctx), ranges.nwot_samples)
     return norm_avt(minus, ranges.saswot_minus) + norm_avt(nwot(ctx), ranges.nwot)
 
 
@@ -148,7 +176,7 @@ def calibrate(
     layer_reduce: str = "sum",
     loss_reduction: str = "mean",
 ) -> AvtRanges:
-    """AVT ranges from the saswot_minus and nwot scores of ``models`` (invalid scores skipped)."""
+    """AVT ranges and samples from the saswot_minus and nwot scores of ``models`` (invalid scores skipped)."""
     seen: dict[str, list[float]] = {"saswot_minus": [], "nwot": []}
     reduce = {"elem_reduce": elem_reduce, "layer_reduce": layer_reduce, "loss_reduction": loss_reduction}
     options = {"saswot_minus": reduce}
@@ -159,7 +187,8 @@ def calibrate(
                 seen[name].append(value)
     if not all(seen.values()):
         raise ValueError(f"calibration produced no valid scores: {seen}")
-    return AvtRanges(*((min(v), max(v)) for v in seen.values()))
+    minus, kernel = seen["saswot_minus"], seen["nwot"]
+    return AvtRanges((min(minus), max(minus)), (min(kernel), max(kernel)), tuple(minus), tuple(kernel))
 
 
 def _digest(tensor: torch.Tensor) -> str:
@@ -182,8 +211,9 @@ def calibrate_cached(
 ) -> AvtRanges:
     """:func:`calibrate` on ``num_archs`` models drawn by ``sample_model(rng)``, cached in a JSON file.
 
-    The cache key covers ``space``, ``num_archs``, ``seed``, the reductions and the batch contents
-    (``loss_reduction`` only when it is not the default, so older keys stay valid).
+    The cache key covers ``space`` (name whatever restricts the sampled architectures in it, e.g. a budget),
+    ``num_archs``, ``seed``, the reductions and the batch contents (``loss_reduction`` only when it is not
+    the default, so older keys stay valid); an entry written before the samples were recorded is recomputed.
     """
     parts = [
         space,
@@ -198,7 +228,7 @@ def calibrate_cached(
     key = "|".join(parts)
     path = Path(cache) if cache else None
     entries = json.loads(path.read_text()) if path and path.exists() else {}
-    if key in entries:
+    if "nwot_samples" in entries.get(key, {}):
         return AvtRanges.from_dict(entries[key])
     rng = random.Random(seed)
     models = (sample_model(rng) for _ in range(num_archs))

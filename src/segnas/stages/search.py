@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 from segnas.callbacks.history import write_rows_csv
 from segnas.models import build_network
 from segnas.proxies import calibrate_cached
+from segnas.proxies.saswot import NORMALIZATIONS
 from segnas.search import report
 from segnas.search.algorithms import GenerationCallback, run_nsga2, run_random, unique
 from segnas.search.archive import Archive
@@ -75,8 +76,7 @@ class Wiring:
         self.kind = str(cfg.score.kind)
         self.device = device_of(cfg.stage.device)
         self.trainer: L.Trainer | None = None
-        self.datamodule = build_datamodule(cfg) if self.kind != "proxy" or cfg.stage.proxy_batch.inputs == "data" \
-            else None
+        self.datamodule = build_datamodule(cfg) if self.kind != "proxy" or proxy_inputs(cfg) == "data" else None
         if self.kind == "supernet":
             module, self.trainer = prepare_supernet(cfg, self.datamodule, out)
             self.space: SearchSpace = module.space
@@ -98,12 +98,12 @@ class Wiring:
                              f"(it takes {sorted(self.network_options)})")
         self.cost_options = {**self.network_options, **overrides}
         self.cost_build: Builder = functools.partial(build_network, num_classes=self.num_classes, **self.cost_options)
+        self.cost_input = self._cost_input()
         if self.kind == "proxy":
             self.score = self.proxy_score(str(cfg.score.proxy), cfg.score.get("options"))
         elif self.kind == "standalone":
             self.score = standalone_miou(cfg, self.datamodule, out / "standalone", self.space.key,
                                          int(cfg.score.epochs), **self.network_options)
-        self.cost_input = self._cost_input()
 
     def _num_classes(self) -> int:
         if self.datamodule is not None:
@@ -118,25 +118,39 @@ class Wiring:
         return [1, 3, *(int(v) for v in self.datamodule.crop_size)]
 
     def proxy_score(self, proxy: str, options: DictConfig | None) -> ProxyScore:
-        """A zero-cost proxy on the ``stage.proxy_batch`` batch (saswot calibrated on random archs)."""
+        """A zero-cost proxy on the ``stage.proxy_batch`` batch; saswot is calibrated (``score.normalize``: avt
+        min/max or rank) on random archs within the search's fixed budgets (``search.max_{macs_g,params_m,
+        latency_ms}``)."""
         pb = self.cfg.stage.proxy_batch
         seed = int(self.cfg.seed)
-        inputs, targets, _ = scoring_batch(self.cfg.get("data"), str(pb.inputs), int(pb.batch_size),
+        inputs, targets, _ = scoring_batch(self.cfg.get("data"), proxy_inputs(self.cfg), int(pb.batch_size),
                                            tuple(int(v) for v in pb.resolution), self.num_classes, seed)
         kwargs = proxy_options(proxy, options, "score.options")
         if proxy == "saswot":
+            normalize = str(self.cfg.score.get("normalize", "avt"))
+            if normalize not in NORMALIZATIONS:
+                raise ValueError(f"score.normalize must be one of {list(NORMALIZATIONS)}, got {normalize!r}")
+            search = self.cfg.search
+            budgets = {m: float(search[k]) for k, m in BUDGETS.items() if search.get(k) is not None}
+            costs = self.costs()[0] if budgets else {}
             sample_rng = np.random.default_rng(seed + 1)
 
             def sample_model(rng: Any) -> Any:
                 import torch
 
-                torch.manual_seed(rng.randrange(2**31))
-                return self.build(self.space.sample(sample_rng))
+                for _ in range(1000):
+                    genotype = self.space.sample(sample_rng)
+                    if all(costs[m](genotype) <= b for m, b in budgets.items()):
+                        torch.manual_seed(rng.randrange(2**31))
+                        return self.build(genotype)
+                raise ValueError(f"saswot calibration: no architecture within the budgets {budgets} in 1000 draws")
 
+            within = f"|budgets={json.dumps(budgets, sort_keys=True)}@{self.cost_input}" if budgets else ""
             kwargs["ranges"] = calibrate_cached(
-                sample_model, int(pb.saswot_calibration_archs), inputs, targets, space=f"search-{self.space.name}",
-                cache=self.out / "saswot_avt.json", seed=seed, **kwargs,
+                sample_model, int(pb.saswot_calibration_archs), inputs, targets,
+                space=f"search-{self.space.name}{within}", cache=self.out / "saswot_avt.json", seed=seed, **kwargs,
             )
+            kwargs["normalize"] = normalize
         return ProxyScore(proxy, self.build, inputs, targets, kwargs, seed)
 
     def costs(self) -> tuple[dict[str, Objective], LatencyTable | None, MeasuredLatency]:
@@ -184,6 +198,16 @@ class Wiring:
             "latency_table": self.latency_table_name,
             "seed": int(cfg.seed),
         }
+
+
+def proxy_inputs(cfg: DictConfig) -> str:
+    """``stage.proxy_batch.inputs`` resolved: ``auto`` is ``data`` (a training batch) for a dataset on disk and
+    ``random`` for the built-in synthetic scenes (no files: the default command); otherwise as given."""
+    inputs = str(cfg.stage.proxy_batch.inputs)
+    if inputs != "auto":
+        return inputs
+    data = cfg.get("data")
+    return "random" if data is None or str(data.get("_target_", "")).endswith("SyntheticDataModule") else "data"
 
 
 def validate(cfg: DictConfig) -> None:
