@@ -75,7 +75,8 @@ def test_score_file_is_keyed_by_batch_options_and_build(tmp_path: Path, monkeypa
     base = path()
     assert path() == base and base.name.startswith("scores_macro_")
     saved = json.loads(base.with_suffix(".json").read_text())
-    assert saved["proxies"]["saswot"]["options"]["ranges"] == {"saswot_minus": [0.0, 1.0], "nwot": [2.0, 3.0]}
+    ranges = saved["proxies"]["saswot"]["options"]["ranges"]
+    assert (ranges["saswot_minus"], ranges["nwot"]) == ([0.0, 1.0], [2.0, 3.0])
     assert saved["proxies"][names[2]]["definition"]["binary"] == "lesser_than"
     other_ranges = {"saswot": {**options["saswot"], "ranges": AvtRanges((0.0, 1.0), (2.0, 4.0))}}
     changed = [path(seed=1), path(quirk=False), path(opts=other_ranges), path(x=batch[0] + 1)]
