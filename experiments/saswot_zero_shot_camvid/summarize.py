@@ -1,9 +1,9 @@
 """Score the trained FasterSeg-space nets with zero-cost proxies and correlate with their trained mIoU.
 
 Usage: ``python summarize.py OUT [--data ROOT]``. Reads ``OUT/genotypes/net_NN.yaml`` (sample.py) and
-``OUT/train/net_NN/results.json`` (run.sh); writes ``OUT/scores.json`` (cached per scoring batch and net, so a
-re-run scores only what is new), ``OUT/table.md`` and ``OUT/results.json``. Nets not trained yet are scored
-but left out of the correlations.
+``OUT/train/net_NN/results.json`` (and the seed-1 replicates ``OUT/train_seed1/``) from run.sh; writes
+``OUT/scores.json`` (cached per scoring batch and net, so a re-run scores only what is new), ``OUT/table.md``
+and ``OUT/results.json``. Nets not trained yet are scored but left out of the correlations.
 
 Each network is initialised with seed 0 (as ``stage=zero_shot_search`` scores candidates) and scored on one
 batch: ``camvid`` (a CamVid training batch, image_scale 0.5, random crops) or ``random`` (N(0, 1) images,
@@ -107,22 +107,17 @@ def main() -> None:
 
 def report(out: Path, nets: dict[str, Any], cache: dict[str, Any]) -> None:
     """Kendall tau (and p) of every score vs final val mIoU over the trained nets -> table.md, results.json."""
-    miou: dict[str, float] = {}
-    for name in nets:
-        path = out / "train" / name / "results.json"
-        if path.exists():
-            miou[name] = float(json.loads(path.read_text())["val/mIoU"])
+    miou, replicate = final_miou(out / "train", nets), final_miou(out / "train_seed1", nets)
     names = sorted(miou)
+    target = [miou[n] for n in names]
     meta = {n: yaml.safe_load((out / "genotypes" / f"{n}.yaml").read_text())["metrics"] for n in names}
-    results: dict[str, Any] = {"n_trained": len(names), "n_sampled": len(nets), "miou": miou, "kendall": {}}
-    rows = []
-    cost_scores = {"flops (MACs at 256x512)": [meta[n]["macs_g"] for n in names],
-                   "params": [meta[n]["params_m"] for n in names]}
-    for label, values in cost_scores.items():
-        rows.append((label, "-", *tau(values, [miou[n] for n in names])))
-    for batch, entry in cache.items():
+    batches = sorted(cache)
+    taus: dict[str, dict[str, tuple[float, float]]] = {}
+    for batch in batches:
+        entry = cache[batch]
         ranges = AvtRanges.from_dict(entry["calibration"])
-        scores: dict[str, list[float]] = {}
+        scores: dict[str, list[float]] = {"flops (MACs at 256x512)": [meta[n]["macs_g"] for n in names],
+                                          "params": [meta[n]["params_m"] for n in names]}
         for n in names:
             s = entry["nets"][n]
             derived = {
@@ -133,14 +128,28 @@ def report(out: Path, nets: dict[str, Any], cache: dict[str, Any]) -> None:
             for key, value in {**derived, **s}.items():
                 scores.setdefault(key, []).append(float(value))
         for label, values in scores.items():
-            rows.append((label, batch, *tau(values, [miou[n] for n in names])))
-    results["kendall"] = {f"{label}|{batch}": {"tau": t, "p": p} for label, batch, t, p in rows}
-    lines = [f"n = {len(names)} trained nets (of {len(nets)} sampled); Kendall tau vs final val mIoU", "",
-             "| score | scoring batch | Kendall tau | p-value |", "|---|---|---:|---:|"]
-    lines += [f"| {label} | {batch} | {t:+.3f} | {p:.3f} |" for label, batch, t, p in rows]
+            taus.setdefault(label, {})[batch] = tau(values, target)
+    results = {"n_trained": len(names), "n_sampled": len(nets), "miou": miou, "miou_seed1": replicate,
+               "kendall": {label: {b: {"tau": t, "p": p} for b, (t, p) in row.items()} for label, row in taus.items()}}
+    lines = [f"n = {len(names)} trained nets (of {len(nets)} sampled). Kendall tau-b vs final val mIoU (p-value); "
+             "flops and params do not depend on the batch.", "",
+             "| score | " + " | ".join(batches) + " |", "|---|" + "---:|" * len(batches)]
+    lines += [f"| {label} | " + " | ".join(f"{row[b][0]:+.2f} ({row[b][1]:.2f})" for b in batches) + " |"
+              for label, row in taus.items()]
+    lines += ["", "| net | GMACs (256x512) | params (M) | val mIoU (%) |", "|---|---:|---:|---:|"]
+    lines += [f"| {n} | {meta[n]['macs_g']:.3f} | {meta[n]['params_m']:.3f} | {miou[n]:.2f} |" for n in names]
+    if replicate:
+        lines += ["", "| net | val mIoU seed 0 | val mIoU seed 1 |", "|---|---:|---:|"]
+        lines += [f"| {n} | {miou[n]:.2f} | {replicate[n]:.2f} |" for n in sorted(replicate) if n in miou]
     (out / "table.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print("\n".join(lines))
+
+
+def final_miou(folder: Path, nets: dict[str, Any]) -> dict[str, float]:
+    """Final val mIoU of every net trained under ``folder``."""
+    paths = {name: folder / name / "results.json" for name in nets}
+    return {name: float(json.loads(path.read_text())["val/mIoU"]) for name, path in paths.items() if path.exists()}
 
 
 def tau(scores: list[float], miou: list[float]) -> tuple[float, float]:

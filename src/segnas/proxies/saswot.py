@@ -112,9 +112,10 @@ class AvtRanges:
                 raise ValueError(f"AVT range of {name} must have max > min, got ({lo}, {hi})")
 
     def to_dict(self) -> dict[str, list[float]]:
-        """JSON-ready form."""
+        """JSON-ready form (the samples only when known, so that the ranges alone keep their older form)."""
+        samples = {"saswot_minus_samples": list(self.saswot_minus_samples), "nwot_samples": list(self.nwot_samples)}
         return {"saswot_minus": list(self.saswot_minus), "nwot": list(self.nwot),
-                "saswot_minus_samples": list(self.saswot_minus_samples), "nwot_samples": list(self.nwot_samples)}
+                **(samples if self.nwot_samples else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, list[float]]) -> AvtRanges:
