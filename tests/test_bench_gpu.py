@@ -34,6 +34,7 @@ def tables(text: str) -> dict[str, list[dict[str, str]]]:
     return out
 
 
+@pytest.mark.slow  # ~25-45 s: a benchmark script's CPU dry run (make test-slow)
 def test_quick_cpu_run_fills_every_section(gpu, tmp_path: Path) -> None:
     assert gpu.main(["--device", "cpu", "--quick", "--out", str(tmp_path)]) == 0
     (path,) = tmp_path.glob("gpu_*.md")
