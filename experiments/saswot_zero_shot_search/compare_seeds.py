@@ -29,7 +29,7 @@ from segnas.search.distributed import Ranks
 from segnas.search.evaluator import Evaluator
 from segnas.search.problem import Evaluated, Goal, SearchProblem
 from segnas.search.topk import run_topk
-from segnas.stages.search import BUDGETS, COSTS, SCORES, Wiring
+from segnas.stages.search import COSTS, SCORES, Wiring, fixed_budgets
 
 SCORE = SCORES["proxy"]
 
@@ -43,9 +43,9 @@ def summary(evaluated: list[Evaluated]) -> tuple[float, float]:
 def build_problem(cfg, out: Path) -> SearchProblem:
     """The stage's problem: proxy score (maximised) with the cost objective and budgets of ``search.*``."""
     wiring = Wiring(cfg, out, Ranks())
-    costs, _, _ = wiring.costs()
+    costs, _, _ = wiring.costs
     search = cfg.search
-    budgets = {metric: float(search[key]) for key, metric in BUDGETS.items() if search.get(key) is not None}
+    budgets = fixed_budgets(search)
     wanted = {COSTS[str(search.objective)], *budgets}
     objectives = {name: fn for name, fn in costs.items() if name in wanted}
     objectives[SCORE] = wiring.score

@@ -103,11 +103,6 @@ class SearchProblem:
             return all(metrics[m] >= low for m, low in self.floors.items())
         return True
 
-    def evaluate(self, genotype: Any, generation: int, search: str) -> Evaluated:
-        """All metrics of ``genotype`` (goals, budgets, floors and any other objective of the evaluator)."""
-        metrics = self.evaluator(genotype, generation=generation, search=search)
-        return Evaluated(genotype, metrics, generation, search)
-
     def evaluate_many(
         self, genotypes: Sequence[Any], generation: int, search: str, progress: bool = False
     ) -> list[Evaluated]:

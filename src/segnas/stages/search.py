@@ -131,8 +131,8 @@ class Wiring:
             if normalize not in NORMALIZATIONS:
                 raise ValueError(f"score.normalize must be one of {list(NORMALIZATIONS)}, got {normalize!r}")
             search = self.cfg.search
-            budgets = {m: float(search[k]) for k, m in BUDGETS.items() if search.get(k) is not None}
-            costs = self.costs()[0] if budgets else {}
+            budgets = fixed_budgets(search)
+            costs = self.costs[0] if budgets else {}
             sample_rng = np.random.default_rng(seed + 1)
 
             def sample_model(rng: Any) -> Any:
@@ -153,6 +153,7 @@ class Wiring:
             kwargs["normalize"] = normalize
         return ProxyScore(proxy, self.build, inputs, targets, kwargs, seed)
 
+    @functools.cached_property
     def costs(self) -> tuple[dict[str, Objective], LatencyTable | None, MeasuredLatency]:
         """Latency (``stage.latency.model``: lut | measured), MACs and params of the network that will be
         deployed (the space's options with ``stage.cost_network`` overrides, e.g. the retrain F and OS), and
@@ -198,6 +199,11 @@ class Wiring:
             "latency_table": self.latency_table_name,
             "seed": int(cfg.seed),
         }
+
+
+def fixed_budgets(search: DictConfig) -> dict[str, float]:
+    """``metric -> max`` of the ``search.max_*`` budgets that are set."""
+    return {metric: float(search[key]) for key, metric in BUDGETS.items() if search.get(key) is not None}
 
 
 def proxy_inputs(cfg: DictConfig) -> str:
@@ -259,7 +265,7 @@ def warm_start(wiring: Wiring, problem: SearchProblem, n: int, cost: str) -> tup
             pool[key] = genotype
     genotypes = list(pool.values())
     scores = np.array([m["proxy"] for m in evaluator.evaluate_all(genotypes)], dtype=float)
-    costs = [problem.evaluator(g, [cost], generation=0, search="warm_start")[cost] for g in genotypes] \
+    costs = [m[cost] for m in problem.evaluator.evaluate_all(genotypes, [cost], generation=0, search="warm_start")] \
         if select == "pareto" else [0.0] * len(genotypes)
     order = select_initial(scores, costs, n, select, rng)
     chosen = [genotypes[i] for i in order]
@@ -328,9 +334,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                          "(stage=supernet, with trainer=ddp or trainer=ddp_cpu on several processes)")
     wiring = Wiring(cfg, out, ranks)
     score, cost = SCORES[str(cfg.score.kind)], COSTS[search.objective]
-    costs, table, measured = wiring.costs()
-    budgets: dict[str, Any] = {metric: float(search[key]) for key, metric in BUDGETS.items()
-                               if search.get(key) is not None}
+    costs, table, measured = wiring.costs
+    budgets: dict[str, Any] = fixed_budgets(search)
     if search.max_latency_fraction is not None:
         budgets["latency_ms"] = RelativeLatencyBudget(wiring.space, costs["latency_ms"],
                                                       float(search.max_latency_fraction))
