@@ -54,6 +54,28 @@ def test_evaluate_stage_reports_miou_macs_params_fps(trained, tmp_path):
         assert (tmp_path / name).is_file(), name
 
 
+def test_evaluate_on_the_test_split(trained, tmp_path):
+    _, train_results = trained
+    cfg = compose_config(["stage=evaluate", *TINY_TRAIN, f"ckpt_path={train_results['last_ckpt']}",
+                          "stage.latency_duration_s=0.05", "stage.split=test"], tmp_path)
+    results = run_stage(cfg)
+    assert results["split"] == "test" and "val/mIoU" not in results
+    assert 0 <= results["test/mIoU"] <= 100
+    assert "| test mIoU (%) |" in (tmp_path / "evaluation.md").read_text()
+
+
+def test_evaluate_on_an_absent_split_names_the_folder(trained, tmp_path):
+    _, train_results = trained
+    root = tmp_path / "camvid"
+    for split in ("train", "val"):
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir()
+    cfg = compose_config(["stage=evaluate", "data=camvid", f"data.root={root}",
+                          f"ckpt_path={train_results['last_ckpt']}", "stage.split=test"], tmp_path / "out")
+    with pytest.raises((FileNotFoundError, ValueError), match=r"test"):
+        run_stage(cfg)
+
+
 def test_evaluate_without_checkpoint_says_what_is_needed(tmp_path):
     with pytest.raises(ValueError, match="needs ckpt_path=PATH"):
         run_stage(compose_config(["stage=evaluate"], tmp_path))

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,3 +97,24 @@ def test_latency_result_fields_and_model_state_restored():
     assert res.p90_ms >= res.median_ms > 0
     assert res.device == "cpu" and res.dtype == "float32" and res.input_shape == (1, 3, 16, 16)
     assert model.training
+
+
+def test_correlation_report_p_values_and_bootstrap_interval() -> None:
+    from scipy import stats
+
+    from segnas.metrics.correlation import correlation_report
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=30)
+    y = x + rng.normal(scale=0.5, size=30)
+    report = correlation_report(x, y, bootstrap=300)
+    assert report["n"] == 30
+    assert report["kendall_p"] == pytest.approx(stats.kendalltau(x, y).pvalue)
+    assert report["pearson_p"] == pytest.approx(stats.pearsonr(x, y).pvalue)
+    for name in ("kendall", "spearman", "pearson"):
+        low, high = report[f"{name}_ci"]
+        assert low <= report[name] <= high and -1 <= low < high <= 1
+    unrelated = correlation_report(x, rng.normal(size=30), bootstrap=300)
+    assert unrelated["kendall_p"] > 0.01 and unrelated["kendall_ci"][0] < 0 < unrelated["kendall_ci"][1]
+    assert correlation_report(x, y, bootstrap=300) == report  # seeded
+    assert np.isnan(correlation_report([1.0, 2.0], [2.0, 1.0])["kendall_p"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -124,11 +125,19 @@ def test_search_logs_the_front_to_wandb_offline(first_search, tmp_path: Path, mo
 def test_correlate_stage(first_search, tmp_path: Path) -> None:
     _, results = first_search
     cfg = compose_config(["stage=correlate", *TINY_DATA, *TINY_SUPERNET, f"stage.supernet.ckpt={results['supernet_ckpt']}",
-                          "stage.num_archs=3", "stage.train_epochs=1"], tmp_path)
+                          "stage.num_archs=3", "stage.train_epochs=1", "stage.proxies=[saswot,flops]",
+                          "stage.proxy_batch.batch_size=2", "stage.proxy_batch.resolution=[32,32]",
+                          "stage.proxy_batch.saswot_calibration_archs=2"], tmp_path)
     out = run_stage(cfg)
     assert out["n"] == 3 and len(out["networks"]) == 3
+    assert sorted(n["num_branches"] for n in out["networks"]) == [1, 2, 3]  # stratified by branch count
     assert all(0 <= n["supernet_miou"] <= 100 and 0 <= n["standalone_miou"] <= 100 for n in out["networks"])
+    assert all(n["proxy_flops"] > 0 and math.isfinite(n["proxy_saswot"]) for n in out["networks"])
     assert out["kendall"] != out["kendall"] or -1.0 <= out["kendall"] <= 1.0  # NaN only for constant scores
+    assert set(out["scores"]) == {"supernet_miou", "proxy_saswot", "proxy_flops"}
+    assert {"kendall_p", "kendall_ci", "pearson_p", "spearman_p"} <= set(out["scores"]["proxy_flops"])
+    table = (tmp_path / "correlation.md").read_text()
+    assert "| supernet_miou | 3 |" in table and "| proxy_saswot | 3 |" in table
     assert (tmp_path / "correlation.png").is_file() and len(_read_csv(tmp_path / "correlation.csv")) == 3
     assert run_stage(cfg)["n_computed_this_run"] == 0
 
@@ -215,3 +224,10 @@ def test_algorithm1_latency_filter_relative_to_the_largest_network(first_search,
     assert result["budgets"]["latency_ms"]["fraction"] == 0.6 and s_max
     for row in _read_csv(tmp_path / "evaluations.csv"):
         assert float(row["latency_ms"]) <= 0.6 * s_max[int(row["num_branches"])]
+
+
+def test_correlate_rejects_an_unknown_proxy_before_work(tmp_path: Path) -> None:
+    cfg = compose_config(["stage=correlate", *TINY_DATA, "stage.proxies=[nwot,not_a_proxy]"], tmp_path)
+    with pytest.raises(ValueError, match=r"stage\.proxies: \['not_a_proxy'\]"):
+        run_stage(cfg)
+    assert not (tmp_path / "checkpoints").exists()

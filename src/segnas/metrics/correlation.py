@@ -26,3 +26,28 @@ def rank_correlations(x: Sequence[float], y: Sequence[float]) -> dict[str, float
         "spearman": float(stats.spearmanr(a, b).statistic),
         "pearson": float(stats.pearsonr(a, b).statistic),
     }
+
+
+def correlation_report(
+    x: Sequence[float], y: Sequence[float], bootstrap: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, float | int | list[float]]:
+    """:func:`rank_correlations` with each coefficient's two-sided p-value (``<name>_p``, null hypothesis: no
+    association) and a percentile bootstrap interval over pairs resampled with replacement (``<name>_ci``,
+    ``confidence`` level, ``bootstrap`` resamples, seeded); ``n`` is the number of finite pairs."""
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    report: dict[str, float | int | list[float]] = {"n": len(a), **rank_correlations(a, b)}
+    tests = {"kendall": lambda u, v: stats.kendalltau(u, v, variant="b"), "spearman": stats.spearmanr,
+             "pearson": stats.pearsonr}
+    defined = len(a) >= 3 and np.ptp(a) > 0 and np.ptp(b) > 0
+    rng = np.random.default_rng(seed)
+    resamples = [rng.integers(0, len(a), len(a)) for _ in range(bootstrap)] if defined else []
+    tail = (1 - confidence) / 2
+    for name, test in tests.items():
+        report[f"{name}_p"] = float(test(a, b).pvalue) if defined else float("nan")
+        values = np.array([rank_correlations(a[i], b[i])[name] for i in resamples])
+        values = values[np.isfinite(values)]
+        report[f"{name}_ci"] = ([float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))]
+                                if len(values) else [float("nan"), float("nan")])
+    return report

@@ -41,10 +41,11 @@ def plot_per_class(per_class: dict[str, float], path: Path) -> None:
 
 def markdown_table(results: dict[str, Any]) -> str:
     """A Markdown summary of the evaluation."""
+    split = results["split"]
     lines = [
         "| metric | value |",
         "|---|---|",
-        f"| val mIoU (%) | {results['val/mIoU']:.2f} |",
+        f"| {split} mIoU (%) | {results[f'{split}/mIoU']:.2f} |",
         f"| MACs (G) @ {results['input']} | {results['macs_g']:.3f} |",
         f"| params (M) | {results['params_m']:.3f} |",
         f"| latency (ms, median) | {results['latency_ms']:.2f} |",
@@ -53,15 +54,21 @@ def markdown_table(results: dict[str, Any]) -> str:
         "| class | IoU (%) |",
         "|---|---|",
     ]
-    lines += [f"| {name} | {iou:.2f} |" for name, iou in results["val/per_class_iou"].items()]
+    lines += [f"| {name} | {iou:.2f} |" for name, iou in results[f"{split}/per_class_iou"].items()]
     return "\n".join(lines) + "\n"
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Validate the checkpoint on ``cfg.data``'s validation split and measure its cost."""
+    """Evaluate the checkpoint on ``stage.split`` of ``cfg.data`` (default: val) and measure its cost.
+
+    ``stage.split=test`` scores data no search or training has seen (CamVid ``test/`` + ``testannot/``);
+    a split whose files are absent fails before the checkpoint is run.
+    """
     out = output_dir(cfg)
+    split = str(cfg.stage.split)
     module = load_checkpoint(cfg.ckpt_path)
     datamodule = build_datamodule(cfg)
+    datamodule.val_split = split
     meta = datamodule.metadata()
     if meta["num_classes"] != module.hparams.num_classes:
         raise ValueError(
@@ -80,9 +87,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     macs, params = count_macs_params(net, shape)
     latency = measure_latency(net, shape, device=stage.latency_device, duration_s=stage.latency_duration_s)
     results = {
-        "val/mIoU": float(trainer.callback_metrics["val/mIoU"]),
-        "val/pixel_acc": float(trainer.callback_metrics["val/pixel_acc"]),
-        "val/per_class_iou": per_class,
+        "split": split,
+        f"{split}/mIoU": float(trainer.callback_metrics["val/mIoU"]),
+        f"{split}/pixel_acc": float(trainer.callback_metrics["val/pixel_acc"]),
+        f"{split}/per_class_iou": per_class,
         "macs_g": macs / 1e9,
         "flops_g": macs / 1e9,  # deprecated alias of macs_g (GMACs), removed in 0.3
         "params_m": params / 1e6,
@@ -95,6 +103,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     write_rows_csv(out / "per_class_iou.csv", [{"class": k, "iou": v} for k, v in per_class.items()])
     plot_per_class(per_class, out / "per_class_iou.png")
     (out / "evaluation.md").write_text(markdown_table(results))
-    log.info("val/mIoU %.2f, %.3f GMACs, %.3f M params, %.1f FPS", results["val/mIoU"], results["macs_g"],
+    log.info("%s/mIoU %.2f, %.3f GMACs, %.3f M params, %.1f FPS", split, results[f"{split}/mIoU"], results["macs_g"],
              results["params_m"], results["fps"])
     return results
