@@ -22,11 +22,15 @@ from segnas.search.pareto import pareto_indices
 from segnas.spaces import SPACES, save_genotype
 
 
-def records(run_dir: Path) -> list[dict]:
-    """Archive records (header skipped) with finite metrics."""
+def records(run_dir: Path, score: str) -> list[dict]:
+    """One record per architecture of the archive (its metrics merged over the records appended for it, its
+    search and genotype from the first), in order of first appearance, kept when ``score`` is finite."""
     lines = (run_dir / "archive.jsonl").read_text().splitlines()[1:]
-    out = [json.loads(line) for line in lines if line.strip()]
-    return [r for r in out if all(isinstance(v, float | int) and math.isfinite(v) for v in r["metrics"].values())]
+    merged: dict[str, dict] = {}
+    for line in filter(str.strip, lines):
+        record = json.loads(line)
+        merged.setdefault(record["key"], {**record, "metrics": {}})["metrics"].update(record["metrics"])
+    return [r for r in merged.values() if math.isfinite(r["metrics"].get(score, math.nan))]
 
 
 def pick_front(recs: list[dict], score: str, cost: str, n: int) -> tuple[list[dict], list[dict]]:
@@ -58,7 +62,7 @@ def main() -> None:
     parser.add_argument("--cost", default="macs_g")
     parser.add_argument("--n", type=int, default=3)
     args = parser.parse_args()
-    recs = records(args.run_dir)
+    recs = records(args.run_dir, args.score)
     searched, randoms = (pick_front(recs, args.score, args.cost, args.n) if args.mode == "front"
                          else pick_top(recs, args.score, args.n))
     for prefix, chosen in (("searched", searched), ("random", randoms)):
