@@ -1,12 +1,19 @@
-"""HyCTAS benchmarks: supernet vs standalone forward time, self-attention vs transformer cost."""
+"""HyCTAS benchmarks: supernet vs standalone forward and training-step time, self-attention vs transformer cost."""
 
 from __future__ import annotations
+
+import os
+import statistics
+import time
 
 import numpy as np
 import torch
 from registry import Table, benchmark
 
+from segnas.lit.losses import hard_pixel_ce
+from segnas.lit.optim import sgd
 from segnas.metrics import count_macs_params, measure_latency
+from segnas.models import build_network
 from segnas.models.supernet import HyCTASSupernet
 from segnas.nn import build_op
 from segnas.spaces import get_space
@@ -36,6 +43,50 @@ def hyctas_supernet_overhead() -> Table:
         alone = measure_latency(supernet.extract(genotype), shape, warmup=3, duration_s=2.0).median_ms
         rows.append({"genotype": f"seed {seed}, head strides {genotype.head}", "input": "x".join(map(str, shape)),
                      "supernet ms": f"{shared:.2f}", "standalone ms": f"{alone:.2f}", "ratio": f"{shared / alone:.3f}"})
+    return rows
+
+
+def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+          y: torch.Tensor) -> float:
+    """Seconds of one training step: zero grads, forward, hard-pixel CE, backward, SGD step."""
+    start = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    hard_pixel_ce(model(x), y).backward()
+    optimizer.step()
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+@benchmark
+def hyctas_supernet_train_step() -> Table:
+    """Training step (forward + backward + SGD, as `SupernetModule`) of a sampled genotype in the supernet (its
+    optimiser over all supernet weights) vs the same genotype's standalone network (`build_network`), same input;
+    steps interleaved, median of 8 after 2 warm-up steps each (goal, issue 16: ratio <= 1.1)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    space = get_space("hyctas", layers=12, filter_multiplier=8)
+    supernet = HyCTASSupernet.from_space(space, num_classes=19).to(device).train()
+    shared_opt = sgd(supernet.parameters(), 0.01)
+    rows: Table = []
+    for shape in ((8, 3, 128, 128), (2, 3, 256, 512)):
+        x = torch.randn(*shape, device=device)
+        y = torch.randint(0, 19, (shape[0], *shape[2:]), device=device)
+        for seed in range(2):
+            genotype = space.sample(np.random.default_rng(seed))
+            alone = build_network(genotype, 19, **space.build_options()).to(device).train()
+            alone_opt = sgd(alone.parameters(), 0.01)
+            times: dict[str, list[float]] = {"supernet": [], "standalone": []}
+            for i in range(10):
+                for key, model, opt in (("supernet", _Bound(supernet, genotype), shared_opt),
+                                        ("standalone", alone, alone_opt)):
+                    dt = _step(model, opt, x, y)
+                    if i >= 2:
+                        times[key].append(dt)
+            shared, single = (statistics.median(times[k]) for k in ("supernet", "standalone"))
+            rows.append({"genotype": f"seed {seed}: {genotype.num_branches} branches, depth {genotype.depth}",
+                         "input": "x".join(map(str, shape)), "supernet s/step": f"{shared:.3f}",
+                         "standalone s/step": f"{single:.3f}", "ratio": f"{shared / single:.3f}",
+                         "load (1 min)": f"{os.getloadavg()[0]:.1f}"})
     return rows
 
 

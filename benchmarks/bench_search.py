@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from segnas.models.supernet import HyCTASSupernet
 from segnas.search.algorithms import run_nsga2
 from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator
-from segnas.search.latency_table import LatencyTable, agreement
+from segnas.search.latency_table import LatencyTable, agreement, calibration_genotypes
 from segnas.search.objectives import (
     MeasuredLatency,
     SupernetMIoU,
@@ -79,26 +80,46 @@ def search_candidate_evaluation() -> Table:
     return rows
 
 
+def _within(predicted: np.ndarray, actual: np.ndarray, tolerance: float) -> str:
+    return f"{100 * np.mean(np.abs(predicted / actual - 1.0) <= tolerance):.0f}"
+
+
 @benchmark
 def search_latency_table_agreement() -> Table:
-    """Lookup-table latency (sum of per-op entries) vs the measured latency of 20 whole networks."""
-    space = get_space("hyctas", layers=12 if GPU else 6, filter_multiplier=8 if GPU else 4)
-    shape = (1, 3, 512, 1024) if GPU else (1, 3, 256, 256)
-    rng = np.random.default_rng(1)
-    genotypes = [space.sample(rng) for _ in range(20)]
-    with tempfile.TemporaryDirectory() as folder:
-        table = LatencyTable(folder, shape, space.filter_multiplier, 19, device=DEVICE, duration_s=0.1)
-        start = time.perf_counter()
-        for g in genotypes:
-            table(g)
-        build_s = time.perf_counter() - start
-        build = functools.partial(build_network, num_classes=19, **space.build_options())
-        measured = MeasuredLatency(build, shape, DEVICE, duration_s=0.5)
-        report = agreement(table, measured, genotypes)
-    ratio = np.median(np.array(report["measured_ms"]) / np.array(report["lut_ms"]))
-    return [{"input": "x".join(map(str, shape)), "networks": report["n"], "table entries": len(table.entries),
-             "table build s": f"{build_s:.1f}", "Pearson": f"{report['pearson']:.3f}",
-             "Kendall": f"{report['kendall']:.3f}", "median measured/table": f"{ratio:.2f}"}]
+    """Lookup-table latency as the search uses it (entries timed alone after a cache eviction, corrected by
+    `offset + scale x sum` fitted on 8 calibration networks) vs the measured latency (`MeasuredLatency`, 0.5 s)
+    of 20 other networks of the default space at the search's input. `within 10 %` / `within 5 %`: share (%)
+    of networks whose table latency is within +-10 % / +-5 % of the measured one (goal, issue 16: >= 90 % within
+    10 %); `sum within 10 %`: the same for the uncorrected sum; `repeat within 10 %`: a second measurement of
+    the same networks against the first (the noise floor of the ground truth on this machine)."""
+    space = get_space("hyctas", layers=12) if GPU else get_space("hyctas")
+    rows: Table = []
+    for shape in [(1, 3, 512, 1024)] if GPU else [(1, 3, 128, 128), (1, 3, 256, 256)]:
+        rng = np.random.default_rng(1)
+        genotypes = [space.sample(rng) for _ in range(20)]
+        with tempfile.TemporaryDirectory() as folder:
+            table = LatencyTable(folder, shape, space.filter_multiplier, 19, device=DEVICE,
+                                 calibration=calibration_genotypes(space, 8), calibration_s=0.5)
+            start = time.perf_counter()
+            for g in genotypes:
+                table(g)
+            build_s = time.perf_counter() - start
+            build = functools.partial(build_network, num_classes=19, **space.build_options())
+            measured = MeasuredLatency(build, shape, DEVICE, duration_s=0.5)
+            report = agreement(table, measured, genotypes)
+            repeat = np.array([measured(g) for g in genotypes])
+            sums = np.array([table.sum_ms(g) for g in genotypes])
+        actual, lut = np.array(report["measured_ms"]), np.array(report["lut_ms"])
+        rows.append({"input": "x".join(map(str, shape)), "networks": report["n"], "calibration networks": 8,
+                     "within 10 %": f"{report['within_10']:.0f}", "within 5 %": f"{report['within_5']:.0f}",
+                     "Kendall": f"{report['kendall']:.3f}", "Pearson": f"{report['pearson']:.3f}",
+                     "sum within 10 %": _within(sums, actual, 0.10), "repeat within 10 %": _within(repeat, actual, 0.10),
+                     "repeat within 5 %": _within(repeat, actual, 0.05),
+                     "median measured/table": f"{np.median(actual / lut):.2f}",
+                     "offset ms, scale": f"{table.fit['offset_ms']:.2f}, {table.fit['scale']:.3f}",
+                     "table entries": len(table.entries), "table + calibration s": f"{build_s:.0f}",
+                     "load (1 min)": f"{os.getloadavg()[0]:.1f}"})
+    return rows
 
 
 @benchmark

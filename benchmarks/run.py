@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import bench_costs  # noqa: F401
 import bench_distributed  # noqa: F401
 import bench_foundation  # noqa: F401  (registers benchmarks)
 import bench_hyctas  # noqa: F401

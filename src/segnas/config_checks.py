@@ -134,6 +134,7 @@ RULES: dict[str, Rule] = {
     "stage.latency.warmup": NON_NEGATIVE,
     "stage.latency.duration_s": POSITIVE,
     "stage.latency.check_archs": NON_NEGATIVE,
+    "stage.latency.calibration_archs": NON_NEGATIVE,
     "stage.proxy_batch.batch_size": COUNT,
     "stage.proxy_batch.num_classes": COUNT,
     "stage.proxy_batch.saswot_calibration_archs": COUNT,

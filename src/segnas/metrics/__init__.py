@@ -1,7 +1,9 @@
-"""Metrics usable without Lightning: mIoU, panoptic quality, MACs/params, latency, rank correlations."""
+"""Metrics usable without Lightning: mIoU, panoptic quality, MACs/params (traced, or analytic for genotypes),
+latency, rank correlations."""
 
 from segnas.metrics.complexity import count_macs, count_macs_params, count_params
 from segnas.metrics.correlation import rank_correlations
+from segnas.metrics.cost_model import builder_costs, genotype_costs
 from segnas.metrics.latency import LatencyResult, measure_latency
 from segnas.metrics.panoptic import PanopticQuality, pq_compute
 from segnas.metrics.segmentation import (
@@ -16,10 +18,12 @@ __all__ = [
     "LatencyResult",
     "PanopticQuality",
     "SegmentationMetric",
+    "builder_costs",
     "confusion_matrix",
     "count_macs",
     "count_macs_params",
     "count_params",
+    "genotype_costs",
     "iou_per_class",
     "measure_latency",
     "miou",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -44,12 +44,14 @@ def measure_latency(
     min_iters: int = 10,
     max_iters: int = 10_000,
     channels_last: bool = False,
+    before_each: Callable[[], object] | None = None,
 ) -> LatencyResult:
     """Time forward passes of ``model`` and return median/mean/p90 ms and FPS (1000 / median).
 
     The model is run in eval mode under ``torch.inference_mode``; every iteration is synchronised
-    on CUDA so each sample is the full latency of one forward. The model's train/eval mode, device
-    and dtype are restored afterwards.
+    on CUDA so each sample is the full latency of one forward. ``before_each`` (e.g. a cache eviction)
+    runs before every timed pass, outside its timing. The model's train/eval mode, device and dtype are
+    restored afterwards.
     """
     param = next(model.parameters(), None)
     orig_device = param.device if param is not None else torch.device("cpu")
@@ -71,6 +73,9 @@ def measure_latency(
             _sync(device)
             start = time.perf_counter()
             while len(times) < max_iters and (len(times) < min_iters or time.perf_counter() - start < duration_s):
+                if before_each is not None:
+                    before_each()
+                    _sync(device)
                 t0 = time.perf_counter()
                 model(x)
                 _sync(device)

@@ -5,13 +5,15 @@ ground truth over a fixed set of architectures whose per-layer statistics were c
 (:class:`CachedFitness`), so each candidate costs only tensor math. Invalid candidates (an operation that
 does not apply, NaN/inf, a constant score) are rejected early on a few probe architectures. The search
 itself is the engine's top-k evolution (:func:`segnas.search.topk.run_topk`) over
-:class:`~segnas.proxies.expression_space.ExpressionSpace`.
+:class:`~segnas.proxies.expression_space.ExpressionSpace`. :func:`search_weights` searches the weights of a
+:class:`~segnas.proxies.proxy_file.Combination` of normalised hand-designed proxies exhaustively over a grid.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,3 +92,62 @@ class CachedFitness:
             result = Fitness(math.nan, str(exc))
         self.cache[expression] = result
         return result
+
+
+@dataclass(frozen=True)
+class WeightedFit:
+    """A weight vector of a combination's terms with its Kendall tau per group and its fitness."""
+
+    weights: tuple[float, ...]
+    kendall: dict[str, float]
+    fitness: float
+
+
+def _pair_signs(values: np.ndarray) -> np.ndarray:
+    """``sign(values[i] - values[j])`` for every pair ``i < j`` (along dim 0)."""
+    i, j = np.triu_indices(len(values), 1)
+    return np.sign(values[i] - values[j])
+
+
+def search_weights(
+    terms: Mapping[str, np.ndarray],
+    targets: Mapping[str, np.ndarray],
+    grid: Sequence[float],
+    baseline: Mapping[str, float] | None = None,
+    chunk: int = 256,
+) -> list[WeightedFit]:
+    """Every weight vector over ``grid`` (one weight per term, the largest ``|w|`` equal to 1 so that no
+    two vectors give the same ranking by scale), ranked by fitness, best first.
+
+    ``terms[g]`` is the ``[archs, terms]`` matrix of normalised term values of group ``g`` (e.g. a space),
+    ``targets[g]`` the ground truth. Fitness: the mean Kendall tau-b over groups or, given ``baseline`` (a
+    Kendall per group, e.g. the best hand-designed proxy's), the smallest margin ``kendall[g] -
+    baseline[g]`` over groups. Kendall tau-b is computed for ``chunk`` vectors at once from pair signs;
+    vectors undefined in a group (a constant score) are dropped. Ties keep the enumeration order.
+    """
+    k = next(iter(terms.values())).shape[1]
+    candidates = np.array(
+        [w for w in itertools.product(grid, repeat=k) if max(abs(x) for x in w) == 1], float
+    )
+    taus = {}
+    for g in terms:
+        i, j = np.triu_indices(len(terms[g]), 1)
+        diffs, ys = terms[g][i] - terms[g][j], _pair_signs(np.asarray(targets[g], dtype=float))
+        out = []
+        for start in range(0, len(candidates), chunk):
+            xs = np.sign(diffs @ candidates[start : start + chunk].T)  # [pairs, chunk]
+            denom = np.sqrt(np.count_nonzero(xs, axis=0) * float(np.count_nonzero(ys)))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out.append((ys @ xs) / denom)
+        taus[g] = np.concatenate(out)
+    fits = []
+    for n, weights in enumerate(candidates):
+        tau = {g: float(taus[g][n]) for g in terms}
+        if not all(math.isfinite(t) for t in tau.values()):
+            continue
+        if baseline is None:
+            fitness = float(np.mean(list(tau.values())))
+        else:
+            fitness = min(tau[g] - baseline[g] for g in tau)
+        fits.append(WeightedFit(tuple(float(x) for x in weights), tau, fitness))
+    return sorted(fits, key=lambda f: -f.fitness)

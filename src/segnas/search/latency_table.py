@@ -1,17 +1,21 @@
 """Latency lookup table: per-operator, per-resolution, per-width latencies measured once and summed.
 
-A network's latency is modelled as the sum of its pieces, each timed alone at batch 1 on the device:
+A network's latency is modelled from the sum of its pieces, each timed alone at batch 1 on the device:
 the stem, every cell (operator, input stride, downsampling, input and output channels, with its identity
 skip where it has one), every fusion edge (source and target stride, channels) and the output head (branch
-strides and channels); no piece depends on a genotype's depth, so one table prices every depth. Entries
-are measured the first time a genotype needs them and cached in a JSON file keyed by everything that
-changes a timing (device, input size, filter multiplier, classes, output stride, threads), so later
-searches on the same device reuse them. :func:`agreement` reports how well the sum tracks the latency
-measured on whole networks.
+strides and channels); no piece depends on a genotype's depth, so one table prices every depth. On the CPU
+every timed pass of a piece follows a cache eviction, as inside a network, where the other pieces evict its
+weights. Given calibration networks, the table also fits ``latency = offset + scale x sum`` on their measured
+latency (what the sum misses: per-network overhead, fusion additions, cache effects) and returns the corrected
+value. Entries and the calibration are measured the first time they are needed and cached in a JSON file
+keyed by everything that changes a timing (device, input size, filter multiplier, classes, output stride,
+threads, eviction, calibration networks), so later searches on the same device reuse them. :func:`agreement`
+reports how well the model tracks the latency measured on whole networks.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -19,13 +23,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from segnas.metrics import measure_latency, rank_correlations
-from segnas.models.hyctas_net import build_cell
+from segnas.models.hyctas_net import HyCTASNet, build_cell
 from segnas.nn import AggregationHead, FuseEdge, Stem
-from segnas.spaces.hyctas import HyCTASGenotype, Node, build_plan, num_filters
+from segnas.spaces.hyctas import HyCTASGenotype, HyCTASSpace, Node, build_plan, num_filters
 
 
 class _Bound(nn.Module):
@@ -45,6 +50,29 @@ def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu{torch.get_num_threads()}t"
 
 
+def _genotype_key(genotype: HyCTASGenotype) -> str:
+    return json.dumps(genotype.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def calibration_genotypes(space: HyCTASSpace, n: int, seed: int = 0) -> list[HyCTASGenotype]:
+    """``n`` genotypes of ``space`` drawn with their own seed (so every search of the space shares them),
+    cycling through the branch counts so they span the latency range."""
+    rng = np.random.default_rng([seed, 16])
+    strata = [space.with_branches(b) for b in range(1, 4)]
+    return [strata[i % len(strata)].sample(rng) for i in range(n)]
+
+
+def fit_correction(table_ms: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, float]:
+    """``(offset, scale)`` minimising the squared relative error of ``offset + scale x table`` against the
+    measured latencies; a pure scale (median ratio) with fewer than 3 networks or a non-positive fit."""
+    t, m = np.asarray(table_ms, float), np.asarray(measured_ms, float)
+    if len(t) >= 3 and np.ptp(t) > 0:
+        (offset, scale), *_ = np.linalg.lstsq(np.stack([1 / m, t / m], 1), np.ones_like(m), rcond=None)
+        if scale > 0 and offset + scale * t.min() > 0:
+            return float(offset), float(scale)
+    return 0.0, float(np.median(m / t))
+
+
 class LatencyTable:
     """Lookup-table latency model (ms) of HyCTAS networks; callable as a search objective.
 
@@ -54,6 +82,11 @@ class LatencyTable:
         filter_multiplier, num_classes, output_stride: of the standalone networks.
         device: where the pieces run.
         warmup, duration_s, min_iters: timing protocol of one entry.
+        evict_mb: size of the buffer rewritten before every timed pass of an entry to evict the caches
+            (default: 32 on the CPU, 0 on CUDA).
+        calibration: networks whose measured latency fits the correction (none: the plain sum).
+        calibration_warmup, calibration_s, calibration_rounds: their timing (``measure_latency`` of the whole
+            network, as :class:`~segnas.search.objectives.MeasuredLatency`), median of interleaved rounds.
     """
 
     def __init__(
@@ -67,11 +100,19 @@ class LatencyTable:
         warmup: int = 2,
         duration_s: float = 0.02,
         min_iters: int = 5,
+        evict_mb: float | None = None,
+        calibration: Sequence[HyCTASGenotype] = (),
+        calibration_warmup: int = 3,
+        calibration_s: float = 0.2,
+        calibration_rounds: int = 3,
     ) -> None:
         self.input_shape = tuple(int(s) for s in input_shape)
         self.filter_multiplier, self.num_classes, self.output_stride = filter_multiplier, num_classes, output_stride
         self.device = torch.device(device)
         self.warmup, self.duration_s, self.min_iters = warmup, duration_s, min_iters
+        self.evict_mb = (0.0 if self.device.type == "cuda" else 32.0) if evict_mb is None else float(evict_mb)
+        self.calibration = list(calibration)
+        self.calibration_timing = (calibration_warmup, calibration_s, calibration_rounds)
         self.meta = {
             "device": _device_name(self.device),
             "torch": torch.__version__,
@@ -79,12 +120,19 @@ class LatencyTable:
             "filter_multiplier": filter_multiplier,
             "num_classes": num_classes,
             "output_stride": output_stride,
+            "evict_mb": self.evict_mb,
         }
+        if self.calibration:
+            keys = json.dumps([_genotype_key(g) for g in self.calibration])
+            self.meta["calibration"] = {"networks": len(self.calibration), "timing": list(self.calibration_timing),
+                                        "sha1": hashlib.sha1(keys.encode()).hexdigest()}
         digest = hashlib.sha1(json.dumps(self.meta, sort_keys=True).encode()).hexdigest()[:10]
         self.path = Path(cache_dir) / f"latency_lut_{digest}.json"
         self.entries: dict[str, float] = {}
+        self.fit: dict[str, Any] | None = None  # calibration: table and measured ms, offset, scale
         if self.path.is_file():
-            self.entries = dict(json.loads(self.path.read_text())["entries"])
+            cached = json.loads(self.path.read_text())
+            self.entries, self.fit = dict(cached["entries"]), cached.get("fit")
         self.n_measured = 0
 
     # ----------------------------------------------------------------------------------- pieces
@@ -92,10 +140,16 @@ class LatencyTable:
         h, w = self.input_shape[-2:]
         return math.ceil(h / stride), math.ceil(w / stride)
 
+    @functools.cached_property
+    def _evict(self) -> Tensor | None:
+        """The buffer rewritten before every timed pass of an entry (allocated when an entry is timed)."""
+        return torch.zeros(int(self.evict_mb * 2**18)) if self.evict_mb > 0 else None
+
     def _time(self, module: nn.Module, input_shape: Sequence[int]) -> float:
+        evict = self._evict
         result = measure_latency(
             module.eval(), input_shape, self.device, warmup=self.warmup, duration_s=self.duration_s,
-            min_iters=self.min_iters,
+            min_iters=self.min_iters, before_each=None if evict is None else lambda: evict.add_(1.0),
         )
         self.n_measured += 1
         return result.median_ms
@@ -135,9 +189,34 @@ class LatencyTable:
         key = "head/" + "_".join(map(str, strides)) + "/" + "_".join(map(str, channels))
         return self._entry(key, make)
 
+    def _calibrate(self) -> dict[str, Any]:
+        """Measure the calibration networks (interleaved rounds, median) and fit the correction."""
+        warmup, duration_s, rounds = self.calibration_timing
+        nets = [HyCTASNet(g, self.num_classes, self.filter_multiplier, self.output_stride) for g in self.calibration]
+        times: list[list[float]] = [[] for _ in nets]
+        for _ in range(rounds):
+            for net, samples in zip(nets, times, strict=True):
+                samples.append(measure_latency(net, self.input_shape, self.device, warmup=warmup,
+                                               duration_s=duration_s, min_iters=self.min_iters).median_ms)
+        table_ms = [self.sum_ms(g) for g in self.calibration]
+        measured_ms = [float(np.median(t)) for t in times]
+        offset, scale = fit_correction(table_ms, measured_ms)
+        return {"table_ms": table_ms, "measured_ms": measured_ms, "offset_ms": offset, "scale": scale}
+
     # ---------------------------------------------------------------------------------- public
     def __call__(self, genotype: HyCTASGenotype) -> float:
-        """Predicted latency (ms): the sum of the genotype's entries (new ones measured and cached)."""
+        """Predicted latency (ms): ``offset + scale x`` :meth:`sum_ms` with calibration networks (fitted and
+        cached on first use), else the sum."""
+        total = self.sum_ms(genotype)
+        if not self.calibration:
+            return total
+        if self.fit is None:
+            self.fit = self._calibrate()
+            self.save()
+        return self.fit["offset_ms"] + self.fit["scale"] * total
+
+    def sum_ms(self, genotype: HyCTASGenotype) -> float:
+        """The sum of the genotype's entries (ms; new ones measured and cached)."""
         n_before = len(self.entries)
         plan = build_plan(genotype, self.filter_multiplier)
         total = self._stem()
@@ -154,7 +233,8 @@ class LatencyTable:
         """Write the table (atomically) to :attr:`path`."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"meta": self.meta, "entries": self.entries}, indent=1, sort_keys=True))
+        tmp.write_text(json.dumps({"meta": self.meta, "entries": self.entries, "fit": self.fit}, indent=1,
+                                  sort_keys=True))
         tmp.replace(self.path)
 
 
@@ -163,13 +243,17 @@ def agreement(
     measured: Callable[[HyCTASGenotype], float],
     genotypes: Sequence[HyCTASGenotype],
 ) -> dict[str, Any]:
-    """Pearson r and Kendall tau between the table's and the measured latency of ``genotypes``."""
+    """Pearson r and Kendall tau between the table's and the measured latency of ``genotypes``, and the share
+    (%) of them whose table latency is within 10 % and 5 % of the measured one."""
     predicted = [table(g) for g in genotypes]
     actual = [measured(g) for g in genotypes]
     corr = rank_correlations(predicted, actual)
+    error = np.abs(np.asarray(predicted) / np.asarray(actual) - 1.0)
     return {
         "pearson": corr["pearson"],
         "kendall": corr["kendall"],
+        "within_10": float(100 * np.mean(error <= 0.10)) if len(error) else math.nan,
+        "within_5": float(100 * np.mean(error <= 0.05)) if len(error) else math.nan,
         "n": len(genotypes),
         "lut_ms": predicted,
         "measured_ms": actual,

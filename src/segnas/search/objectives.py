@@ -9,7 +9,8 @@ Quality:
 Cost (the standalone network from a ``build`` callable, e.g. ``partial(build_network, num_classes=19)``):
 - :class:`MeasuredLatency`: median batch-1 latency (ms) on a device.
 - :class:`segnas.search.latency_table.LatencyTable`: the per-operator lookup-table latency model.
-- :class:`Macs`, :class:`Params`: GMACs (attention matmuls included) and M parameters.
+- :class:`Macs`, :class:`Params`: GMACs (attention matmuls included) and M parameters, analytic for
+  :func:`~segnas.models.build_network` builders (:mod:`segnas.metrics.cost_model`), traced otherwise.
 - :class:`ActivationMemory`: the space's estimate of training activation memory (MB).
 """
 
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from segnas.data.base import SegmentationDataset
-from segnas.metrics import confusion_matrix, count_macs, count_params, measure_latency, miou
+from segnas.metrics import builder_costs, confusion_matrix, measure_latency, miou
 from segnas.models.supernet import HyCTASSupernet
 from segnas.proxies import evaluate
 from segnas.search.evaluator import InvalidScore
@@ -141,23 +142,24 @@ class MeasuredLatency:
 
 
 class Macs:
-    """GMACs of one forward pass of the standalone network at ``input_shape``."""
+    """GMACs of one forward pass of the standalone network at ``input_shape`` (:func:`builder_costs`)."""
 
     def __init__(self, build: Builder, input_shape: Sequence[int]) -> None:
         self.build, self.input_shape = build, tuple(input_shape)
 
     def __call__(self, genotype: Any) -> float:
-        return count_macs(self.build(genotype), torch.randn(*self.input_shape)) / 1e9
+        return builder_costs(self.build, genotype, self.input_shape)[0] / 1e9
 
 
 class Params:
-    """Millions of parameters of the standalone network."""
+    """Millions of parameters of the standalone network (:func:`builder_costs`; the count does not depend on
+    ``input_shape``, the input of a traced network and part of the cost model's configuration)."""
 
-    def __init__(self, build: Builder) -> None:
-        self.build = build
+    def __init__(self, build: Builder, input_shape: Sequence[int] = (1, 3, 64, 64)) -> None:
+        self.build, self.input_shape = build, tuple(input_shape)
 
     def __call__(self, genotype: Any) -> float:
-        return count_params(self.build(genotype)) / 1e6
+        return builder_costs(self.build, genotype, self.input_shape)[1] / 1e6
 
 
 class ActivationMemory:

@@ -9,6 +9,11 @@ TNB's residual BN (eps=1, momentum=1; :mod:`segnas.spaces.transnas`). Writes ``s
 (resumable; keyed by the batch, the build settings and each proxy's options and definition, recorded in
 ``scores_<space>_<key>.json``), ``correlations.csv``, ``correlations.md``, ``correlations.png`` and returns
 the results dict (``results.json``).
+
+An entry of ``stage.proxies`` ending in ``.yaml``/``.yml`` is a proxy file
+(:mod:`segnas.proxies.proxy_file`, e.g. ``experiments/saswot_proxy_evolution/best_proxy.yaml``): it is
+validated before any work starts, reported under its ``name`` (default: the file stem) and scored with its
+own protocol (batch, resolution, seed, BN quirk), whatever the stage's settings for the other proxies.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +41,9 @@ from segnas.proxies.evaluation import (
     score_all,
     summarize,
 )
+from segnas.proxies.proxy_file import ProxyFile, is_proxy_file, load_proxy_file
 from segnas.spaces import transnas
-from segnas.stages.common import transnas_scoring_batch
+from segnas.stages.common import scoring_batch, transnas_scoring_batch
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
@@ -68,18 +75,56 @@ def _proxy_options(cfg: DictConfig, space: str, batch: tuple[torch.Tensor, ...],
     return options
 
 
-def score_context(cfg: DictConfig, space: str, options: dict, batch: tuple[torch.Tensor, ...]) -> dict:
+def score_context(
+    cfg: DictConfig,
+    space: str,
+    options: dict,
+    batch: tuple[torch.Tensor, ...],
+    files: dict[str, ProxyFile] | None = None,
+) -> dict:
     """What the scores of ``space`` depend on (the :class:`ScoreFile` key): the scoring batch, how the
-    networks are built and, per proxy, its options and (expression proxies) its definition."""
+    networks are built and, per proxy, its options and (expression proxies) its definition; per proxy
+    file (keyed by its name), its definition and protocol."""
+    proxies: dict[str, Any] = {
+        name: {"options": options.get(name, {}), "definition": getattr(get(name).fn, "expression", None)}
+        for name in cfg.stage.proxies
+        if not is_proxy_file(name)
+    }
+    proxies.update({name: {"file": pf.context()} for name, pf in (files or {}).items()})
     return {
         "space": space,
         "batch": batch_digest(*batch),
         "build": {"seed": int(cfg.seed), "bn_quirk": bool(cfg.stage.bn_quirk)},
-        "proxies": {
-            name: {"options": options.get(name, {}), "definition": getattr(get(name).fn, "expression", None)}
-            for name in cfg.stage.proxies
-        },
+        "proxies": proxies,
     }
+
+
+def load_proxy_files(names: list[str]) -> dict[str, ProxyFile]:
+    """The proxy files among ``names`` (paths relative to the launch directory), validated, by their
+    result name; raises before any scoring if one is bad or two results would share a name."""
+    files: dict[str, ProxyFile] = {}
+    for entry in names:
+        if is_proxy_file(entry):
+            pf = load_proxy_file(to_absolute_path(entry))
+            if pf.name in files or pf.name in names:
+                raise ValueError(f"{entry}: result name {pf.name!r} is used twice in stage.proxies")
+            files[pf.name] = pf
+    return files
+
+
+def _file_scorer(pf: ProxyFile) -> Callable[[str], float]:
+    """``score(arch) -> float`` of a proxy file, with its own batch and network build."""
+    protocol = pf.protocol
+    size = (protocol.resolution, protocol.resolution)
+    images, labels, _ = scoring_batch(
+        None, protocol.inputs, protocol.batch_size, size, transnas.NUM_CLASSES, protocol.seed
+    )
+
+    def score(arch: str) -> float:
+        model = transnas.build(arch, seed=protocol.seed, bn_quirk=protocol.bn_quirk)
+        return pf.score(model, images, labels)
+
+    return score
 
 
 def _builder_check(records: list[Record], num_archs: int, resolution: int, rng: random.Random) -> dict:
@@ -175,8 +220,12 @@ def plot(results: dict[str, Any], spaces: list[str], out: Path) -> None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Score sampled benchmark architectures with every proxy and correlate with the ground truth."""
     stage = cfg.stage
+    files = load_proxy_files(list(stage.proxies))
+    registered = [n for n in stage.proxies if not is_proxy_file(n)]
+    names = [*registered, *files]
+    scorers = {name: _file_scorer(pf) for name, pf in files.items()}
     out = output_dir(cfg)
-    names, spaces = list(stage.proxies), list(stage.spaces)
+    spaces = list(stage.spaces)
     csv_path = to_absolute_path(str(cfg.benchmark.csv))
     records = load(csv_path, str(cfg.benchmark.target))
     batch = transnas_scoring_batch(cfg)
@@ -194,6 +243,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "repeats": int(stage.repeats),
             "pool_size": stage.pool_size,
             "bn_quirk": bool(stage.bn_quirk),
+            "proxy_files": {name: {"path": str(pf.path), **pf.context()} for name, pf in files.items()},
         },
     }
     for space in spaces:
@@ -202,18 +252,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             sorted(by_arch), int(stage.sample_size), int(stage.repeats), rng, stage.pool_size
         )
         options = _proxy_options(cfg, space, batch, out)
-        store = ScoreFile(out / f"scores_{space}.csv", names, score_context(cfg, space, options, batch))
-        scores = score_all(
-            [a for sample in samples for a in sample],
-            lambda arch, options=options: compute(
-                names,
-                transnas.build(arch, seed=int(cfg.seed), bn_quirk=bool(stage.bn_quirk)),
-                *batch,
-                options=options,
-            ),
-            store,
-            bool(stage.progress),
+        store = ScoreFile(
+            out / f"scores_{space}.csv", names, score_context(cfg, space, options, batch, files)
         )
+
+        def score(arch: str, options: dict = options) -> dict[str, float]:
+            model = transnas.build(arch, seed=int(cfg.seed), bn_quirk=bool(stage.bn_quirk))
+            values = compute(registered, model, *batch, options=options)
+            return {**values, **{name: scorer(arch) for name, scorer in scorers.items()}}
+
+        scores = score_all([a for sample in samples for a in sample], score, store, bool(stage.progress))
         summary = summarize(samples, scores, {a: by_arch[a].target for a in scores}, names)
         for name in names:
             results["proxies"][name][space] = summary[name]

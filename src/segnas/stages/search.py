@@ -35,7 +35,7 @@ from segnas.search.algorithms import GenerationCallback, run_nsga2, run_random, 
 from segnas.search.archive import Archive
 from segnas.search.distributed import Ranks, init_ranks
 from segnas.search.evaluator import Evaluator, Objective
-from segnas.search.latency_table import LatencyTable, agreement
+from segnas.search.latency_table import LatencyTable, agreement, calibration_genotypes
 from segnas.search.live import LiveSearch
 from segnas.search.objectives import ActivationMemory, Builder, Macs, MeasuredLatency, Params, ProxyScore
 from segnas.search.pareto import hypervolume
@@ -156,8 +156,9 @@ class Wiring:
     @functools.cached_property
     def costs(self) -> tuple[dict[str, Objective], LatencyTable | None, MeasuredLatency]:
         """Latency (``stage.latency.model``: lut | measured), MACs and params of the network that will be
-        deployed (the space's options with ``stage.cost_network`` overrides, e.g. the retrain F and OS), and
-        the space's training-memory estimate where it has one."""
+        deployed (the space's options with ``stage.cost_network`` overrides, e.g. the retrain F and OS; MACs
+        and params from the analytic cost model, :mod:`segnas.metrics.cost_model`), and the space's
+        training-memory estimate where it has one."""
         lat = self.cfg.stage.latency
         measured = MeasuredLatency(self.cost_build, self.cost_input, self.device, warmup=int(lat.warmup),
                                    duration_s=float(lat.duration_s))
@@ -169,12 +170,14 @@ class Wiring:
                                  "use stage.latency.model=measured")
             lut_dir = Path(lat.lut_dir) / ("" if self.ranks.is_main else f"rank{self.ranks.rank}")
             table = LatencyTable(lut_dir, self.cost_input, self.cost_options["filter_multiplier"],
-                                 self.num_classes, self.cost_options["output_stride"], self.device)
-            self.latency_table_name = table.path.name  # its name hashes device, torch, input and network
+                                 self.num_classes, self.cost_options["output_stride"], self.device,
+                                 calibration=calibration_genotypes(self.space, int(lat.calibration_archs)),
+                                 calibration_warmup=int(lat.warmup), calibration_s=float(lat.duration_s))
+            self.latency_table_name = table.path.name  # hashes device, torch, input, network, calibration
         costs: dict[str, Objective] = {
             "latency_ms": table if table is not None else measured,
             "macs_g": Macs(self.cost_build, self.cost_input),
-            "params_m": Params(self.cost_build),
+            "params_m": Params(self.cost_build, self.cost_input),
         }
         if hasattr(self.space, "memory_mb"):
             costs["memory_mb"] = ActivationMemory(self.space.memory_mb)

@@ -1,0 +1,58 @@
+"""Latency model: cache-evicting entry timing, the calibrated correction and the agreement hit rates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from segnas.metrics import measure_latency
+from segnas.search.latency_table import LatencyTable, agreement, calibration_genotypes, fit_correction
+from segnas.spaces import get_space
+
+INPUT = (1, 3, 32, 48)
+FAST = {"duration_s": 0.0, "min_iters": 2, "warmup": 1, "evict_mb": 1.0}
+
+
+def test_fit_correction_recovers_an_affine_law_and_falls_back_to_a_scale() -> None:
+    table = [2.0, 5.0, 9.0, 14.0]
+    offset, scale = fit_correction(table, [1.5 + 1.3 * t for t in table])
+    assert offset == pytest.approx(1.5) and scale == pytest.approx(1.3)
+    assert fit_correction([2.0, 4.0], [3.0, 5.0]) == (0.0, pytest.approx(1.375))
+
+
+def test_measure_latency_runs_before_each_outside_every_timed_pass() -> None:
+    calls = []
+    result = measure_latency(torch.nn.Conv2d(3, 4, 3), (1, 3, 8, 8), duration_s=0.0, min_iters=4, warmup=1,
+                             before_each=lambda: calls.append(1))
+    assert len(calls) == result.n_iters == 4
+
+
+def test_calibrated_table_corrects_the_sum_and_caches_the_fit(tmp_path: Path) -> None:
+    space = get_space("hyctas", layers=4, min_layers=4, filter_multiplier=2)
+    calibration = calibration_genotypes(space, 3)
+    assert calibration == calibration_genotypes(space, 3)
+    assert sorted(g.num_branches for g in calibration) == [1, 2, 3]
+    table = LatencyTable(tmp_path, INPUT, 2, 5, calibration=calibration, calibration_s=0.0,
+                         calibration_rounds=1, **FAST)
+    genotype = space.sample(np.random.default_rng(0))
+    value = table(genotype)
+    fit = table.fit
+    assert fit is not None and len(fit["measured_ms"]) == 3 and fit["scale"] > 0
+    assert value == pytest.approx(fit["offset_ms"] + fit["scale"] * table.sum_ms(genotype))
+
+    cached = LatencyTable(tmp_path, INPUT, 2, 5, calibration=calibration, calibration_s=0.0,
+                          calibration_rounds=1, **FAST)
+    assert cached(genotype) == value and cached.fit == fit and cached.n_measured == 0
+    plain = LatencyTable(tmp_path, INPUT, 2, 5, **FAST)
+    assert plain.path != table.path and plain.fit is None
+    assert plain(genotype) == pytest.approx(plain.sum_ms(genotype))
+
+
+def test_agreement_reports_the_share_within_10_and_5_percent() -> None:
+    genotypes = ["a", "b", "c", "d"]
+    predicted = dict(zip(genotypes, [100.0, 104.0, 108.0, 130.0], strict=True))
+    report = agreement(predicted.__getitem__, lambda g: 100.0 + genotypes.index(g), genotypes)
+    assert report["within_10"] == pytest.approx(75.0) and report["within_5"] == pytest.approx(50.0)
