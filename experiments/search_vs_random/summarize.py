@@ -69,8 +69,9 @@ def camvid(kind: str, out: Path) -> dict:
         entry[f"{group}_search_metrics"] = [yaml.safe_load(g.read_text())["metrics"] for g in genotypes]
         entry[f"{group}_val_miou"] = [t["val/mIoU"] for t in trained]
         entry[f"{group}_val_miou_best"] = [t["val/mIoU_best"] for t in trained]
-        entry[f"{group}_macs_g"] = [t.get("macs_g") for t in trained]
-        entry[f"{group}_fps"] = [t.get("fps") for t in trained]
+        for key in ("macs_g", "fps"):  # stage=retrain measures both; stage=train only the FPS
+            if all(key in t for t in trained):
+                entry[f"{group}_{key}"] = [t[key] for t in trained]
     entry["searched_minus_random"] = paired(entry["searched_val_miou"], entry["random_val_miou"])
     return entry
 
