@@ -18,6 +18,24 @@ def resize(x: Tensor, size: Sequence[int]) -> Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def adaptive_avg_pool(x: Tensor, size: Sequence[int]) -> Tensor:
+    """``F.adaptive_avg_pool2d(x, size)``; in an ONNX export, the same window means as two averaging matrices
+    (ONNX pools only to constant sizes that divide the input's, which cross-branch fusion sizes need not)."""
+    if not torch.onnx.is_in_onnx_export():
+        return F.adaptive_avg_pool2d(x, tuple(size))
+    return _window_means(size[0], x.shape[-2], x) @ x @ _window_means(size[1], x.shape[-1], x).transpose(0, 1)
+
+
+def _window_means(n_out: int | Tensor, n_in: int | Tensor, like: Tensor) -> Tensor:
+    """``(n_out, n_in)`` matrix whose row ``i`` averages adaptive pooling's window ``i``:
+    ``[floor(i * n_in / n_out), ceil((i + 1) * n_in / n_out))`` (sizes may be traced tensors)."""
+    i = torch.arange(n_out, device=like.device).unsqueeze(1)
+    j = torch.arange(n_in, device=like.device).unsqueeze(0)
+    inside = (j >= i * n_in // n_out) & (j < ((i + 1) * n_in + n_out - 1) // n_out)
+    weights = inside.to(like.dtype)
+    return weights / weights.sum(1, keepdim=True)
+
+
 class Stem(nn.Module):
     """Output-stride-8 stem that also returns its stride-4 feature.
 
@@ -55,7 +73,7 @@ class FuseEdge(nn.Module):
 
     def forward(self, x: Tensor, size: Sequence[int], c_out: int | None = None) -> Tensor:
         if x.shape[-2] > size[0]:
-            return self.proj(F.adaptive_avg_pool2d(x, tuple(size)), c_out)
+            return self.proj(adaptive_avg_pool(x, size), c_out)
         return resize(self.proj(x, c_out), size)
 
 
