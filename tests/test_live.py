@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import wandb
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -79,6 +80,7 @@ def test_search_logs_each_generation_the_front_and_the_config_to_wandb_offline(t
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     results = run_stage(compose_config([*TINY_PROXY_SEARCH, "logger=wandb"], tmp_path))
+    wandb.teardown()  # waits for W&B's service process, which writes the run file, to flush it and exit
     [run_file] = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
     records = list(wandb_records(run_file))
     history = _history(records)

@@ -116,6 +116,9 @@ def test_search_logs_the_front_to_wandb_offline(first_search, tmp_path: Path, mo
                           "search.generations=2", "search.random_baseline=false", "stage.latency.check_archs=0",
                           f"stage.latency.lut_dir={out / 'lut'}"], tmp_path)
     run_stage(cfg)
+    import wandb
+
+    wandb.teardown()  # waits for W&B's service process, which writes the run file, to flush it and exit
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert runs
     logged = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
