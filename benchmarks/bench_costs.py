@@ -8,8 +8,7 @@ import time
 import numpy as np
 from registry import Table, benchmark
 
-from segnas.metrics.cost_model import analytic_costs, traced_costs
-from segnas.spaces import get_space
+from segnas.spaces import analytic_costs, get_space, traced_costs
 
 SHAPE = (1, 3, 256, 512)  # stage=zero_shot_search's cost_input
 SETTINGS = (("fasterseg", 16), ("hyctas", 8))  # default spaces, networks per space
@@ -19,7 +18,7 @@ REPEATS = 20
 @benchmark
 def search_cost_model() -> Table:
     """Milliseconds per network to get its (MACs, params): tracing (build the network, fvcore trace: what every
-    search and budget check did) vs the analytic cost model (segnas.metrics.cost_model; first call on each
+    search and budget check did) vs the analytic cost model (segnas.spaces.costs; first call on each
     genotype, and the median of repeated passes), the speed-up (tracing / the slower of the two), whether every result was
     equal, and the machine's load average (other jobs share its cores)."""
     rows: Table = []

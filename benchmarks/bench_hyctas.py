@@ -14,9 +14,9 @@ from segnas.lit.losses import hard_pixel_ce
 from segnas.lit.optim import sgd
 from segnas.metrics import count_macs_params, measure_latency
 from segnas.models import build_network
-from segnas.models.supernet import HyCTASSupernet
 from segnas.nn import build_op
 from segnas.spaces import get_space
+from segnas.spaces.hyctas.supernet import HyCTASSupernet
 
 
 class _Bound(torch.nn.Module):

@@ -20,10 +20,10 @@ import torch
 from registry import Table, benchmark
 from torch import nn
 
-from segnas.models.fasterseg_net import build_fasterseg_net
 from segnas.proxies import AvtRanges, ProxyResult, available, evaluate
 from segnas.proxies.stats import default_loss
 from segnas.spaces import load_genotype, transnas
+from segnas.spaces.fasterseg import FasterSegNet
 
 GPU = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if GPU else "cpu")
@@ -68,7 +68,7 @@ def _tnb_settings() -> list[Setting]:
 
 def _fasterseg_setting() -> Setting:
     """The shipped FasterSeg net (a sampled one would double the cost of this already long benchmark)."""
-    build = functools.partial(build_fasterseg_net, load_genotype("pkg://fasterseg"), FASTERSEG_CLASSES)
+    build = functools.partial(FasterSegNet, load_genotype("pkg://fasterseg"), FASTERSEG_CLASSES)
     return Setting("FasterSeg", "pkg://fasterseg", build, FASTERSEG_SHAPE, FASTERSEG_CLASSES)
 
 

@@ -14,11 +14,9 @@ from registry import Table, benchmark
 
 from segnas.data.synthetic import SyntheticDataModule
 from segnas.models import build_network
-from segnas.models.supernet import HyCTASSupernet
 from segnas.search.algorithms import run_nsga2
 from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator
-from segnas.search.latency_table import LatencyTable, agreement, calibration_genotypes
 from segnas.search.objectives import (
     MeasuredLatency,
     SupernetMIoU,
@@ -28,6 +26,8 @@ from segnas.search.objectives import (
 )
 from segnas.search.problem import Goal, SearchProblem
 from segnas.spaces import get_space
+from segnas.spaces.hyctas.latency_table import LatencyTable, agreement, calibration_genotypes
+from segnas.spaces.hyctas.supernet import HyCTASSupernet
 
 GPU = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if GPU else "cpu")

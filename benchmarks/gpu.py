@@ -40,14 +40,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from segnas.metrics import measure_latency, rank_correlations
 from segnas.models import build_network
-from segnas.models.supernet import HyCTASSupernet
 from segnas.nn import build_op
 from segnas.proxies import AvtRanges, available, evaluate
-from segnas.search.latency_table import LatencyTable, calibration_genotypes
 from segnas.search.objectives import MeasuredLatency, SupernetMIoU
 from segnas.spaces import get_space, transnas
 from segnas.spaces.hyctas import HyCTASGenotype, HyCTASSpace
+from segnas.spaces.hyctas.latency_table import LatencyTable, calibration_genotypes
 from segnas.spaces.hyctas.memory import activation_memory_mb
+from segnas.spaces.hyctas.supernet import HyCTASSupernet
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NO_GPU = "no CUDA device: the GPU benchmark needs one; nothing measured, nothing written"
@@ -671,7 +671,7 @@ def proxies(cfg: Config, device: torch.device, budget: Budget, emit: Callable[[R
 
 
 def latency_table(cfg: Config, device: torch.device, budget: Budget, emit: Callable[[Row], Row]) -> None:
-    """Lookup-table latency (`segnas.search.latency_table.LatencyTable` with the search's defaults: the sum
+    """Lookup-table latency (`segnas.spaces.hyctas.latency_table.LatencyTable` with the search's defaults: the sum
     of per-piece entries timed alone, corrected by offset + scale fitted on 8 calibration networks) vs the measured batch-1 latency (`MeasuredLatency`, 10 warm-up passes)
     of up to 20 networks sampled from the default space, built as the search's cost network (F=12, OS 8) at
     its cost input 1024x2048 (conf/experiment/hyctas_cityscapes.yaml). `within 10 %`: share of networks

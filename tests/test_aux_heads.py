@@ -4,10 +4,9 @@ import pytest
 import torch
 
 from segnas.lit.inference import load_checkpoint
-from segnas.models import build_network
-from segnas.models.aux_heads import HyCTASWithAux, deploy_net
-from segnas.models.hyctas_net import HyCTASNet, last_node_at
-from segnas.spaces.hyctas import Branch, HyCTASGenotype
+from segnas.models import build_network, deploy_net
+from segnas.spaces.hyctas import Branch, HyCTASGenotype, HyCTASNet, HyCTASWithAux
+from segnas.spaces.hyctas.network import last_node_at
 from segnas.stages import run_stage
 
 from conftest import TINY_TRAIN, compose_config

@@ -9,11 +9,12 @@ import logging
 import numpy as np
 import pytest
 
-from segnas.metrics import cost_model
-from segnas.metrics.cost_model import Unsupported, analytic_costs, builder_costs, genotype_costs, traced_costs
+from segnas.metrics.cost_model import Unsupported
 from segnas.models import build_network
 from segnas.search.objectives import Macs, Params
+from segnas.spaces import costs as cost_model
 from segnas.spaces import get_space, load_genotype
+from segnas.spaces.costs import analytic_costs, builder_costs, genotype_costs, traced_costs
 from segnas.spaces.hyctas import build_plan
 
 ALL_HYCTAS_OPS = ["skip", "conv", "lightweight_conv", "lightweight_conv2x", "self_attention",

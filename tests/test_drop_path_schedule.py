@@ -12,10 +12,11 @@ from segnas.lit.retrain import RetrainModule
 from segnas.nn import DropPath
 
 NET = {
-    "_target_": "segnas.models.aux_heads.build_retrain_net",
+    "_target_": "segnas.models.build_network",
     "genotype": "pkg://hyctas_s",
     "filter_multiplier": 2,
     "output_stride": 8,
+    "aux_heads": True,
 }
 STEPS = 16
 MAX_RATE = 0.2

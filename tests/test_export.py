@@ -30,10 +30,11 @@ def hyctas_ckpt(tmp_path_factory):
     torch.manual_seed(0)
     module = RetrainModule(
         {
-            "_target_": "segnas.models.aux_heads.build_retrain_net",
+            "_target_": "segnas.models.build_network",
             "genotype": "pkg://hyctas_s",
             "filter_multiplier": 4,
             "output_stride": 4,
+            "aux_heads": True,
         },
         num_classes=6,
     )

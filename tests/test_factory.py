@@ -8,11 +8,10 @@ import torch
 import yaml
 
 from segnas.lit.inference import load_checkpoint
-from segnas.models import build_network, inline_genotype, network_options
-from segnas.models.aux_heads import FasterSegWithAux, HyCTASWithAux, deploy_net
-from segnas.models.fasterseg_net import FasterSegNet
-from segnas.models.hyctas_net import HyCTASNet
-from segnas.spaces import FasterSegSpace, as_genotype, load_genotype, save_genotype
+from segnas.models import build_network, deploy_net, inline_genotype
+from segnas.spaces import FasterSegSpace, as_genotype, load_genotype, network_options, save_genotype
+from segnas.spaces.fasterseg import FasterSegNet, FasterSegWithAux
+from segnas.spaces.hyctas import HyCTASNet, HyCTASWithAux
 from segnas.stages import run_stage
 
 from conftest import TINY_DATA, TINY_TRAIN, compose_config

@@ -14,9 +14,7 @@ import yaml
 from pymoo.core.population import Population
 
 from segnas.metrics import count_macs
-from segnas.models import build_network
-from segnas.models.aux_heads import deploy_net
-from segnas.models.fasterseg_net import build_fasterseg_net
+from segnas.models import build_network, deploy_net
 from segnas.search.algorithms import run_random, unique
 from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator
@@ -28,13 +26,14 @@ from segnas.spaces.fasterseg import (
     FasterSegBranch,
     FasterSegGenotype,
     FasterSegMatrices,
+    FasterSegNet,
     FasterSegSpace,
     decode_matrices,
 )
 
 ARCH = Path(__file__).resolve().parents[1] / "src/segnas/spaces/archs/fasterseg.yaml"
-# sha256 of [[key, shape], ...] of the state_dict that build_fasterseg_net(ARCH, 19) gave before the space
-# held FasterSeg's matrices (commit b052038): the shipped architecture must still build that network.
+# sha256 of [[key, shape], ...] of the state_dict that FasterSegNet(ARCH, 19) gave before the space held
+# FasterSeg's matrices (commit b052038): the shipped architecture must still build that network.
 STATE_DICT_SHA = "543f87c21d20ec72b31c6e5be0938ecb94cd59461fa2b01a0913fdee99a65b03"
 
 
@@ -62,7 +61,7 @@ def test_shipped_fasterseg_matrices_build_the_same_network() -> None:
     space = FasterSegSpace(width=None)  # FasterSeg's student: widths searched with the ratio matrices
     x = space.encode(g)
     assert space.violations(g) == [] and space.decode(x) == g and np.array_equal(space.encode(space.decode(x)), x)
-    net = build_fasterseg_net(space.decode(x), 19)
+    net = FasterSegNet(space.decode(x), 19)
     assert net.shared == 3  # cells 0-2 shared by both branches
     shapes = [[k, list(v.shape)] for k, v in net.state_dict().items()]
     assert hashlib.sha256(json.dumps(shapes).encode()).hexdigest() == STATE_DICT_SHA
@@ -82,7 +81,7 @@ def test_shipped_fasterseg_matrices_build_the_same_network() -> None:
 
 def test_retraining_wrapper_computes_the_aux_heads_of_forward_aux_and_deploys_without_them() -> None:
     torch.manual_seed(0)
-    net = build_fasterseg_net(shipped(), 5)  # FasterSeg's layout: aux heads inside the net
+    net = FasterSegNet(shipped(), 5)  # FasterSeg's layout: aux heads inside the net
     wrapped = build_network(shipped(), 5, aux_heads=True)
     wrapped.net.load_state_dict(net.state_dict(), strict=False)
     for head, own in zip(wrapped.aux, (net.head16, net.head32), strict=True):
@@ -101,9 +100,9 @@ def test_retraining_wrapper_computes_the_aux_heads_of_forward_aux_and_deploys_wi
 
 def test_kaiming_init_is_fasterseg_s() -> None:
     torch.manual_seed(0)
-    default = build_fasterseg_net(shipped(), 19)
+    default = FasterSegNet(shipped(), 19)
     torch.manual_seed(0)
-    kaiming = build_fasterseg_net(shipped(), 19, init="kaiming")
+    kaiming = FasterSegNet(shipped(), 19, init="kaiming")
     assert [(k, v.shape) for k, v in default.state_dict().items()] == [
         (k, v.shape) for k, v in kaiming.state_dict().items()
     ]
@@ -114,7 +113,7 @@ def test_kaiming_init_is_fasterseg_s() -> None:
     assert bns and all(torch.all(b.weight == 1) and torch.all(b.bias == 0) for b in bns)
     assert all(b.eps == 1e-5 and b.momentum == 0.1 for b in bns)
     with pytest.raises(ValueError, match="init must be one of"):
-        build_fasterseg_net(shipped(), 19, init="xavier")
+        FasterSegNet(shipped(), 19, init="xavier")
 
 
 # ----------------------------------------------------------------------------------- FasterSeg decoding
@@ -206,7 +205,7 @@ def test_sample_encode_decode_roundtrip_and_forward() -> None:
         loaded = FasterSegGenotype.from_dict(yaml.safe_load(yaml.safe_dump(g.to_dict())))
         assert loaded == g and np.array_equal(space.encode(loaded), x)  # the YAML keeps the matrices
     assert {g.lasts[1] for g in samples} == {0, 1}
-    logits = build_fasterseg_net(samples[0], 5, aux_heads=False)(torch.randn(2, 3, 64, 64))
+    logits = FasterSegNet(samples[0], 5, aux_heads=False)(torch.randn(2, 3, 64, 64))
     assert logits.shape == (2, 5, 64, 64)
     bare = FasterSegGenotype(samples[0].branches, samples[0].fch, samples[0].stem_head_width)
     assert bare == samples[0] and "matrices" not in bare.to_dict()

@@ -11,9 +11,9 @@ import torch
 
 from segnas.metrics import measure_latency
 from segnas.models import build_network
-from segnas.models.supernet import HyCTASSupernet
 from segnas.spaces import get_space
 from segnas.spaces.hyctas import KNOWN_OPS
+from segnas.spaces.hyctas.supernet import HyCTASSupernet
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

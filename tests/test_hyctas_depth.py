@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segnas.search.latency_table import LatencyTable
 from segnas.spaces import get_space
 from segnas.spaces.hyctas import build_plan
+from segnas.spaces.hyctas.latency_table import LatencyTable
 
 
 def test_latency_table_prices_every_depth(tmp_path: Path) -> None:

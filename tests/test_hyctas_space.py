@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import yaml
 
-from segnas.models.hyctas_net import HyCTASNet
 from segnas.spaces import (
     HyCTASGenotype,
     HyCTASSpace,
@@ -21,6 +20,7 @@ from segnas.spaces import (
     save_genotype,
 )
 from segnas.spaces.hyctas import DEFAULT_LAYERS, DEFAULT_MIN_LAYERS, Branch, build_plan, num_filters
+from segnas.spaces.hyctas.network import HyCTASNet
 
 CONF = Path(__file__).parents[1] / "conf" / "space" / "hyctas.yaml"
 

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from segnas.metrics import count_macs_params
-from segnas.models.hyctas_net import build_cell
 from segnas.nn import (
     OPS,
     DropPath,
@@ -20,6 +19,7 @@ from segnas.nn import (
     load_leading_slices,
 )
 from segnas.spaces.hyctas import KNOWN_OPS, Node
+from segnas.spaces.hyctas.network import build_cell
 
 TABLE2_INPUT = (1, 256, 32, 64)
 

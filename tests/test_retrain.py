@@ -10,9 +10,10 @@ from segnas.lit.inference import multi_scale_probs, scaled_size
 from segnas.lit.losses import hard_pixel_ce
 from segnas.lit.retrain import RetrainModule
 from segnas.lit.segmentation import SegmentationModule
-from segnas.models.aux_heads import HyCTASWithAux, build_retrain_net, deploy_net
-from segnas.models.hyctas_net import HyCTASNet
+from segnas.models import build_network, deploy_net
 from segnas.spaces import load_genotype, save_genotype
+from segnas.spaces.hyctas import HyCTASWithAux
+from segnas.spaces.hyctas.network import HyCTASNet
 from segnas.stages import run_stage
 from segnas.stages.retrain import net_config
 
@@ -83,10 +84,11 @@ def test_aux_loss_is_weighted_top_k_ce_of_each_aux_output():
     torch.manual_seed(0)
     module = RetrainModule(
         net_config={
-            "_target_": "segnas.models.aux_heads.build_retrain_net",
+            "_target_": "segnas.models.build_network",
             "genotype": "pkg://hyctas_l",
             "filter_multiplier": 2,
             "output_stride": 4,
+            "aux_heads": True,
         },
         num_classes=3,
         aux_weight=0.2,
@@ -105,13 +107,13 @@ def test_aux_loss_is_weighted_top_k_ce_of_each_aux_output():
 
 
 def test_without_aux_the_net_is_a_plain_hyctas_net():
-    net = build_retrain_net("pkg://hyctas_s", 5, 2, 8, aux=False)
+    net = build_network("pkg://hyctas_s", 5, filter_multiplier=2)
     assert isinstance(net, HyCTASNet) and deploy_net(net) is net
 
 
 def test_multi_scale_flip_averages_softmax_over_views():
     torch.manual_seed(0)
-    net = build_retrain_net("pkg://hyctas_s", 4, 2, 8, aux=False).eval()
+    net = build_network("pkg://hyctas_s", 4, filter_multiplier=2).eval()
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         single = net(x).softmax(1)

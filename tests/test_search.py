@@ -10,12 +10,12 @@ import pytest
 from pymoo.core.population import Population
 
 from segnas.search.algorithms import PymooProblem, run_nsga2, run_random, unique
-from segnas.search.archive import Archive, genotype_key
+from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator
 from segnas.search.operators import GenotypeDuplicates, RejectInvalid, SpaceSampling
 from segnas.search.pareto import hypervolume, pareto_indices
 from segnas.search.problem import Goal, SearchProblem
-from segnas.spaces import get_space
+from segnas.spaces import genotype_key, get_space
 from segnas.spaces.hyctas import HyCTASGenotype, build_plan
 
 

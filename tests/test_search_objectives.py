@@ -16,12 +16,8 @@ from torch import nn
 from segnas.data.synthetic import SyntheticDataModule
 from segnas.metrics import count_macs, count_params
 from segnas.models import build_network
-from segnas.models.hyctas_net import HyCTASNet
-from segnas.models.supernet import HyCTASSupernet
-from segnas.search.ablation import CONVS, SA, random_architectures, searched_per_branch_count, table8_variants
 from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator, InvalidScore
-from segnas.search.latency_table import LatencyTable, agreement
 from segnas.search.objectives import (
     ActivationMemory,
     Macs,
@@ -35,6 +31,16 @@ from segnas.search.objectives import (
 from segnas.spaces import get_space, load_genotype
 from segnas.spaces.fasterseg import FasterSegSpace
 from segnas.spaces.hyctas import HyCTASGenotype, build_plan
+from segnas.spaces.hyctas.ablation import (
+    CONVS,
+    SA,
+    random_architectures,
+    searched_per_branch_count,
+    table8_variants,
+)
+from segnas.spaces.hyctas.latency_table import LatencyTable, agreement
+from segnas.spaces.hyctas.network import HyCTASNet
+from segnas.spaces.hyctas.supernet import HyCTASSupernet
 
 INPUT = (1, 3, 32, 48)
 

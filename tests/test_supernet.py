@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from segnas.models.hyctas_net import HyCTASNet
-from segnas.models.supernet import HyCTASSupernet
 from segnas.nn import DropPath
 from segnas.spaces import get_space, load_genotype
 from segnas.spaces.hyctas import DEFAULT_LAYERS, KNOWN_OPS, Branch, HyCTASGenotype, build_plan
+from segnas.spaces.hyctas.network import HyCTASNet
+from segnas.spaces.hyctas.supernet import HyCTASSupernet
 
 OPS = KNOWN_OPS
 

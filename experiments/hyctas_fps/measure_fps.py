@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from segnas.conf import __file__ as conf_init
 from segnas.metrics import count_macs_params, measure_latency
-from segnas.models.hyctas_net import build_hyctas_net
+from segnas.models import build_network
 
 WARMUP = 2
 PAPER_FPS = {"hyctas_s": 159.2, "hyctas_m": 87.8, "hyctas_l": 12.4}  # Table 3, RTX 3090, 1024x2048
@@ -45,7 +45,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in PAPER_FPS:
         arch = OmegaConf.load(arch_dir / f"{name}.yaml")
-        net = build_hyctas_net(arch.genotype, 19, arch.filter_multiplier, arch.output_stride).eval()
+        net = build_network(arch.genotype, 19, filter_multiplier=arch.filter_multiplier,
+                            output_stride=arch.output_stride).eval()
         macs, params = count_macs_params(net, shape)
         for channels_last in (False, True):
             cpu0, wall0 = time.process_time(), time.perf_counter()

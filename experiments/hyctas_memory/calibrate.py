@@ -41,10 +41,10 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from segnas.models import build_network
-from segnas.models.supernet import HyCTASSupernet
 from segnas.spaces import as_genotype, get_space
 from segnas.spaces.hyctas import KNOWN_OPS, HyCTASGenotype, build_plan
 from segnas.spaces.hyctas.memory import FEATURES, memory_features
+from segnas.spaces.hyctas.supernet import HyCTASSupernet
 
 HERE = Path(__file__).resolve().parent
 RELEASED = ("hyctas_s", "hyctas_m", "hyctas_l")

@@ -19,9 +19,9 @@ from torch import nn
 from segnas.lit.losses import hard_pixel_ce
 from segnas.lit.optim import exponential_scheduler, sgd
 from segnas.metrics.segmentation import SegmentationMetric
-from segnas.models.supernet import HyCTASSupernet
 from segnas.spaces import get_space
 from segnas.spaces.hyctas import HyCTASGenotype
+from segnas.spaces.hyctas.supernet import HyCTASSupernet
 
 _TRAIN_STREAM, _VAL_STREAM = 0, 1
 

@@ -1,9 +1,9 @@
-"""Metrics usable without Lightning: mIoU, panoptic quality, MACs/params (traced, or analytic for genotypes),
-latency, rank correlations."""
+"""Metrics usable without Lightning: mIoU, panoptic quality, MACs/params (traced; the operator formulas of the
+analytic cost model in :mod:`~segnas.metrics.cost_model`), latency, rank correlations. A leaf package: it
+imports no other segnas package."""
 
 from segnas.metrics.complexity import count_macs, count_macs_params, count_params
 from segnas.metrics.correlation import rank_correlations
-from segnas.metrics.cost_model import builder_costs, genotype_costs
 from segnas.metrics.latency import LatencyResult, measure_latency
 from segnas.metrics.panoptic import PanopticQuality, pq_compute
 from segnas.metrics.segmentation import (
@@ -18,12 +18,10 @@ __all__ = [
     "LatencyResult",
     "PanopticQuality",
     "SegmentationMetric",
-    "builder_costs",
     "confusion_matrix",
     "count_macs",
     "count_macs_params",
     "count_params",
-    "genotype_costs",
     "iou_per_class",
     "measure_latency",
     "miou",

@@ -1,7 +1,7 @@
-from segnas.models.factory import BUILDERS as BUILDERS
-from segnas.models.factory import build_network as build_network
-from segnas.models.factory import inline_genotype as inline_genotype
-from segnas.models.factory import network_options as network_options
-from segnas.models.hyctas_net import HyCTASNet as HyCTASNet
-from segnas.models.hyctas_net import build_hyctas_net as build_hyctas_net
-from segnas.models.supernet import HyCTASSupernet as HyCTASSupernet
+"""Networks: :func:`build_network` for a genotype of any registered space (the space packages of
+:mod:`segnas.spaces` hold their networks), and the models outside the search spaces (DeepLab,
+Panoptic-DeepLab on a HyCTAS backbone)."""
+
+from segnas.models.factory import build_network, deploy_net, inline_genotype
+
+__all__ = ["build_network", "deploy_net", "inline_genotype"]

@@ -1,60 +1,20 @@
 """One network factory: :func:`build_network` turns a genotype of any registered space into its network.
 
-``BUILDERS`` maps a space name to its builder ``(genotype, num_classes, **options) -> nn.Module``; a new
-space registers one entry here. The options are the builder's keyword arguments; an unknown one is refused.
+Each space registers its builder ``(genotype, num_classes, **options) -> nn.Module`` once
+(:func:`segnas.spaces.register_space`); the options are the builder's keyword arguments, an unknown one is
+refused.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
-from segnas.models.aux_heads import FasterSegWithAux, HyCTASWithAux
-from segnas.models.fasterseg_net import FasterSegNet
-from segnas.models.hyctas_net import HyCTASNet
-from segnas.spaces import as_genotype
-from segnas.spaces.base import Genotype
-from segnas.spaces.fasterseg import FasterSegGenotype
-from segnas.spaces.hyctas import HyCTASGenotype
-
-GenotypeLike = Genotype | Mapping[str, Any] | str | Path
-
-
-def hyctas_network(
-    genotype: HyCTASGenotype,
-    num_classes: int,
-    filter_multiplier: int = 16,
-    output_stride: int = 8,
-    drop_path_rate: float = 0.0,
-    aux_heads: bool = False,
-) -> nn.Module:
-    """A :class:`HyCTASNet`, wrapped in :class:`HyCTASWithAux` when ``aux_heads`` (retraining)."""
-    net = HyCTASNet(genotype, num_classes, filter_multiplier, output_stride, drop_path_rate)
-    return HyCTASWithAux(net, num_classes) if aux_heads else net
-
-
-def fasterseg_network(
-    genotype: FasterSegGenotype, num_classes: int, aux_heads: bool = False, init: str = "kaiming"
-) -> nn.Module:
-    """A :class:`FasterSegNet` (no drop path), wrapped in :class:`FasterSegWithAux` when ``aux_heads``;
-    ``init="kaiming"`` is FasterSeg's own initialisation (for training and proxy scoring), ``"default"``
-    PyTorch's."""
-    net = FasterSegNet(genotype, num_classes, aux_heads=False, init=init)
-    return FasterSegWithAux(net, num_classes) if aux_heads else net
-
-
-BUILDERS: dict[str, Callable[..., nn.Module]] = {"hyctas": hyctas_network, "fasterseg": fasterseg_network}
-
-
-def network_options(space: str) -> list[str]:
-    """Names of the options the builder of ``space`` accepts."""
-    if space not in BUILDERS:
-        raise KeyError(f"no network builder for space {space!r}; registered: {sorted(BUILDERS)}")
-    return list(inspect.signature(BUILDERS[space]).parameters)[2:]
+from segnas.nn import WithAuxHeads
+from segnas.spaces.genotype_io import GenotypeLike, as_genotype
+from segnas.spaces.registry import network_options, space_entry
 
 
 def build_network(genotype: GenotypeLike, num_classes: int, **options: Any) -> nn.Module:
@@ -69,7 +29,12 @@ def build_network(genotype: GenotypeLike, num_classes: int, **options: Any) -> n
         raise TypeError(
             f"build_network: unknown option(s) {unknown} for a {space} network; accepted: {accepted}"
         )
-    return BUILDERS[space](genotype, num_classes, **options)
+    return space_entry(space).build(genotype, num_classes, **options)
+
+
+def deploy_net(net: nn.Module) -> nn.Module:
+    """The inference network without auxiliary heads (the wrapped net of an aux-head wrapper)."""
+    return net.net if isinstance(net, WithAuxHeads) else net
 
 
 def inline_genotype(net_config: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from segnas.models.aux_heads import as_genotype, backbone_features
-from segnas.models.hyctas_net import HyCTASNet
 from segnas.nn import AggregationHead, ConvBNAct
 from segnas.nn.heads import resize
-from segnas.spaces.hyctas import HyCTASGenotype
+from segnas.spaces import as_genotype
+from segnas.spaces.hyctas import HyCTASGenotype, HyCTASNet
+from segnas.spaces.hyctas.aux import backbone_features
 
 
 class InstanceDecoder(nn.Module):
@@ -104,4 +104,4 @@ def build_panoptic_hyctas(
     head_width: int = 32,
 ) -> PanopticHyCTAS:
     """:class:`PanopticHyCTAS` from a genotype (path, ``pkg://NAME`` or dict), for ``_target_`` configs."""
-    return PanopticHyCTAS(as_genotype(genotype), num_classes, filter_multiplier, instance_width, head_width)
+    return PanopticHyCTAS(as_genotype(genotype, "hyctas"), num_classes, filter_multiplier, instance_width, head_width)

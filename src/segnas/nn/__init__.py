@@ -1,7 +1,7 @@
 """Building blocks: slimmable layers, cell operators, stem, fusion edges and output heads."""
 
 from segnas.nn.drop import DropPath, IdentitySkip
-from segnas.nn.heads import AggregationHead, FuseEdge, Stem
+from segnas.nn.heads import AggregationHead, FuseEdge, Stem, WithAuxHeads
 from segnas.nn.ops import (
     OPS,
     Conv3x3,
@@ -43,6 +43,7 @@ __all__ = [
     "SlimLinear",
     "Stem",
     "TransformerBlock",
+    "WithAuxHeads",
     "build_op",
     "load_leading_slices",
 ]

@@ -36,6 +36,13 @@ def _window_means(n_out: int | Tensor, n_in: int | Tensor, like: Tensor) -> Tens
     return weights / weights.sum(1, keepdim=True)
 
 
+class WithAuxHeads(nn.Module):
+    """Base of a network wrapped with auxiliary heads for training: ``net`` is the inference network, whose
+    output the wrapper returns unchanged in eval mode (:func:`segnas.models.deploy_net` unwraps it)."""
+
+    net: nn.Module
+
+
 class Stem(nn.Module):
     """Output-stride-8 stem that also returns its stride-4 feature.
 

@@ -13,12 +13,10 @@ operation are put in a fixed order.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from segnas.proxies.expression import BINARY, LEAVES, REDUCTIONS, UNARY, Expression
-from segnas.spaces.base import SearchSpace
+from segnas.spaces.base import SearchSpace, canonical_json
 
 UNARY_NAMES = tuple(UNARY)
 BINARY_NAMES = tuple(BINARY)
@@ -130,7 +128,7 @@ class ExpressionSpace(SearchSpace):
 
     def key(self, genotype: Expression) -> str:
         """Canonical key: equal for expressions that compute the same function (module docstring)."""
-        return json.dumps(self.canonical(genotype).to_dict(), sort_keys=True, separators=(",", ":"))
+        return canonical_json(self.canonical(genotype).to_dict())
 
 
 __all__ = ["BINARY_NAMES", "SYMMETRIC", "UNARY_NAMES", "UNARY_PROBS", "ExpressionSpace"]

@@ -17,13 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from segnas.spaces.base import Genotype
+from segnas.spaces.registry import genotype_key
 
 log = logging.getLogger(__name__)
-
-
-def genotype_key(genotype: Genotype) -> str:
-    """Canonical string of a genotype (equal genotypes, equal keys)."""
-    return json.dumps(genotype.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
 class ArchiveMismatch(ValueError):

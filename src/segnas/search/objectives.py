@@ -8,9 +8,9 @@ Quality:
 
 Cost (the standalone network from a ``build`` callable, e.g. ``partial(build_network, num_classes=19)``):
 - :class:`MeasuredLatency`: median batch-1 latency (ms) on a device.
-- :class:`segnas.search.latency_table.LatencyTable`: the per-operator lookup-table latency model.
+- :class:`segnas.spaces.hyctas.latency_table.LatencyTable`: the per-operator lookup-table latency model.
 - :class:`Macs`, :class:`Params`: GMACs (attention matmuls included) and M parameters, analytic for
-  :func:`~segnas.models.build_network` builders (:mod:`segnas.metrics.cost_model`), traced otherwise.
+  :func:`~segnas.models.build_network` builders (:mod:`segnas.spaces.costs`), traced otherwise.
 - :class:`ActivationMemory`: the space's estimate of training activation memory (MB).
 """
 
@@ -27,12 +27,11 @@ import torch
 from torch import Tensor, nn
 
 from segnas.data.base import SegmentationDataset
-from segnas.metrics import builder_costs, confusion_matrix, measure_latency, miou
-from segnas.models.supernet import HyCTASSupernet
+from segnas.metrics import confusion_matrix, measure_latency, miou
 from segnas.proxies import evaluate
 from segnas.search.evaluator import InvalidScore
-from segnas.spaces import save_genotype
-from segnas.spaces.hyctas import HyCTASGenotype
+from segnas.spaces import builder_costs, save_genotype
+from segnas.spaces.hyctas import HyCTASGenotype, HyCTASSupernet
 
 log = logging.getLogger(__name__)
 

@@ -1,140 +1,35 @@
-"""Search spaces behind one registry, and genotype YAML files (validated on load).
+"""Search spaces, each a package (``hyctas``, ``fasterseg``) that registers itself once.
 
-``SPACES`` maps a space name to its class; a new space registers itself by adding an entry here. A
-genotype YAML may also carry its measured ``metrics`` and the ``retrain_command`` that retrains it;
-loading ignores both.
+- :mod:`~segnas.spaces.base`: the :class:`SearchSpace` interface every search relies on.
+- :mod:`~segnas.spaces.registry`: one :class:`SpaceEntry` per space (space, genotype, network builder, cost
+  walk), :func:`register_space`, :func:`get_space`.
+- :mod:`~segnas.spaces.genotype_io`: genotype YAML files (validated on load), :func:`as_genotype`.
+- :mod:`~segnas.spaces.costs`: MACs and params of a genotype's network (analytic where the space has a
+  cost walk, traced otherwise).
+- :mod:`~segnas.spaces.transnas`: the TransNAS-Bench-101 networks (not a registered space).
 """
 
-from __future__ import annotations
-
-import re
-from collections.abc import Mapping
-from importlib import resources
-from pathlib import Path
-from typing import Any
-
-import yaml
-
-from segnas.spaces.base import Genotype, SearchSpace
+from segnas.spaces.base import METADATA_KEYS, Genotype, SearchSpace
+from segnas.spaces.costs import analytic_costs, builder_costs, genotype_costs, traced_costs
 from segnas.spaces.fasterseg import FasterSegGenotype, FasterSegSpace
+from segnas.spaces.genotype_io import (
+    arch_path,
+    as_genotype,
+    load_genotype,
+    resolve_genotype_path,
+    save_genotype,
+)
 from segnas.spaces.hyctas import HyCTASGenotype, HyCTASSpace
-
-SPACES: dict[str, type[SearchSpace]] = {"hyctas": HyCTASSpace, "fasterseg": FasterSegSpace}
-METADATA_KEYS = ("metrics", "retrain_command")
-TWELFTHS = 12  # genotype widths k/12 without a short decimal are written as `8/12` (whole ones as `1`)
-_FRACTION = re.compile(r"^[0-9]+/[0-9]+$")
-
-
-class _Twelfths(float):
-    """A genotype width that is exactly a multiple of 1/12 and has no short decimal (e.g. 1/3) or is whole."""
-
-
-class _GenotypeDumper(yaml.SafeDumper):
-    """``yaml.SafeDumper`` that writes :class:`_Twelfths` as ``k/12`` (integers as integers)."""
-
-
-class _GenotypeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that reads a plain ``a/b`` as the float ``a / b``."""
-
-
-def _represent_twelfths(dumper: yaml.SafeDumper, value: _Twelfths) -> yaml.Node:
-    k = round(value * TWELFTHS)
-    if k % TWELFTHS == 0:
-        return dumper.represent_int(k // TWELFTHS)
-    return dumper.represent_scalar("!fraction", f"{k}/{TWELFTHS}")
-
-
-def _construct_fraction(loader: yaml.SafeLoader, node: yaml.Node) -> float:
-    numerator, denominator = loader.construct_scalar(node).split("/")
-    return int(numerator) / int(denominator)
-
-
-for _cls in (_GenotypeDumper, _GenotypeLoader):
-    _cls.add_implicit_resolver("!fraction", _FRACTION, list("0123456789"))
-_GenotypeDumper.add_representer(_Twelfths, _represent_twelfths)
-_GenotypeLoader.add_constructor("!fraction", _construct_fraction)
-
-
-def _as_twelfths(value: Any) -> Any:
-    """``value`` with every float that is exactly ``k / 12`` and whole or without a short decimal (0.5 stays)
-    marked as :class:`_Twelfths` (lists and dicts walked)."""
-    if isinstance(value, dict):
-        return {k: _as_twelfths(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_as_twelfths(v) for v in value]
-    if isinstance(value, float) and value > 0 and round(value * TWELFTHS) / TWELFTHS == value \
-            and (value.is_integer() or len(repr(value)) > 6):
-        return _Twelfths(value)
-    return value
-
-
-def get_space(name: str, /, **cfg: Any) -> SearchSpace:
-    """Instantiate the space ``name`` with keyword config (a ``name`` key in ``cfg`` must agree)."""
-    cfg_name = cfg.pop("name", name)
-    if cfg_name != name:
-        raise ValueError(f"space name {name!r} disagrees with config name {cfg_name!r}")
-    if name not in SPACES:
-        raise KeyError(f"unknown search space {name!r}; registered: {sorted(SPACES)}")
-    return SPACES[name](**cfg)
-
-
-def arch_path(name: str) -> Path:
-    """Path of a genotype YAML shipped with the package (``segnas/spaces/archs/NAME.yaml``)."""
-    path = Path(str(resources.files("segnas.spaces") / "archs" / f"{name}.yaml"))
-    if not path.is_file():
-        raise FileNotFoundError(f"no packaged architecture {name!r} ({path})")
-    return path
-
-
-def resolve_genotype_path(spec: str | Path) -> Path:
-    """A genotype file path, or ``pkg://NAME`` for a packaged architecture."""
-    spec = str(spec)
-    return arch_path(spec.removeprefix("pkg://")) if spec.startswith("pkg://") else Path(spec)
-
-
-def _from_dict(data: Mapping[str, Any], space: str) -> Genotype:
-    """A genotype of ``space`` from its plain-dict form (metadata keys dropped)."""
-    return SPACES[space].genotype_cls.from_dict({k: v for k, v in data.items() if k not in METADATA_KEYS})
-
-
-def load_genotype(path: str | Path) -> Any:
-    """Read and validate a genotype YAML; ``ValueError`` names the file and the violated rule."""
-    path = resolve_genotype_path(path)
-    try:
-        data = yaml.load(path.read_text(), Loader=_GenotypeLoader)
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(data, dict) or data.get("space") not in SPACES:
-        raise ValueError(f"{path}: expected a mapping with 'space' in {sorted(SPACES)}")
-    try:
-        genotype = _from_dict(data, data["space"])
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
-    problems = genotype.rule_violations()
-    if problems:
-        raise ValueError(f"{path}: invalid {data['space']} genotype: " + "; ".join(problems))
-    return genotype
-
-
-def save_genotype(
-    genotype: Genotype,
-    path: str | Path,
-    metrics: Mapping[str, Any] | None = None,
-    command: str | None = None,
-) -> Path:
-    """Write a genotype as YAML (lists in flow style, one branch per block; widths that are multiples of 1/12
-    as ``8/12`` or ``1``), with its measured ``metrics`` (name -> number) and the ``command`` that retrains
-    it when given."""
-    data = _as_twelfths(genotype.to_dict())
-    if metrics is not None:
-        data["metrics"] = {str(k): v.item() if hasattr(v, "item") else v for k, v in metrics.items()}
-    if command is not None:
-        data["retrain_command"] = command
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.dump(data, Dumper=_GenotypeDumper, sort_keys=False, default_flow_style=None, width=200))
-    return path
-
+from segnas.spaces.registry import (
+    SPACES,
+    SpaceEntry,
+    genotype_key,
+    get_space,
+    network_options,
+    register_space,
+    space_entry,
+    space_from_config,
+)
 
 __all__ = [
     "METADATA_KEYS",
@@ -145,33 +40,20 @@ __all__ = [
     "HyCTASGenotype",
     "HyCTASSpace",
     "SearchSpace",
+    "SpaceEntry",
+    "analytic_costs",
     "arch_path",
     "as_genotype",
+    "builder_costs",
+    "genotype_costs",
+    "genotype_key",
     "get_space",
     "load_genotype",
+    "network_options",
+    "register_space",
     "resolve_genotype_path",
     "save_genotype",
+    "space_entry",
+    "space_from_config",
+    "traced_costs",
 ]
-
-
-def as_genotype(value: str | Path | Mapping[str, Any] | Genotype, space: str | None = None) -> Genotype:
-    """A genotype from a genotype, its plain-dict form, or a YAML path / ``pkg://NAME``; of ``space``
-    when given, else of the space it names (a dict needs its ``space`` key).
-
-    Rule checks are left to the network builders (and to :func:`load_genotype` for files).
-    """
-    if isinstance(value, Mapping):
-        named = value.get("space", space)
-        if named not in SPACES or (space is not None and named != space):
-            expected = repr(space) if space is not None else f"one of {sorted(SPACES)}"
-            raise ValueError(f"genotype dict: space {named!r}, expected {expected}")
-        return _from_dict(value, named)
-    is_file = isinstance(value, (str, Path))
-    genotype = load_genotype(value) if is_file else value
-    name = getattr(genotype, "space_name", None)
-    known = name in SPACES and isinstance(genotype, SPACES[name].genotype_cls)
-    if not known or (space is not None and name != space):
-        source = str(value) if is_file else type(value).__name__
-        expected = f"a {space} genotype" if space is not None else f"a genotype of {sorted(SPACES)}"
-        raise ValueError(f"{source}: expected {expected}, got space {name!r}")
-    return genotype

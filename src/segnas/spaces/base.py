@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+
+METADATA_KEYS = ("metrics", "retrain_command")  # genotype YAML keys that are not the genotype (ignored on load)
+
+
+def canonical_json(data: Any) -> str:
+    """Compact JSON with sorted keys: the string form of a canonical key."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 class Genotype(Protocol):
@@ -65,7 +73,21 @@ class SearchSpace(ABC):
 
     def key(self, genotype: Any) -> str:
         """Canonical key: two genotypes that build the same network have the same key."""
-        return json.dumps(genotype.to_dict(), sort_keys=True, separators=(",", ":"))
+        return canonical_json(genotype.to_dict())
+
+    def draw_unique(self, rng: np.random.Generator, n: int, accept: Callable[[Any], bool] | None = None,
+                    max_tries: int | None = None) -> list[Any]:
+        """Up to ``n`` distinct genotypes (by :meth:`key`) drawn with :meth:`sample`, each new one kept when
+        ``accept`` (default: always) allows it; stops after ``max_tries`` draws (default ``1000 * n``)."""
+        drawn: dict[str, Any] = {}
+        for _ in range(1000 * n if max_tries is None else max_tries):
+            if len(drawn) == n:
+                break
+            genotype = self.sample(rng)
+            key = self.key(genotype)
+            if key not in drawn and (accept is None or accept(genotype)):
+                drawn[key] = genotype
+        return list(drawn.values())
 
     def variable_groups(self) -> list[list[int]]:
         """Indices of the variables that only make sense together (crossover and mutation units)."""

@@ -21,12 +21,18 @@ from omegaconf import DictConfig
 
 from segnas.callbacks.history import write_rows_csv
 from segnas.models import build_network
-from segnas.search.ablation import CONVS, SA, random_architectures, searched_per_branch_count, table8_variants
 from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator
 from segnas.search.objectives import Macs, Params
 from segnas.spaces import get_space, load_genotype
 from segnas.spaces.hyctas import HyCTASGenotype, HyCTASSpace
+from segnas.spaces.hyctas.ablation import (
+    CONVS,
+    SA,
+    random_architectures,
+    searched_per_branch_count,
+    table8_variants,
+)
 from segnas.stages.common import build_datamodule, standalone_miou, to_container
 from segnas.utils.run import output_dir
 

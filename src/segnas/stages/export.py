@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from segnas.lit.inference import load_checkpoint
-from segnas.models.aux_heads import deploy_net
+from segnas.models import deploy_net
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)

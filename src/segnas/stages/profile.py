@@ -20,9 +20,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from segnas.metrics import count_macs_params, measure_latency
-from segnas.models.hyctas_net import HyCTASNet
 from segnas.nn import build_op
 from segnas.spaces import load_genotype
+from segnas.spaces.hyctas import HyCTASNet
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,8 @@ from segnas.lit.inference import load_checkpoint
 from segnas.lit.retrain import RetrainModule
 from segnas.lit.segmentation import SegmentationModule
 from segnas.metrics import count_macs_params, measure_latency
-from segnas.models.aux_heads import deploy_net
-from segnas.models.factory import network_options
-from segnas.spaces import as_genotype
+from segnas.models import deploy_net
+from segnas.spaces import as_genotype, network_options
 from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, fit, to_container
 from segnas.utils.run import output_dir
 

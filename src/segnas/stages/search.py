@@ -35,7 +35,6 @@ from segnas.search.algorithms import GenerationCallback, run_nsga2, run_random, 
 from segnas.search.archive import Archive
 from segnas.search.distributed import Ranks, init_ranks
 from segnas.search.evaluator import Evaluator, Objective
-from segnas.search.latency_table import LatencyTable, agreement, calibration_genotypes
 from segnas.search.live import LiveSearch
 from segnas.search.objectives import ActivationMemory, Builder, Macs, MeasuredLatency, Params, ProxyScore
 from segnas.search.pareto import hypervolume
@@ -45,6 +44,7 @@ from segnas.search.topk import run_topk
 from segnas.search.warm_start import select_initial
 from segnas.spaces import get_space
 from segnas.spaces.base import SearchSpace
+from segnas.spaces.hyctas.latency_table import LatencyTable, agreement, calibration_genotypes
 from segnas.stages.common import (
     build_datamodule,
     checkpoint_paths,

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from segnas.spaces.base import METADATA_KEYS
+
 # Operator names a cell may use (the keys of ``segnas.nn.ops.OPS``; kept here so that spaces do not
 # import torch).
 KNOWN_OPS = (
@@ -129,8 +131,6 @@ class HyCTASGenotype:
     def from_dict(cls, data: dict[str, Any]) -> HyCTASGenotype:
         """Inverse of :meth:`to_dict` (metadata keys allowed); raises ``ValueError`` on a malformed layout
         or an unknown key."""
-        from segnas.spaces import METADATA_KEYS  # the package imports this module
-
         unknown = sorted(set(data) - set(_GENOTYPE_KEYS) - set(METADATA_KEYS))
         if unknown:
             raise ValueError(

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segnas.nn import AggregationHead, DropPath, FuseEdge, IdentitySkip, Stem, build_op
-from segnas.spaces import load_genotype
-from segnas.spaces.hyctas import HyCTASGenotype, Node, Plan, build_plan
+from segnas.spaces.hyctas.genotype import HyCTASGenotype
+from segnas.spaces.hyctas.plan import Node, Plan, build_plan
 
 CellFn = Callable[[int, int, Node, Tensor], Tensor]
 EdgeFn = Callable[[int, int, int, Tensor, Sequence[int]], Tensor]
@@ -147,15 +147,3 @@ class HyCTASNet(nn.Module):
         x4, feats, _ = self.features(x)
         return self.head(feats, x4, x.shape[-2:])
 
-
-def build_hyctas_net(
-    genotype: str | HyCTASGenotype,
-    num_classes: int = 19,
-    filter_multiplier: int = 16,
-    output_stride: int = 8,
-    drop_path_rate: float = 0.0,
-) -> HyCTASNet:
-    """:class:`HyCTASNet` from a genotype or a genotype YAML (path or ``pkg://NAME``), for ``_target_`` configs."""
-    if not isinstance(genotype, HyCTASGenotype):
-        genotype = load_genotype(genotype)
-    return HyCTASNet(genotype, num_classes, filter_multiplier, output_stride, drop_path_rate)

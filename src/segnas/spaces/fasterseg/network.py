@@ -1,25 +1,23 @@
-"""Standalone FasterSeg network from a :class:`~segnas.spaces.fasterseg.FasterSegGenotype`.
+"""Standalone FasterSeg network from a :class:`~segnas.spaces.fasterseg.space.FasterSegGenotype`.
 
 Stem to 1/8, two branches of cells (sharing their common prefix), each branch brought back to 1/8 by the
 FasterSeg fusion (1x1 "arm" convs, bilinear upsampling, concatenation with the input of the branch's
 downsampling cell, 3x3 "refine" convs), a 1x1 feature-fusion conv over both branches and a 3x3 + 1x1
 head. Optional auxiliary heads at 1/16 and 1/32 (training only in FasterSeg) are built but not used by
 :meth:`FasterSegNet.forward`; :meth:`FasterSegNet.forward_aux` returns their predictions too
-(:class:`~segnas.models.aux_heads.FasterSegWithAux` trains them with the retraining loss). ``init="kaiming"``
+(:class:`~segnas.spaces.fasterseg.aux.FasterSegWithAux` trains them with the retraining loss). ``init="kaiming"``
 initialises the weights as FasterSeg's training does (:func:`kaiming_init`), e.g. for proxy scoring.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segnas.spaces import as_genotype
-from segnas.spaces.fasterseg import FasterSegBranch, FasterSegGenotype
+from segnas.spaces.fasterseg.space import FasterSegBranch, FasterSegGenotype
 
 
 def num_filters(fch: int, scale: int, width: float) -> int:
@@ -120,7 +118,7 @@ class Head(nn.Module):
         return self.cls(self.conv(x))
 
 
-def _cell_specs(
+def cell_specs(
     branch: FasterSegBranch, fch: int, stem_c: int, head_w: float
 ) -> list[tuple[str, int, int, int]]:
     """``(op, c_in, c_out, stride)`` of every cell of a branch."""
@@ -173,7 +171,7 @@ class FasterSegNet(nn.Module):
             ConvCell(2 * num_filters(fch, 2, h), 2 * num_filters(fch, 4, h), 2, 2),
             ConvCell(2 * num_filters(fch, 4, h), stem_c, 2, 2),
         )
-        specs = [_cell_specs(b, fch, stem_c, h) for b in genotype.branches]
+        specs = [cell_specs(b, fch, stem_c, h) for b in genotype.branches]
         # Shared prefix (FasterSeg's branch groups): cells agree in op, channels, stride and input scale, and
         # neither is its branch's last cell.
         self.shared = 0
@@ -285,14 +283,3 @@ class FasterSegNet(nn.Module):
         """Logits ``(B, num_classes, H, W)`` of the main head."""
         return self.main_logits(self.branch_features(x), x.shape[-2:])
 
-
-def build_fasterseg_net(
-    genotype: str | Mapping[str, Any] | FasterSegGenotype,
-    num_classes: int = 19,
-    aux_heads: bool = True,
-    init: str = "default",
-) -> FasterSegNet:
-    """Build the fixed FasterSeg network of ``genotype`` (a genotype, its dict form, or a YAML path /
-    ``pkg://NAME``; aux heads add parameters, not inference cost; ``init`` as :class:`FasterSegNet`). Usable
-    as a ``_target_``."""
-    return FasterSegNet(as_genotype(genotype, "fasterseg"), num_classes, aux_heads, init)

@@ -16,18 +16,11 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from segnas.models.hyctas_net import HyCTASNet, forward_plan
 from segnas.nn import OPS, AggregationHead, FuseEdge, IdentitySkip, Stem, build_op, load_leading_slices
-from segnas.spaces.hyctas import (
-    DEFAULT_LAYERS,
-    DEFAULT_OPS,
-    HEADS,
-    HyCTASGenotype,
-    HyCTASSpace,
-    Node,
-    build_plan,
-    num_filters,
-)
+from segnas.spaces.hyctas.genotype import HEADS, HyCTASGenotype
+from segnas.spaces.hyctas.network import HyCTASNet, forward_plan
+from segnas.spaces.hyctas.plan import Node, build_plan, num_filters
+from segnas.spaces.hyctas.space import DEFAULT_LAYERS, DEFAULT_OPS, HyCTASSpace
 
 
 def _head_key(head: Sequence[int]) -> str:

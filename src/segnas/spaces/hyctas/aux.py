@@ -1,29 +1,24 @@
-"""Auxiliary segmentation heads for retraining a searched network (deep supervision, HyCTAS paper §4.2).
+"""Auxiliary segmentation heads for retraining a searched HyCTAS network (deep supervision, paper §4.2).
 
-HyCTAS, as in the reference code (``use_aux``): one head at stride 16 and one at stride 32. The stride-32
+As in the reference code (``use_aux``): one head at stride 16 and one at stride 32. The stride-32
 head sees the output of the branch ending at 1/32; the stride-16 head sees the output of the branch ending
 at 1/16, or, without one, the last 1/16 feature of the branch ending at 1/32 (the input of its 1/16 -> 1/32
 cell, as the reference's FFM16 does for single-branch HyCTAS-S/M). A network whose branches all end at 1/8
-has no feature at 1/16 or 1/32 and gets no aux head, as in the reference. FasterSeg: its 1/16 and 1/32
-heads. Their loss is added with weight 0.2 each during training. In eval mode a wrapper returns exactly
-the main logits of the wrapped network, so evaluation, FPS and export ignore the heads (:func:`deploy_net`
-drops them).
+has no feature at 1/16 or 1/32 and gets no aux head, as in the reference. Their loss is added with weight
+0.2 each during training. In eval mode the wrapper returns exactly the main logits of the wrapped network,
+so evaluation, FPS and export ignore the heads (:func:`segnas.models.deploy_net` drops them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from torch import Tensor, nn
 
-from segnas import spaces
-from segnas.models.fasterseg_net import FasterSegNet
-from segnas.models.fasterseg_net import Head as FasterSegHead
-from segnas.models.hyctas_net import HyCTASNet, forward_plan, last_node_at
-from segnas.nn import ConvBNAct
+from segnas.nn import ConvBNAct, WithAuxHeads
 from segnas.nn.heads import resize
-from segnas.spaces.hyctas import HyCTASGenotype, Plan
+from segnas.spaces.hyctas.network import HyCTASNet, forward_plan, last_node_at
+from segnas.spaces.hyctas.plan import Plan
 
 if TYPE_CHECKING:
     from torch.nn.modules.module import _IncompatibleKeys
@@ -64,7 +59,7 @@ class LightHead(nn.Module):
         return self.classifier(self.conv(x))
 
 
-class HyCTASWithAux(nn.Module):
+class HyCTASWithAux(WithAuxHeads):
     """A :class:`HyCTASNet` plus auxiliary heads at strides 16 and 32 (see the module docstring).
 
     ``aux`` holds the heads on the branch outputs ``aux_index`` (strides 16/32); ``aux_taps`` the head on
@@ -106,45 +101,3 @@ def _allow_missing_tap_heads(module: nn.Module, keys: _IncompatibleKeys) -> None
     """Let checkpoints written before ``aux_taps`` existed load; the tapped head keeps its initial weights."""
     keys.missing_keys[:] = [k for k in keys.missing_keys if ".aux_taps." not in f".{k}"]
 
-
-class FasterSegWithAux(nn.Module):
-    """A :class:`FasterSegNet` (built without its own aux heads) plus FasterSeg's 1/16 and 1/32 heads.
-
-    Training mode returns ``(logits, [aux16_logits, aux32_logits])`` (at the input size); eval mode returns
-    the logits only, identical to ``self.net(x)``.
-    """
-
-    def __init__(self, net: FasterSegNet, num_classes: int) -> None:
-        super().__init__()
-        self.net = net
-        self.aux = nn.ModuleList(FasterSegHead(c, num_classes) for c in net.aux_channels())
-
-    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
-        if not self.training:
-            return self.net(x)
-        feats = self.net.branch_features(x)
-        size = x.shape[-2:]
-        return self.net.main_logits(feats, size), self.net.aux_logits(feats, self.aux, size)
-
-
-def as_genotype(genotype: str | Mapping[str, Any] | HyCTASGenotype) -> HyCTASGenotype:
-    """A HyCTAS genotype from a YAML path / ``pkg://NAME``, its plain-dict form, or a genotype."""
-    return spaces.as_genotype(genotype, "hyctas")  # type: ignore[return-value]
-
-
-def build_retrain_net(
-    genotype: str | Mapping[str, Any] | HyCTASGenotype,
-    num_classes: int = 19,
-    filter_multiplier: int = 12,
-    output_stride: int = 8,
-    aux: bool = True,
-) -> nn.Module:
-    """A :class:`HyCTASNet`, wrapped in :class:`HyCTASWithAux` when ``aux``: the ``_target_`` of checkpoints
-    written before :func:`segnas.models.build_network`, which new configs use."""
-    net = HyCTASNet(as_genotype(genotype), num_classes, filter_multiplier, output_stride)
-    return HyCTASWithAux(net, num_classes) if aux else net
-
-
-def deploy_net(net: nn.Module) -> nn.Module:
-    """The inference network without auxiliary heads (the wrapped net of an aux-head wrapper)."""
-    return net.net if isinstance(net, HyCTASWithAux | FasterSegWithAux) else net

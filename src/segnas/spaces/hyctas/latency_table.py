@@ -28,9 +28,12 @@ import torch
 from torch import Tensor, nn
 
 from segnas.metrics import measure_latency, rank_correlations
-from segnas.models.hyctas_net import HyCTASNet, build_cell
 from segnas.nn import AggregationHead, FuseEdge, Stem
-from segnas.spaces.hyctas import HyCTASGenotype, HyCTASSpace, Node, build_plan, num_filters
+from segnas.spaces.hyctas.genotype import HyCTASGenotype
+from segnas.spaces.hyctas.network import HyCTASNet, build_cell
+from segnas.spaces.hyctas.plan import Node, build_plan, num_filters
+from segnas.spaces.hyctas.space import HyCTASSpace
+from segnas.spaces.registry import genotype_key
 
 
 class _Bound(nn.Module):
@@ -48,10 +51,6 @@ class _Bound(nn.Module):
 
 def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu{torch.get_num_threads()}t"
-
-
-def _genotype_key(genotype: HyCTASGenotype) -> str:
-    return json.dumps(genotype.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
 def calibration_genotypes(space: HyCTASSpace, n: int, seed: int = 0) -> list[HyCTASGenotype]:
@@ -123,7 +122,7 @@ class LatencyTable:
             "evict_mb": self.evict_mb,
         }
         if self.calibration:
-            keys = json.dumps([_genotype_key(g) for g in self.calibration])
+            keys = json.dumps([genotype_key(g) for g in self.calibration])
             self.meta["calibration"] = {"networks": len(self.calibration), "timing": list(self.calibration_timing),
                                         "sha1": hashlib.sha1(keys.encode()).hexdigest()}
         digest = hashlib.sha1(json.dumps(self.meta, sort_keys=True).encode()).hexdigest()[:10]

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from segnas.spaces.hyctas import Branch, HyCTASGenotype, HyCTASSpace
+from segnas.spaces.hyctas.genotype import Branch, HyCTASGenotype
+from segnas.spaces.hyctas.space import HyCTASSpace
 
 SA = "self_attention"
 CONVS = ("conv", "lightweight_conv", "lightweight_conv2x")

@@ -15,7 +15,6 @@ as they agree (FasterSeg's branch groups): the shipped FasterSeg shares three.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from segnas.spaces.base import SearchSpace
+from segnas.spaces.base import METADATA_KEYS, SearchSpace, canonical_json
 
 # FasterSeg operator order (alpha columns): skip, conv, zoomed conv, conv x2, zoomed conv x2.
 OPS = ("skip", "conv", "conv_downup", "conv_2x", "conv_2x_downup")
@@ -304,8 +303,6 @@ class FasterSegGenotype:
     def from_dict(cls, data: dict[str, Any]) -> FasterSegGenotype:
         """Inverse of :meth:`to_dict` (metadata keys allowed); raises ``ValueError`` on a malformed layout
         or an unknown (e.g. misspelled) key."""
-        from segnas.spaces import METADATA_KEYS  # the package imports this module
-
         genotype_keys = ("space", "fch", "stem_head_width", "branches", "matrices")
         branch_keys = ("ops", "path", "widths")
         if data.get("space", cls.space_name) != cls.space_name:
@@ -459,7 +456,7 @@ class FasterSegSpace(SearchSpace):
 
     def key(self, genotype: FasterSegGenotype) -> str:
         """The decoded network's key (matrices left out)."""
-        return json.dumps(genotype.to_dict(matrices=False), sort_keys=True, separators=(",", ":"))
+        return canonical_json(genotype.to_dict(matrices=False))
 
     def crossover(
         self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator
