@@ -42,16 +42,10 @@ class SpaceSampling(Sampling):
             if key not in seen and search.accepts(genotype, **problem.info()):
                 seen.add(key)
                 rows.append(search.space.encode(genotype))
-        for _ in range(MAX_DRAWS):
-            if len(rows) == n_samples:
-                break
-            x = (search.space.uniform() if self.uniform else search.space).sample_encoding(random_state)
-            genotype = search.space.decode(x)
-            key = search.key(genotype)
-            if key in seen or not search.accepts(genotype, **problem.info()):
-                continue
-            seen.add(key)
-            rows.append(x)
+        prior = search.space.uniform() if self.uniform else search.space
+        drawn = prior.draw_unique(random_state, n_samples - len(rows), lambda g: search.accepts(g, **problem.info()),
+                                  MAX_DRAWS, exclude=seen, encoded=True)
+        rows += [x for x, _ in drawn]
         if len(rows) < n_samples:
             raise RuntimeError(f"could only draw {len(rows)} of {n_samples} unique accepted genotypes")
         return np.array(rows, dtype=np.int64)

@@ -123,11 +123,9 @@ def run_topk(
     pool = _Pool(problem, label, n_evals, progress)
 
     def random_genotype(generation: int) -> Any | None:
-        for _ in range(max_tries):
-            genotype = space.decode(space.sample_encoding(rng))
-            if pool.admit(genotype, generation):
-                return genotype
-        return None
+        drawn = space.draw_unique(rng, 1, lambda g: pool.admit(g, generation), max_tries, exclude=pool.seen,
+                                  encoded=True)
+        return drawn[0][1] if drawn else None
 
     def fill(generation: int) -> None:
         """Score random genotypes until the pool holds ``population`` valid members (or tries run out)."""

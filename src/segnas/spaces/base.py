@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -75,18 +75,28 @@ class SearchSpace(ABC):
         """Canonical key: two genotypes that build the same network have the same key."""
         return canonical_json(genotype.to_dict())
 
-    def draw_unique(self, rng: np.random.Generator, n: int, accept: Callable[[Any], bool] | None = None,
-                    max_tries: int | None = None) -> list[Any]:
-        """Up to ``n`` distinct genotypes (by :meth:`key`) drawn with :meth:`sample`, each new one kept when
-        ``accept`` (default: always) allows it; stops after ``max_tries`` draws (default ``1000 * n``)."""
+    def draw_unique(
+        self,
+        rng: np.random.Generator,
+        n: int,
+        accept: Callable[[Any], bool] | None = None,
+        max_tries: int | None = None,
+        exclude: Container[str] = (),
+        encoded: bool = False,
+    ) -> list[Any]:
+        """Up to ``n`` distinct genotypes (by :meth:`key`, none in ``exclude``) drawn with :meth:`sample`, each new
+        one kept when ``accept`` (default: always; samples have no violations) allows it; stops after
+        ``max_tries`` draws (default ``1000 * n``). With ``encoded``, drawn with :meth:`sample_encoding` and
+        returned as ``(encoding, genotype)`` pairs (the encoding as drawn, dormant variables included)."""
         drawn: dict[str, Any] = {}
         for _ in range(1000 * n if max_tries is None else max_tries):
             if len(drawn) == n:
                 break
-            genotype = self.sample(rng)
+            x = self.sample_encoding(rng) if encoded else None
+            genotype = self.sample(rng) if x is None else self.decode(x)
             key = self.key(genotype)
-            if key not in drawn and (accept is None or accept(genotype)):
-                drawn[key] = genotype
+            if key not in drawn and key not in exclude and (accept is None or accept(genotype)):
+                drawn[key] = genotype if x is None else (x, genotype)
         return list(drawn.values())
 
     def variable_groups(self) -> list[list[int]]:

@@ -116,14 +116,7 @@ def random_architectures(space: HyCTASSpace, per_branch_count: int, rng: np.rand
     """``per_branch_count`` distinct random genotypes with 1, 2 and 3 branches: ``random{n}_{k}``."""
     out: dict[str, HyCTASGenotype] = {}
     for n in (1, 2, 3):
-        restricted = space.with_branches(n)
-        drawn: list[HyCTASGenotype] = []
-        for _ in range(MAX_TRIES):
-            if len(drawn) == per_branch_count:
-                break
-            g = restricted.sample(rng)
-            if g not in drawn:
-                drawn.append(g)
+        drawn = space.with_branches(n).draw_unique(rng, per_branch_count, max_tries=MAX_TRIES)
         out.update({f"random{n}_{k}": g for k, g in enumerate(drawn)})
     return out
 
