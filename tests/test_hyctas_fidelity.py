@@ -14,7 +14,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from segnas.metrics import count_macs_params
+from segnas.metrics import attention_macs, count_macs_params
 from segnas.models import build_network
 from segnas.nn import OPS, SelfAttentionReference, build_op
 from segnas.spaces import as_genotype, get_space
@@ -163,8 +163,6 @@ def test_reference_aux_heads_at_strides_16_and_32() -> None:
 
 
 def test_count_of_attention_macs_matches_fvcore() -> None:
-    from segnas.stages.profile import attention_macs
-
     op = build_op(REF, 64, 64, 1)
     total, _ = count_macs_params(op, (1, 64, 16, 16))
     assert attention_macs(op, [1, 64, 16, 16]) == 256**2 * (8 + 64) <= total

@@ -14,7 +14,9 @@ from math import prod
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 with warnings.catch_warnings():  # fvcore scripts a loss at import time with a deprecated torch.jit API
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
@@ -80,3 +82,30 @@ def count_macs_params(model: nn.Module, input_shape: Sequence[int]) -> tuple[int
     device = param.device if param is not None else torch.device("cpu")
     x = torch.randn(*input_shape, device=device)
     return count_macs(model, x), count_params(model)
+
+
+class _AttentionMacs(TorchFunctionMode):
+    """Sums the MACs of ``F.scaled_dot_product_attention`` calls (``Q K^T`` and ``A V``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.macs = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func is F.scaled_dot_product_attention:
+            q, k, v = args[:3]
+            self.macs += q.shape[:-1].numel() * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+        return func(*args, **(kwargs or {}))
+
+
+def attention_macs(model: nn.Module, shape: Sequence[int]) -> int:
+    """MACs of the attention matmuls of one eval forward of ``model`` on a random input of ``shape`` (what
+    counters such as thop, which count no matmul, leave out)."""
+    param = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    counter = _AttentionMacs()
+    with torch.no_grad(), counter:
+        model(torch.randn(*shape, device=param.device))
+    model.train(was_training)
+    return counter.macs
