@@ -98,4 +98,5 @@ def tokens(x: Shape) -> Shape:
     return (x[0], x[2] * x[3], x[1])
 
 
-Op = Callable[[Tally, Shape, int, int], Shape]  # an operator's costs: (tally, input, output channels, stride) -> output
+# An operator's costs: (tally, input shape, output channels, stride) -> output shape.
+Op = Callable[[Tally, Shape, int, int], Shape]

@@ -104,4 +104,5 @@ def build_panoptic_hyctas(
     head_width: int = 32,
 ) -> PanopticHyCTAS:
     """:class:`PanopticHyCTAS` from a genotype (path, ``pkg://NAME`` or dict), for ``_target_`` configs."""
-    return PanopticHyCTAS(as_genotype(genotype, "hyctas"), num_classes, filter_multiplier, instance_width, head_width)
+    genotype = as_genotype(genotype, "hyctas")
+    return PanopticHyCTAS(genotype, num_classes, filter_multiplier, instance_width, head_width)

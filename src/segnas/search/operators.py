@@ -8,6 +8,7 @@ problem (:class:`segnas.search.algorithms.PymooProblem`: ``problem.search`` is t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,8 +44,8 @@ class SpaceSampling(Sampling):
                 seen.add(key)
                 rows.append(search.space.encode(genotype))
         prior = search.space.uniform() if self.uniform else search.space
-        drawn = prior.draw_unique(random_state, n_samples - len(rows), lambda g: search.accepts(g, **problem.info()),
-                                  MAX_DRAWS, exclude=seen, encoded=True)
+        accept = functools.partial(search.accepts, **problem.info())
+        drawn = prior.draw_unique(random_state, n_samples - len(rows), accept, MAX_DRAWS, exclude=seen, encoded=True)
         rows += [x for x, _ in drawn]
         if len(rows) < n_samples:
             raise RuntimeError(f"could only draw {len(rows)} of {n_samples} unique accepted genotypes")

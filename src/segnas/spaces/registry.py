@@ -40,7 +40,9 @@ class SpaceEntry:
 SPACES: dict[str, SpaceEntry] = {}
 
 
-def register_space(space_cls: type[SearchSpace], costs: CostWalk | None = None) -> Callable[[Builder], Builder]:
+def register_space(
+    space_cls: type[SearchSpace], costs: CostWalk | None = None
+) -> Callable[[Builder], Builder]:
     """Decorator registering ``space_cls`` (under its ``name``) with the decorated network builder."""
 
     def register(build: Builder) -> Builder:

@@ -32,15 +32,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Profile the operators (and ``cfg.arch`` when set); write ``profile.md``."""
     stage = cfg.stage
     device = _device(stage.device)
-    timing = Timing(stage.latency_warmup, stage.latency_duration_s, stage.latency_min_iters) if stage.latency else None
+    timing = Timing(stage.latency_warmup, stage.latency_duration_s, stage.latency_min_iters) \
+        if stage.latency else None
     results: dict[str, Any] = {
         "ops": profile_ops(stage.ops, stage.stride2_ops, stage.op_input, stage.scale, device, timing),
         "op_input": list(stage.op_input),
     }
     if cfg.get("arch"):
         arch = cfg.arch
-        results["arch"] = profile_arch(arch.name, load_genotype(arch.genotype), stage.num_classes,
-                                       arch.filter_multiplier, arch.output_stride, stage.arch_input, device, timing)
+        genotype = load_genotype(arch.genotype)
+        results["arch"] = profile_arch(arch.name, genotype, stage.num_classes, arch.filter_multiplier,
+                                       arch.output_stride, stage.arch_input, device, timing)
     table = markdown(results)
     (output_dir(cfg) / "profile.md").write_text(table)
     log.info("\n%s", table)

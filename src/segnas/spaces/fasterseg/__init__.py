@@ -17,7 +17,9 @@ from segnas.spaces.registry import register_space
 
 
 @register_space(FasterSegSpace, costs=network_costs)
-def build(genotype: FasterSegGenotype, num_classes: int, aux_heads: bool = False, init: str = "kaiming") -> nn.Module:
+def build(
+    genotype: FasterSegGenotype, num_classes: int, aux_heads: bool = False, init: str = "kaiming"
+) -> nn.Module:
     """A :class:`FasterSegNet` (no drop path), wrapped in :class:`FasterSegWithAux` when ``aux_heads``;
     ``init="kaiming"`` is FasterSeg's own initialisation (for training and proxy scoring), ``"default"``
     PyTorch's."""

@@ -1,5 +1,6 @@
 """The FasterSeg network's MACs and params from its genotype, with the operator formulas of
-:mod:`segnas.metrics.cost_model` (equal to fvcore's count of the built network, ``tests/test_cost_model.py``)."""
+:mod:`segnas.metrics.cost_model` (equal to fvcore's count of the built network:
+``tests/test_cost_model.py``)."""
 
 from __future__ import annotations
 

@@ -57,7 +57,12 @@ def profile_model(
 
 
 def profile_op(
-    name: str, stride: int, shape: Sequence[int], scale: int, device: torch.device, timing: Timing | None = None
+    name: str,
+    stride: int,
+    shape: Sequence[int],
+    scale: int,
+    device: torch.device,
+    timing: Timing | None = None,
 ) -> dict[str, Any]:
     """The row of operator ``name`` (``C -> C`` channels, ``stride``) at ``shape`` and at ``scale`` times
     each side, with the paper's Table 2 figures."""
@@ -107,7 +112,8 @@ def profile_arch(
     device: torch.device,
     timing: Timing | None = None,
 ) -> dict[str, Any]:
-    """The row of the standalone network of ``genotype`` (called ``name``), with the paper's Table 3 figures."""
+    """The row of the standalone network of ``genotype`` (called ``name``), with the paper's Table 3
+    figures."""
     net = HyCTASNet(genotype, num_classes=num_classes, filter_multiplier=filter_multiplier,
                     output_stride=output_stride)
     row = profile_model(net, list(shape), device, timing)
