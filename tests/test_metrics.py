@@ -1,4 +1,6 @@
+import ast
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +120,16 @@ def test_correlation_report_p_values_and_bootstrap_interval() -> None:
     assert unrelated["kendall_p"] > 0.01 and unrelated["kendall_ci"][0] < 0 < unrelated["kendall_ci"][1]
     assert correlation_report(x, y, bootstrap=300) == report  # seeded
     assert np.isnan(correlation_report([1.0, 2.0], [2.0, 1.0])["kendall_p"])
+
+
+def test_metrics_is_a_leaf_package():
+    """segnas.metrics imports no other segnas package (the spaces, models and searches import it)."""
+    imported = set()
+    for path in (Path(__file__).parents[1] / "src" / "segnas" / "metrics").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    segnas = {m for m in imported if m == "segnas" or m.startswith("segnas.")}
+    assert segnas and all(m.startswith("segnas.metrics") for m in segnas), sorted(segnas)
