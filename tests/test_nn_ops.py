@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from segnas.metrics import count_macs_params
 from segnas.nn import (
@@ -18,6 +19,7 @@ from segnas.nn import (
     build_op,
     load_leading_slices,
 )
+from segnas.nn.ops import to_tokens
 from segnas.spaces.hyctas import KNOWN_OPS, Node
 from segnas.spaces.hyctas.network import build_cell
 
@@ -183,3 +185,57 @@ def test_identity_skip_cells_drop_to_their_input() -> None:
     cell.eval()
     with torch.no_grad():
         torch.testing.assert_close(cell(x), x + cell.op(x))
+
+
+
+def _fp16_magnitude_input(op: torch.nn.Module, channels: int) -> torch.Tensor:
+    """Activations fp16 represents (|x| < 2100) whose unscaled q.k logits in ``op`` exceed fp16's 65504."""
+    x = 500 * torch.randn(1, channels, 8, 16)
+    with torch.no_grad():
+        z = op.embed(x)
+        logits = to_tokens(op.q(z)) @ to_tokens(op.k(z)).transpose(1, 2)
+    assert logits.abs().max() > torch.finfo(torch.float16).max
+    return x
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("reduce_in_low_precision", [False, True], ids=["default", "fp16_reduction"])
+def test_reference_attention_is_finite_at_fp16_magnitudes(dtype: torch.dtype, reduce_in_low_precision: bool) -> None:
+    """Unscaled logits (the reference's): attended in fp32 under autocast, even with SDPA's math kernel set to
+    reduce in fp16 (a fallback before torch 2.5, or ``allow_fp16_bf16_reduction_math_sdp(True)``)."""
+    torch.manual_seed(0)
+    op = build_op("self_attention_reference", 64, 64).eval()
+    op.gamma.data.fill_(1.0)  # a trained op uses its attention (it starts at 0)
+    x = _fp16_magnitude_input(op, 64)
+    allowed = torch.backends.cuda.fp16_bf16_reduction_math_sdp_allowed()
+    torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(reduce_in_low_precision)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype), sdpa_kernel(SDPBackend.MATH):
+            out = op(x)
+    finally:
+        torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(allowed)
+    assert torch.isfinite(out).all()
+
+
+def test_scaled_attention_is_finite_at_fp16_magnitudes_with_default_kernels() -> None:
+    """``self_attention`` relies on SDPA reducing in fp32 (its logits, scaled, still exceed 65504 here)."""
+    torch.manual_seed(0)
+    op = build_op("self_attention", 64, 64).eval()
+    x = 1000 * torch.randn(1, 64, 8, 16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16), sdpa_kernel(SDPBackend.MATH):
+        out = op(x)
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+
+
+def test_reference_attention_in_fp32_is_the_plain_sdpa_call() -> None:
+    """The fp16 guard leaves fp32 untouched: bit-identical to ``softmax(q k^T) v`` by SDPA, unscaled."""
+    torch.manual_seed(0)
+    op = build_op("self_attention_reference", 16, 16).eval()
+    op.gamma.data.fill_(0.5)
+    x = torch.randn(2, 16, 6, 10)
+    with torch.no_grad():
+        z = op.embed(x)
+        q, k, v = (to_tokens(conv(z)).unsqueeze(1) for conv in (op.q, op.k, op.v))
+        attn = F.scaled_dot_product_attention(q, k, v, scale=1.0).squeeze(1)
+        manual = op.expand(F.relu(op.norm(z + 0.5 * attn.transpose(1, 2).reshape(2, 16, 6, 10))))
+        assert torch.equal(op(x), F.relu(manual + x))

@@ -107,11 +107,25 @@ class LightweightConv2x(LightweightConv):
         super().__init__(c_in, c_out, stride, num_convs=2)
 
 
+def attention_fp32(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
+    """``F.scaled_dot_product_attention`` computed in fp32 (autocast off) and cast back to the input dtype;
+    fp32 inputs take exactly the plain call."""
+    if q.dtype == torch.float32:
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+    with torch.autocast(q.device.type, enabled=False):
+        return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), scale=scale).to(q.dtype)
+
+
 class MultiHeadSelfAttention(nn.Module):
     """Multi-head self-attention on tokens ``(B, N, C)`` via ``F.scaled_dot_product_attention``.
 
     q/k/v project ``C -> inner`` and the output projection ``inner -> C``; ``inner`` must be divisible
     by ``num_heads`` and may be smaller than the width the module was built with (slicing).
+
+    Precision: logits are scaled by ``1/sqrt(head_dim)`` and, under fp16/bf16 autocast, left to SDPA's
+    kernels, which all reduce in fp32 by default (flash/memory-efficient accumulators; the math kernel
+    upcasts unless ``torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)``), so the fused
+    low-precision kernels stay available (tests/test_nn_ops.py checks finite outputs at fp16 magnitudes).
     """
 
     def __init__(self, dim: int, inner_dim: int, num_heads: int) -> None:
@@ -180,6 +194,11 @@ class SelfAttentionReference(nn.Module):
     width), 1x1 conv-BN-ReLU (width change) or 3x3 stride-2 conv-BN-ReLU (stride 2). Output
     ``ReLU(main + shortcut)``. ``project=True`` builds the shortcut conv even at ``c_in == c_out``
     (a supernet op whose slices change width).
+
+    Precision: the logits stay unscaled as in the reference (which trains in fp32), so fp32 outputs are the
+    reference's and are unchanged; instead, fp16/bf16 q/k/v (autocast) are attended in fp32 (logits, softmax,
+    weighted sum; :func:`attention_fp32`). Unscaled ``c/8``-dim logits exceed fp16's 65504 at activations of a
+    few hundred, which an SDPA kernel reducing in fp16 turns into NaN; bf16 would round them coarsely.
     """
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1, project: bool | None = None) -> None:
@@ -216,7 +235,7 @@ class SelfAttentionReference(nn.Module):
         q, k, v = (
             to_tokens(lin(z, c)).unsqueeze(1) for lin, c in ((self.q, c_qk), (self.k, c_qk), (self.v, c_out))
         )
-        attn = F.scaled_dot_product_attention(q, k, v, scale=1.0).squeeze(1)
+        attn = attention_fp32(q, k, v, scale=1.0).squeeze(1)
         z = z + self.gamma * to_map(attn, z.shape[-2:])
         if self.stride == 2:
             z = pool2(z)
