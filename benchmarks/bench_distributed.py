@@ -16,7 +16,7 @@ from registry import Table, benchmark
 REPO = Path(__file__).resolve().parents[1]
 DATA = ["data.num_train=64", "data.num_val=32", "data.height=128", "data.width=128", "data.crop_size=[128,128]",
         "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "logger=none"]
-SEARCH = ["stage.evaluation.recalibration_images=32", "stage.evaluation.val_images=32", "stage.progress=false",
+SEARCH = ["score.evaluation.recalibration_images=32", "score.evaluation.val_images=32", "stage.progress=false",
           "search.population=16", "search.generations=2", "search.objective=params", "stage.extra_metrics=[]",
           "stage.latency.check_archs=0", "search.random_baseline=false"]
 
@@ -39,7 +39,7 @@ def search_sharded_evaluation() -> Table:
         rows: Table = []
         for processes, threads in ((1, 1), (1, 2), (2, 1)):
             out = Path(tmp) / f"p{processes}t{threads}"
-            _run(["stage=search", *DATA, *SEARCH, f"stage.supernet.ckpt={ckpt / 'checkpoints' / 'last.ckpt'}",
+            _run(["stage=search", *DATA, *SEARCH, f"score.supernet.ckpt={ckpt / 'checkpoints' / 'last.ckpt'}",
                   f"hydra.run.dir={out}"], processes, threads)
             result = json.loads((out / "results.json").read_text())
             rows.append({"processes": processes, "threads per process": threads,

@@ -60,7 +60,7 @@ def test_ddp_trainers_handle_unused_parameters_without_sync_batchnorm(tmp_path: 
 
 
 def test_search_refuses_to_train_its_supernet_on_several_processes(tmp_path: Path) -> None:
-    cfg = compose_config(["stage=search", *TINY_DATA, "trainer=ddp_cpu", "stage.supernet.epochs=1"], tmp_path)
+    cfg = compose_config(["stage=search", *TINY_DATA, "trainer=ddp_cpu", "score.supernet.epochs=1"], tmp_path)
     with pytest.raises(ValueError, match="stage=supernet trainer=ddp"):
         run_stage(cfg)
 

@@ -13,8 +13,8 @@ import pytest
 
 from conftest import REPO, TINY_DATA
 
-TINY = [*TINY_DATA, "stage.evaluation.recalibration_images=8", "stage.evaluation.val_images=8",
-        "stage.evaluation.batch_size=8", "stage.progress=false", "search.population=4", "search.generations=2",
+TINY = [*TINY_DATA, "score.evaluation.recalibration_images=8", "score.evaluation.val_images=8",
+        "score.evaluation.batch_size=8", "stage.progress=false", "search.population=4", "search.generations=2",
         "search.objective=params", "stage.extra_metrics=[]", "stage.latency.check_archs=0", "logger=none"]
 
 
@@ -41,7 +41,7 @@ def supernet(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("search", ["nsga2", pytest.param("random", marks=pytest.mark.slow)])
 def test_two_processes_give_the_one_process_archive_and_front(supernet: Path, tmp_path: Path, search: str) -> None:
-    args = ["stage=search", f"search={search}", f"stage.supernet.ckpt={supernet}", *TINY, "search.random_baseline=false"]
+    args = ["stage=search", f"search={search}", f"score.supernet.ckpt={supernet}", *TINY, "search.random_baseline=false"]
     _segnas([*args, f"hydra.run.dir={tmp_path / 'one'}"])
     _segnas([*args, f"hydra.run.dir={tmp_path / 'two'}"], processes=2)
     one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))

@@ -269,7 +269,7 @@ def test_genetic_vocabulary_strata_and_build_options() -> None:
     groups = space.variable_groups()
     assert sorted(i for g in groups for i in g) == list(range(space.n_var))  # every variable in one group
     assert len(groups) == 2 + 3 * 5 + 3 + 4 and [genes.count] in groups and [genes.depth] in groups
-    assert space.build_options() == {"filter_multiplier": 4}
+    assert space.build_options() == {"filter_multiplier": 4, "output_stride": 8}
     strata = space.strata()
     assert [name for name, _ in strata] == ["1branch", "2branch", "3branch"]
     rng = np.random.default_rng(0)

@@ -27,7 +27,7 @@ def test_search_results_notebook_on_tiny_searches_made_now(tmp_path: Path, monke
 
     tiny = ["stage=search", "score=proxy", "score.proxy=synflow", "search.objective=params", "search.population=3",
             "search.generations=2", "space.layers=4", "space.filter_multiplier=2",
-            "stage.proxy_batch.resolution=[32,32]", "stage.proxy_batch.batch_size=2", "stage.cost_input=[1,3,32,32]",
+            "score.batch.resolution=[32,32]", "score.batch.batch_size=2", "stage.cost_input=[1,3,32,32]",
             "stage.latency.model=measured", "stage.latency.check_archs=0", "stage.extra_metrics=[]",
             "stage.progress=false", "num_threads=1", "logger=none"]  # fmt: skip
     for seed in (0, 1):

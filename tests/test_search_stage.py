@@ -22,13 +22,13 @@ from segnas.stages import run_stage
 from conftest import REPO, TINY_DATA, compose_config
 
 TINY_SUPERNET = [
-    "stage.supernet.epochs=1",
-    "stage.supernet.space_overrides.layers=4",
-    "stage.supernet.space_overrides.filter_multiplier=2",
-    "stage.supernet.module.val_archs=1",
-    "stage.evaluation.recalibration_images=8",
-    "stage.evaluation.val_images=8",
-    "stage.evaluation.batch_size=8",
+    "score.supernet.epochs=1",
+    "score.supernet.space_overrides.layers=4",
+    "score.supernet.space_overrides.filter_multiplier=2",
+    "score.supernet.module.val_archs=1",
+    "score.evaluation.recalibration_images=8",
+    "score.evaluation.val_images=8",
+    "score.evaluation.batch_size=8",
 ]
 TINY_SEARCH = [
     "stage=search",
@@ -83,7 +83,7 @@ def test_search_stage_writes_the_interface_and_resumes_without_recomputing(first
 
 def test_killed_search_restarts_to_the_uninterrupted_front(first_search, tmp_path: Path, monkeypatch) -> None:
     out, results = first_search
-    common = [*TINY_SEARCH, f"stage.supernet.ckpt={results['supernet_ckpt']}", "search.objective=params",
+    common = [*TINY_SEARCH, f"score.supernet.ckpt={results['supernet_ckpt']}", "search.objective=params",
               "search.random_baseline=false", "stage.latency.check_archs=0", f"stage.latency.lut_dir={out / 'lut'}"]
     straight = run_stage(compose_config(common, tmp_path / "straight"))
 
@@ -112,7 +112,7 @@ def test_search_logs_the_front_to_wandb_offline(first_search, tmp_path: Path, mo
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     out, results = first_search
-    cfg = compose_config([*TINY_SEARCH, f"stage.supernet.ckpt={results['supernet_ckpt']}", "logger=wandb",
+    cfg = compose_config([*TINY_SEARCH, f"score.supernet.ckpt={results['supernet_ckpt']}", "logger=wandb",
                           "search.generations=2", "search.random_baseline=false", "stage.latency.check_archs=0",
                           f"stage.latency.lut_dir={out / 'lut'}"], tmp_path)
     run_stage(cfg)
@@ -127,10 +127,10 @@ def test_search_logs_the_front_to_wandb_offline(first_search, tmp_path: Path, mo
 
 def test_correlate_stage(first_search, tmp_path: Path) -> None:
     _, results = first_search
-    cfg = compose_config(["stage=correlate", *TINY_DATA, *TINY_SUPERNET, f"stage.supernet.ckpt={results['supernet_ckpt']}",
+    cfg = compose_config(["stage=correlate", *TINY_DATA, *TINY_SUPERNET, f"score.supernet.ckpt={results['supernet_ckpt']}",
                           "stage.num_archs=3", "stage.train_epochs=1", "stage.proxies=[saswot,flops]",
-                          "stage.proxy_batch.batch_size=2", "stage.proxy_batch.resolution=[32,32]",
-                          "stage.proxy_batch.saswot_calibration_archs=2"], tmp_path)
+                          "stage.batch.batch_size=2", "stage.batch.resolution=[32,32]",
+                          "stage.batch.saswot_calibration_archs=2"], tmp_path)
     out = run_stage(cfg)
     assert out["n"] == 3 and len(out["networks"]) == 3
     assert sorted(n["num_branches"] for n in out["networks"]) == [1, 2, 3]  # stratified by branch count
@@ -161,8 +161,8 @@ def test_paper_experiment_composes() -> None:
     cfg = compose_config(["stage=search", "experiment=hyctas_cityscapes"])
     s = cfg.search
     assert (s.population, s.generations, s.crossover_prob, s.mutation_prob, s.per_branch) == (40, 20, 0.9, 0.02, True)
-    assert cfg.stage.evaluation.recalibration_images == 1000
-    assert cfg.stage.supernet.space_overrides is None and cfg.stage.supernet.module.lr_gamma == 0.992
+    assert cfg.score.evaluation.recalibration_images == 1000
+    assert cfg.score.supernet.space_overrides is None and cfg.score.supernet.module.lr_gamma == 0.992
     assert cfg.space.branch_prior == [0.2, 0.3, 0.5] and cfg.space.filter_multiplier == 8
     assert list(cfg.data.crop_size) == [256, 512] and cfg.data.batch_size == 16
     assert cfg.optim.lr == 0.005
@@ -173,7 +173,7 @@ def test_sweep_over_the_three_objectives_with_the_local_launcher(first_search, t
     out, results = first_search
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
     args = ["-m", "hydra/launcher=local", f"hydra.sweep.dir={tmp_path}", "search.objective=latency,macs,params",
-            *TINY_SEARCH, f"stage.supernet.ckpt={results['supernet_ckpt']}", "search.population=4",
+            *TINY_SEARCH, f"score.supernet.ckpt={results['supernet_ckpt']}", "search.population=4",
             "search.generations=2",
             "search.random_baseline=false", "stage.latency.check_archs=0", f"stage.latency.lut_dir={out / 'lut'}",
             "logger=none"]
@@ -192,14 +192,14 @@ def test_another_supernet_in_the_same_folder_is_refused(first_search, tmp_path: 
     out, results = first_search
     common = [*TINY_SEARCH, "search.generations=1", "search.random_baseline=false", "stage.latency.check_archs=0",
               f"stage.latency.lut_dir={out / 'lut'}"]
-    run_stage(compose_config([*common, f"stage.supernet.ckpt={results['supernet_ckpt']}"], tmp_path))
+    run_stage(compose_config([*common, f"score.supernet.ckpt={results['supernet_ckpt']}"], tmp_path))
     other = tmp_path / "other.ckpt"
     ckpt = torch.load(results["supernet_ckpt"], map_location="cpu", weights_only=False)
     name = next(k for k in ckpt["state_dict"] if k.endswith("weight"))
     ckpt["state_dict"][name] = ckpt["state_dict"][name] + 1.0
     torch.save(ckpt, other)
     with pytest.raises(ValueError, match="supernet_weights_sha1"):
-        run_stage(compose_config([*common, f"stage.supernet.ckpt={other}"], tmp_path))
+        run_stage(compose_config([*common, f"score.supernet.ckpt={other}"], tmp_path))
 
 
 def test_ablate_takes_table7_searched_networks_from_a_search(first_search, tmp_path: Path) -> None:
@@ -219,7 +219,7 @@ def test_ablate_takes_table7_searched_networks_from_a_search(first_search, tmp_p
 
 def test_algorithm1_latency_filter_relative_to_the_largest_network(first_search, tmp_path: Path) -> None:
     out, results = first_search
-    cfg = compose_config([*TINY_SEARCH, f"stage.supernet.ckpt={results['supernet_ckpt']}", "search.generations=2",
+    cfg = compose_config([*TINY_SEARCH, f"score.supernet.ckpt={results['supernet_ckpt']}", "search.generations=2",
                           "search.random_baseline=false", "stage.latency.check_archs=0", "search.initial=uniform",
                           "search.max_latency_fraction=0.6", f"stage.latency.lut_dir={out / 'lut'}"], tmp_path)
     result = run_stage(cfg)

@@ -29,8 +29,8 @@ FAST = [
     "search.population=3",
     "search.top_k=2",
     "space.max_depth=6",
-    "stage.proxy_batch.resolution=[32,32]",
-    "stage.proxy_batch.batch_size=2",
+    "score.batch.resolution=[32,32]",
+    "score.batch.batch_size=2",
     "stage.cost_input=[1,3,32,32]",
     "stage.top_n=3",
     "stage.progress=false",
@@ -76,7 +76,7 @@ def test_zero_shot_search_params_budget_excludes_large(tmp_path: Path) -> None:
 
 
 def test_zero_shot_search_scores_on_a_data_batch(tmp_path: Path) -> None:
-    results = run_stage(compose_config([*FAST, TINY_BUDGET, *TINY_DATA, "stage.proxy_batch.inputs=data",
+    results = run_stage(compose_config([*FAST, TINY_BUDGET, *TINY_DATA, "score.batch.inputs=data",
                                         "search.random_baseline=false"], tmp_path))
     assert results["summary"]["valid_scores"] == 6
     config = yaml.safe_load((tmp_path / "config.yaml").read_text())
@@ -113,7 +113,7 @@ def test_changed_scoring_settings_refuse_the_old_archive(tmp_path: Path) -> None
     run_stage(compose_config([*FAST, TINY_BUDGET, "search.random_baseline=false"], tmp_path))
     with pytest.raises(ValueError, match="proxy_batch"):
         run_stage(compose_config([*FAST, TINY_BUDGET, "search.random_baseline=false",
-                                  "stage.proxy_batch.batch_size=3"], tmp_path))
+                                  "score.batch.batch_size=3"], tmp_path))
 
 
 def test_zero_shot_search_proxy_options(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_zero_shot_search_proxy_options(tmp_path: Path) -> None:
 def test_nsga2_over_a_proxy_in_the_fasterseg_space(tmp_path: Path) -> None:
     cfg = compose_config(["stage=search", "space=fasterseg", "score=proxy", "score.proxy=nwot", "search.objective=macs",
                           "space.max_depth=6", "search.population=4", "search.generations=2",
-                          "stage.proxy_batch.resolution=[32,32]", "stage.proxy_batch.batch_size=2",
+                          "score.batch.resolution=[32,32]", "score.batch.batch_size=2",
                           "stage.cost_input=[1,3,32,32]", "stage.latency.model=measured", "stage.latency.check_archs=0",
                           "stage.latency.duration_s=0.01", "stage.extra_metrics=[params_m]", "stage.progress=false"],
                          tmp_path)
@@ -167,10 +167,10 @@ def test_a_search_where_every_score_is_invalid_fails(tmp_path: Path, monkeypatch
 
 def test_zero_shot_preset_scores_real_images_only_when_a_dataset_is_given() -> None:
     default = compose_config(["stage=zero_shot_search"])
-    assert default.stage.proxy_batch.batch_size >= 16 and default.score.normalize == "avt"
+    assert default.score.batch.batch_size >= 16 and default.score.normalize == "avt"
     assert proxy_inputs(default) == "random"  # the built-in synthetic data: no files needed
     assert proxy_inputs(compose_config(["stage=zero_shot_search", "data=camvid"])) == "data"
-    forced = compose_config(["stage=zero_shot_search", "data=camvid", "stage.proxy_batch.inputs=random"])
+    forced = compose_config(["stage=zero_shot_search", "data=camvid", "score.batch.inputs=random"])
     assert proxy_inputs(forced) == "random"
 
 

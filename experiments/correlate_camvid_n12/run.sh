@@ -12,7 +12,7 @@ export OMP_NUM_THREADS=1
 CAMVID=(data=camvid "data.root=$DATA" data.image_scale=0.25 "data.crop_size=[96,128]" data.num_workers=0
         num_threads=1 trainer.enable_progress_bar=false seed=0)
 $PY -m segnas stage=supernet "${CAMVID[@]}" trainer.max_epochs=20 hydra.run.dir=$SUPERNET
-$PY -m segnas stage=correlate "${CAMVID[@]}" "stage.supernet.ckpt=$SUPERNET/checkpoints/last.ckpt" \
-  stage.num_archs=12 stage.train_epochs=6 stage.evaluation.val_images=101 stage.evaluation.recalibration_images=64 \
+$PY -m segnas stage=correlate "${CAMVID[@]}" "score.supernet.ckpt=$SUPERNET/checkpoints/last.ckpt" \
+  stage.num_archs=12 stage.train_epochs=6 score.evaluation.val_images=101 score.evaluation.recalibration_images=64 \
   hydra.run.dir=$OUT
 cp $OUT/correlation.md $OUT/correlation.csv $OUT/correlation.png $OUT/results.json experiments/correlate_camvid_n12/

@@ -8,7 +8,7 @@ set -euo pipefail
 out=${1:?output folder}; epochs=${2:-6}; shift $(( $# >= 2 ? 2 : 1 ))
 py=${PYTHON:-.venv/bin/python}
 if [[ ! -f "$out/search/results.json" ]]; then
-  $py -m segnas stage=zero_shot_search stage.proxy_batch.inputs=data stage.proxy_batch.resolution=[128,128] stage.top_n=3 \
+  $py -m segnas stage=zero_shot_search score.batch.inputs=data score.batch.resolution=[128,128] stage.top_n=3 \
     num_threads=1 "$@" hydra.run.dir="$out/search"
 fi
 for seed in ${TRAIN_SEEDS:-0}; do

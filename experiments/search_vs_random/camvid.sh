@@ -18,9 +18,9 @@ CKPT=$OUT/supernet/checkpoints/last.ckpt
 
 [[ -f $OUT/supernet/results.json ]] || $PY -m segnas stage=supernet "${CAMVID[@]}" trainer.max_epochs=20 \
   hydra.run.dir=$OUT/supernet
-$PY -m segnas stage=search "${CAMVID[@]}" "stage.supernet.ckpt=$CKPT" search.objective=macs search.initial=uniform \
-  search.population=16 search.generations=10 search.hv_ref_cost=0.04 stage.evaluation.val_images=101 \
-  stage.evaluation.recalibration_images=64 "stage.extra_metrics=[params_m]" stage.latency.check_archs=0 \
+$PY -m segnas stage=search "${CAMVID[@]}" "score.supernet.ckpt=$CKPT" search.objective=macs search.initial=uniform \
+  search.population=16 search.generations=10 search.hv_ref_cost=0.04 score.evaluation.val_images=101 \
+  score.evaluation.recalibration_images=64 "stage.extra_metrics=[params_m]" stage.latency.check_archs=0 \
   stage.progress=false hydra.run.dir=$OUT/search
 $PY $HERE/pick.py $OUT/search $HERE/camvid --mode front --score miou --cost macs_g --n 3
 for genotype in $HERE/camvid/*.yaml; do

@@ -12,7 +12,7 @@ export OMP_NUM_THREADS=1
 PY=.venv/bin/python
 $PY -m segnas stage=supernet trainer.max_epochs=4 hydra.run.dir="$OUT/supernet"
 CKPT="$OUT/supernet/checkpoints/last.ckpt"
-COMMON=(stage=search "stage.supernet.ckpt=$CKPT" search.random_baseline=false search.hv_ref_cost=6.0
+COMMON=(stage=search "score.supernet.ckpt=$CKPT" search.random_baseline=false search.hv_ref_cost=6.0
         stage.latency.check_archs=0 stage.progress=false "stage.latency.lut_dir=$OUT/lut")
 for seed in 0 1 2; do
   $PY -m segnas "${COMMON[@]}" seed=$seed hydra.run.dir="$OUT/plain_seed$seed"

@@ -12,9 +12,11 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from segnas import __version__
+from segnas.config_aliases import translate_aliases
 from segnas.stages import run_stage
 from segnas.utils.console import report_user_errors, results_table
 from segnas.utils.overrides import refuse_unknown_additions
+from segnas.utils.quiet import quiet_console
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> float | None:
     """Run the selected stage, print its headline results and return its optimised metric (for Hydra
     sweepers); a ``+key=value`` adding a key the config does not know is refused first."""
+    quiet_console()
     refuse_unknown_additions()
     results = run_stage(cfg)
     if rank_zero_only.rank == 0:
@@ -41,4 +44,5 @@ def main() -> float | None:
         return None
     if not sys.argv[1:]:
         sys.argv.append("--help")
+    sys.argv[1:] = translate_aliases(sys.argv[1:])
     return report_user_errors(run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -51,3 +52,15 @@ def correlation_report(
         report[f"{name}_ci"] = ([float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))]
                                 if len(values) else [float("nan"), float("nan")])
     return report
+
+
+def correlation_table(reports: dict[str, dict[str, Any]]) -> str:
+    """Markdown: one row per score, its correlations with the ground truth, p-values and intervals."""
+    lines = ["| score | n | Kendall tau (p) [95 % CI] | Spearman rho (p) | Pearson r (p) [95 % CI] |",
+             "|---|---|---|---|---|"]
+    for name, r in reports.items():
+        lines.append(
+            f"| {name} | {r['n']} | {r['kendall']:+.3f} ({r['kendall_p']:.3f}) "
+            f"[{r['kendall_ci'][0]:+.2f}, {r['kendall_ci'][1]:+.2f}] | {r['spearman']:+.3f} ({r['spearman_p']:.3f}) | "
+            f"{r['pearson']:+.3f} ({r['pearson_p']:.3f}) [{r['pearson_ci'][0]:+.2f}, {r['pearson_ci'][1]:+.2f}] |")
+    return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ raises, is not applicable or returns NaN/inf gets an invalid :class:`ProxyResult
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -103,6 +104,17 @@ def get(name: str) -> ProxySpec:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown proxy {name!r}; available: {available()}") from None
+
+
+def check_options(name: str, options: Mapping[str, Any] | None, key: str) -> dict[str, Any]:
+    """``options`` (config ``key``) as keyword arguments of proxy ``name``; an unknown proxy or keyword fails
+    naming it."""
+    accepted = set(inspect.signature(get(name).fn).parameters) - {"ctx", "ranges"}
+    given = dict(options or {})
+    unknown = sorted(set(given) - accepted)
+    if unknown:
+        raise ValueError(f"{key}: {unknown} are not options of proxy {name!r} (it accepts {sorted(accepted)})")
+    return given
 
 
 def _run(spec: ProxySpec, ctx: Context, options: Mapping[str, Any]) -> ProxyResult:

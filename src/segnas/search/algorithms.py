@@ -12,10 +12,11 @@ resumes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.algorithms.moo.nsga2 import NSGA2 as PymooNSGA2
 from pymoo.core.problem import Problem
 from pymoo.optimize import minimize
 
@@ -31,6 +32,29 @@ from segnas.search.survival import weighted_rank_and_crowding
 
 # Called after every generation with the search's label, the generation index and every evaluation so far.
 GenerationCallback = Callable[[str, int, list[Evaluated]], None]
+
+
+@dataclass
+class SearchResult:
+    """Every evaluation of a search in order, and what else the algorithm reports (e.g. top-k's history)."""
+
+    evaluated: list[Evaluated]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SearchAlgorithm(Protocol):
+    """What every search algorithm offers: constructed with its settings, run on a problem.
+
+    ``batch_size`` is how many candidates it scores per generation (a random baseline of the same search
+    uses it too); ``multi_objective`` whether it trades the score off against a cost.
+    """
+
+    name: ClassVar[str]
+    multi_objective: ClassVar[bool]
+    batch_size: int
+
+    def run(self, problem: SearchProblem, initial: Sequence[Any] = (),
+            on_generation: GenerationCallback | None = None) -> SearchResult: ...
 
 
 class PymooProblem(Problem):
@@ -102,7 +126,7 @@ def run_nsga2(
         sub = problem.on(space)
         pymoo_problem = PymooProblem(sub, f"{label}_{name}" if name else label, progress, on_generation)
         own = [g for g in initial if not space.violations(g)]
-        algorithm = NSGA2(
+        algorithm = PymooNSGA2(
             pop_size=population,
             **({"survival": weighted_rank_and_crowding(objective_weights)} if objective_weights else {}),
             sampling=SpaceSampling(own, uniform_initial),
@@ -148,3 +172,58 @@ def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if int(value) < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
+
+
+class NSGA2:
+    """NSGA-II (:func:`run_nsga2`) with its settings; ``initial="uniform"`` draws the first population from
+    the space's uniform prior (Algorithm 1: "uniformly generate"), ``"prior"`` from its own prior."""
+
+    name: ClassVar[str] = "nsga2"
+    multi_objective: ClassVar[bool] = True
+
+    def __init__(self, population: int = 12, generations: int = 8, crossover_prob: float = 0.9,
+                 mutation_prob: float = 0.02, per_branch: bool = False, initial: str = "prior",
+                 objective_weights: Sequence[float] | None = None, seed: int = 0, progress: bool = True) -> None:
+        if initial not in ("prior", "uniform"):
+            raise ValueError(f"search.initial must be 'prior' or 'uniform', got {initial!r}")
+        if objective_weights is not None and (len(objective_weights) != 2 or min(objective_weights) < 0):
+            raise ValueError(f"search.objective_weights must be 2 non-negative weights (score, cost), "
+                             f"got {list(objective_weights)}")
+        self.population, self.generations = int(population), int(generations)
+        self.crossover_prob, self.mutation_prob = float(crossover_prob), float(mutation_prob)
+        self.per_branch, self.initial = bool(per_branch), initial
+        self.objective_weights = list(objective_weights) if objective_weights else None
+        self.seed, self.progress = int(seed), bool(progress)
+
+    @property
+    def batch_size(self) -> int:
+        return self.population
+
+    def run(self, problem: SearchProblem, initial: Sequence[Any] = (),
+            on_generation: GenerationCallback | None = None) -> SearchResult:
+        """Every evaluation of the NSGA-II run."""
+        return SearchResult(run_nsga2(
+            problem, population=self.population, generations=self.generations,
+            crossover_prob=self.crossover_prob, mutation_prob=self.mutation_prob, stratified=self.per_branch,
+            initial=initial, uniform_initial=self.initial == "uniform", objective_weights=self.objective_weights,
+            seed=self.seed, progress=self.progress, on_generation=on_generation))
+
+
+class RandomSearch:
+    """Random search (:func:`run_random`): ``num_evals`` distinct accepted genotypes in batches of ``batch``."""
+
+    name: ClassVar[str] = "random"
+    multi_objective: ClassVar[bool] = True
+
+    def __init__(self, num_evals: int = 96, batch: int = 12, seed: int = 0, progress: bool = True) -> None:
+        self.num_evals, self.batch, self.seed, self.progress = int(num_evals), int(batch), int(seed), bool(progress)
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch
+
+    def run(self, problem: SearchProblem, initial: Sequence[Any] = (),
+            on_generation: GenerationCallback | None = None) -> SearchResult:
+        """Every evaluation of the random search (``initial`` is not used: every draw is random)."""
+        return SearchResult(run_random(problem, self.num_evals, batch=self.batch, seed=self.seed,
+                                       label="random", progress=self.progress, on_generation=on_generation))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -101,3 +102,18 @@ def plot_front(
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def plot_correlation(rows: list[dict[str, Any]], corr: dict[str, float], path: Path) -> None:
+    """Supernet-estimated vs standalone mIoU, one point per network (coloured by branch count)."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    x = [r["supernet_miou"] for r in rows]
+    y = [r["standalone_miou"] for r in rows]
+    ax.scatter(x, y, c=[r.get("num_branches", 1) for r in rows], cmap="viridis", vmin=1, vmax=3, s=30)
+    ax.set_xlabel("supernet mIoU (%)")
+    ax.set_ylabel("standalone mIoU (%)")
+    ax.set_title(f"Kendall tau {corr['kendall']:.2f}, Pearson {corr['pearson']:.2f} (n={len(rows)})")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

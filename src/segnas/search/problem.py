@@ -67,6 +67,7 @@ class SearchProblem:
     budgets: Mapping[str, float | Callable[[Any], float]] = field(default_factory=dict)
     floors: Mapping[str, float] = field(default_factory=dict)
     reject_below_floors: bool = False
+    assembly: Any = field(default=None, compare=False)  # what segnas.search.build_problem made beside it
 
     def __post_init__(self) -> None:
         if not self.goals:
@@ -78,7 +79,8 @@ class SearchProblem:
 
     def on(self, space: SearchSpace) -> SearchProblem:
         """The same problem over another (sub-)space."""
-        return SearchProblem(space, self.evaluator, self.goals, self.budgets, self.floors, self.reject_below_floors)
+        return SearchProblem(space, self.evaluator, self.goals, self.budgets, self.floors, self.reject_below_floors,
+                             self.assembly)
 
     def key(self, genotype: Any) -> str:
         """The space's canonical key of ``genotype``."""

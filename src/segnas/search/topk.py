@@ -18,12 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from segnas.search.algorithms import GenerationCallback
+from segnas.search.algorithms import GenerationCallback, SearchResult
 from segnas.search.problem import Evaluated, SearchProblem
 
 
@@ -208,3 +208,35 @@ def run_topk(
             break  # nothing new can be drawn: the reachable space is exhausted
     bar.close()
     return pool.result
+
+
+class TopK:
+    """Greedy top-k evolution (:func:`run_topk`) of the problem's first goal; ``num_evals`` scored genotypes."""
+
+    name: ClassVar[str] = "topk"
+    multi_objective: ClassVar[bool] = False
+
+    def __init__(self, num_evals: int = 96, population: int = 16, top_k: int = 4, children: int | None = None,
+                 p_crossover: float = 0.5, mutation_prob: float = 0.1, patience: int | None = None,
+                 clear_pool: bool = False, random_per_generation: int = 0, seed: int = 0,
+                 progress: bool = True) -> None:
+        self.num_evals, self.population, self.top_k = int(num_evals), int(population), int(top_k)
+        self.children = None if children is None else int(children)
+        self.p_crossover, self.mutation_prob = float(p_crossover), float(mutation_prob)
+        self.patience = None if patience is None else int(patience)
+        self.clear_pool, self.random_per_generation = bool(clear_pool), int(random_per_generation)
+        self.seed, self.progress = int(seed), bool(progress)
+
+    @property
+    def batch_size(self) -> int:
+        return self.population
+
+    def run(self, problem: SearchProblem, initial: Sequence[Any] = (),
+            on_generation: GenerationCallback | None = None) -> SearchResult:
+        """Every evaluation, with the per-generation ``history`` and the number of ``resets``."""
+        result = run_topk(problem, n_evals=self.num_evals, population=self.population, top_k=self.top_k,
+                          children=self.children, p_crossover=self.p_crossover, p_mutate=self.mutation_prob,
+                          patience=self.patience, clear_pool=self.clear_pool,
+                          random_per_generation=self.random_per_generation, initial=initial, seed=self.seed,
+                          progress=self.progress, on_generation=on_generation)
+        return SearchResult(result.evaluated, {"history": result.history, "resets": result.resets})

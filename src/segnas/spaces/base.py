@@ -99,6 +99,18 @@ class SearchSpace(ABC):
                 drawn[key] = genotype if x is None else (x, genotype)
         return list(drawn.values())
 
+    def draw_stratified(self, rng: np.random.Generator, n: int) -> list[Any]:
+        """Up to ``n`` distinct genotypes drawn from each of :meth:`strata` in turn (e.g. HyCTAS: 1, 2, 3
+        branches, 1, 2, 3, ...); fewer only when the space runs out (after ``1000 * n`` draws)."""
+        strata = [sub for _, sub in self.strata()]
+        drawn: dict[str, Any] = {}
+        for _ in range(1000 * n):
+            if len(drawn) == n:
+                break
+            genotype = strata[len(drawn) % len(strata)].sample(rng)
+            drawn.setdefault(self.key(genotype), genotype)
+        return list(drawn.values())
+
     def variable_groups(self) -> list[list[int]]:
         """Indices of the variables that only make sense together (crossover and mutation units)."""
         return [[i] for i in range(self.n_var)]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from segnas.spaces.base import SearchSpace
 from segnas.spaces.hyctas.genotype import HEADS, MAX_BRANCHES, Branch, HyCTASGenotype
@@ -349,8 +351,9 @@ class HyCTASSpace(SearchSpace):
         ]
 
     def build_options(self) -> dict[str, int]:
-        """The network's channel multiplier ``F``."""
-        return {"filter_multiplier": self.filter_multiplier}
+        """The network's channel multiplier ``F`` and output stride (8: the searched networks'; a supernet's
+        own output stride replaces it for the networks scored on it)."""
+        return {"filter_multiplier": self.filter_multiplier, "output_stride": 8}
 
     def strata(self) -> list[tuple[str, SearchSpace]]:
         """One sub-space per branch count (the paper's per-branch search)."""
@@ -382,3 +385,15 @@ class HyCTASSpace(SearchSpace):
         """fp32 training activation memory (MB) for :attr:`memory_input`, by the per-op model fitted to measured
         saved-tensor bytes (:mod:`segnas.spaces.hyctas.memory`, experiments/hyctas_memory)."""
         return activation_memory_mb(genotype, self.filter_multiplier, *self.memory_input)
+
+    def latency_table(self, cache_dir: str | Path, input_shape: Sequence[int], network: Mapping[str, Any],
+                      num_classes: int, device: torch.device, calibration_archs: int, warmup: int,
+                      duration_s: float) -> Any:
+        """The per-operator latency lookup table of this space's networks built with ``network`` options,
+        calibrated on ``calibration_archs`` measured networks (:mod:`segnas.spaces.hyctas.latency_table`)."""
+        from segnas.spaces.hyctas.latency_table import LatencyTable, calibration_genotypes
+
+        return LatencyTable(cache_dir, input_shape, network["filter_multiplier"], num_classes,
+                            network["output_stride"], device,
+                            calibration=calibration_genotypes(self, calibration_archs),
+                            calibration_warmup=warmup, calibration_s=duration_s)

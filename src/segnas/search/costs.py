@@ -1,0 +1,67 @@
+"""The costs a search trades off and budgets: latency (lookup table or measured), MACs, params and, where the
+space estimates it, training activation memory, all of the network that will be deployed."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from segnas.models import build_network
+from segnas.search.distributed import Ranks
+from segnas.search.evaluator import Objective
+from segnas.search.objectives import ActivationMemory, Macs, MeasuredLatency, Params
+from segnas.spaces.base import SearchSpace
+from segnas.utils.hashing import data_sha1
+
+LATENCY_MODELS = ("lut", "measured")
+
+
+@dataclass
+class CostModels:
+    """Cost objectives by metric name, the latency lookup table (None: measured) and the measured latency."""
+
+    objectives: dict[str, Objective]
+    table: Any | None
+    measured: MeasuredLatency
+
+    def describe(self) -> dict[str, Any] | None:
+        """The lookup table's file, size and content hash (None without a table)."""
+        if self.table is None:
+            return None
+        return {"path": str(self.table.path), "entries": len(self.table.entries),
+                "sha1": data_sha1(self.table.entries)}
+
+
+def build_costs(space: SearchSpace, num_classes: int, network: Mapping[str, Any], input_shape: Sequence[int],
+                device: torch.device, latency: Mapping[str, Any], ranks: Ranks) -> CostModels:
+    """Latency (``latency["model"]``: ``lut``, the space's per-operator table cached in ``lut_dir``, or
+    ``measured``), MACs and params (exact cost model) of ``build_network(genotype, num_classes, **network)``
+    at ``input_shape``, and the space's activation-memory estimate where it has one."""
+    model = str(latency["model"])
+    if model not in LATENCY_MODELS:
+        raise ValueError(f"stage.latency.model must be one of {list(LATENCY_MODELS)}, got {model!r}")
+    build = functools.partial(build_network, num_classes=num_classes, **network)
+    measured = MeasuredLatency(build, input_shape, device, warmup=int(latency["warmup"]),
+                               duration_s=float(latency["duration_s"]))
+    table = None
+    if model == "lut":
+        if not hasattr(space, "latency_table"):
+            raise ValueError(f"stage.latency.model=lut needs a space with a latency lookup table (hyctas), not "
+                             f"{space.name!r}; use stage.latency.model=measured")
+        lut_dir = Path(latency["lut_dir"]) / ("" if ranks.is_main else f"rank{ranks.rank}")
+        table = space.latency_table(lut_dir, input_shape, network, num_classes, device,
+                                    int(latency["calibration_archs"]), int(latency["warmup"]),
+                                    float(latency["duration_s"]))
+    objectives: dict[str, Objective] = {
+        "latency_ms": table if table is not None else measured,
+        "macs_g": Macs(build, input_shape),
+        "params_m": Params(build, input_shape),
+    }
+    if hasattr(space, "memory_mb"):
+        objectives["memory_mb"] = ActivationMemory(space.memory_mb)
+    return CostModels(objectives, table, measured)

@@ -1,0 +1,101 @@
+"""What a search optimises and within which limits, whatever the algorithm: the cost traded off against the
+score, budgets, the score floor, the warm start, the random baseline and the hypervolume reference.
+
+These are the keys every ``search=`` config shares (``conf/goal/default.yaml``); the rest of a ``search=``
+config is its algorithm's own settings (:func:`split_search_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from segnas.spaces.base import SearchSpace
+
+log = logging.getLogger(__name__)
+
+COSTS = {"latency": "latency_ms", "macs": "macs_g", "params": "params_m"}
+BUDGETS = {"max_latency_ms": "latency_ms", "max_macs_g": "macs_g", "max_params_m": "params_m"}
+WARM_START_SELECTIONS = ("top", "pareto")
+
+
+@dataclass(frozen=True)
+class SearchGoal:
+    """The problem-level settings of a search (see the module doc); checked on construction."""
+
+    objective: str = "latency"
+    max_latency_ms: float | None = None
+    max_latency_fraction: float | None = None
+    max_macs_g: float | None = None
+    max_params_m: float | None = None
+    min_miou: float | None = None
+    min_miou_mode: str = "reject"
+    warm_start: str | None = None
+    warm_start_pool: int = 48
+    warm_start_select: str = "pareto"
+    warm_start_proxy: str = "synflow"
+    warm_start_batch: Mapping[str, Any] = field(default_factory=dict)
+    random_baseline: bool = True
+    hv_ref_cost: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.objective not in COSTS:
+            raise ValueError(f"search.objective must be one of {sorted(COSTS)}, got {self.objective!r}")
+        if self.warm_start not in (None, "proxy"):
+            raise ValueError(f"search.warm_start must be null or 'proxy', got {self.warm_start!r}")
+        if self.warm_start_select not in WARM_START_SELECTIONS:
+            raise ValueError(f"search.warm_start_select must be one of {list(WARM_START_SELECTIONS)}, "
+                             f"got {self.warm_start_select!r}")
+        if self.max_latency_fraction is not None and self.max_latency_ms is not None:
+            raise ValueError("set one latency budget: search.max_latency_ms or search.max_latency_fraction")
+        if self.min_miou_mode not in ("reject", "constraint"):
+            raise ValueError(f"search.min_miou_mode must be 'reject' or 'constraint', got {self.min_miou_mode!r}")
+
+    @property
+    def cost_metric(self) -> str:
+        """The metric name of ``objective`` (e.g. ``latency_ms``)."""
+        return COSTS[self.objective]
+
+    def fixed_budgets(self) -> dict[str, float]:
+        """``metric -> max`` of the ``max_*`` budgets that are set."""
+        return {metric: float(getattr(self, key)) for key, metric in BUDGETS.items()
+                if getattr(self, key) is not None}
+
+
+GOAL_KEYS = tuple(f.name for f in dataclasses.fields(SearchGoal))
+
+
+def split_search_config(search: DictConfig) -> tuple[SearchGoal, DictConfig]:
+    """A ``search=`` config as its :class:`SearchGoal` and its algorithm's node (``_target_`` + own keys)."""
+    goal = SearchGoal(**{k: OmegaConf.to_container(search[k], resolve=True) if OmegaConf.is_config(search[k])
+                         else search[k] for k in GOAL_KEYS if k in search})
+    algorithm = OmegaConf.masked_copy(search, [k for k in search if k not in GOAL_KEYS])
+    return goal, algorithm
+
+
+class RelativeLatencyBudget:
+    """Algorithm 1's latency filter: ``genotype -> fraction x Latency(S_max)``, S_max the slowest of the
+    space's largest networks with the genotype's branch count (timed once per branch count)."""
+
+    def __init__(self, space: SearchSpace, latency: Callable[[Any], float], fraction: float) -> None:
+        if not hasattr(space, "largest"):
+            raise ValueError(f"search.max_latency_fraction needs a space with largest networks (hyctas), "
+                             f"not {space.name!r}")
+        self.space, self.latency, self.fraction = space, latency, fraction
+        self.s_max_ms: dict[int, float] = {}
+
+    def __call__(self, genotype: Any) -> float:
+        n = genotype.num_branches
+        if n not in self.s_max_ms:
+            self.s_max_ms[n] = max(self.latency(g) for g in self.space.largest(n))
+            log.info("Latency(S_max) of %d-branch networks: %.3f ms", n, self.s_max_ms[n])
+        return self.fraction * self.s_max_ms[n]
+
+    def describe(self) -> dict[str, Any]:
+        """The fraction and the S_max latencies (ms) per branch count."""
+        return {"fraction": self.fraction, "s_max_latency_ms": dict(self.s_max_ms)}
