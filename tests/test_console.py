@@ -2,16 +2,21 @@
 HYDRA_FULL_ERROR=1), misspelled keys refused with the nearest key (``+`` included), results tables."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import lightning as L
 import pytest
+import wandb
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 
 from segnas.utils.console import (
@@ -22,7 +27,9 @@ from segnas.utils.console import (
     results_table,
     sweep_table,
 )
+from segnas.utils.loggers import build_loggers
 from segnas.utils.overrides import refuse_unknown_additions
+from segnas.utils.quiet import LIGHTNING_LOGGER, quiet_console
 
 from conftest import REPO, compose_config
 
@@ -38,7 +45,10 @@ def _refuse_additions(overrides: list[str]) -> None:
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="segnas.conf", version_base="1.3"):
         HydraConfig.instance().set_config(compose(config_name="config", overrides=overrides, return_hydra_config=True))
-        refuse_unknown_additions()
+        try:
+            refuse_unknown_additions()
+        finally:
+            HydraConfig.instance().cfg = None
 
 
 def test_no_arguments_prints_the_help() -> None:
@@ -114,3 +124,23 @@ def test_results_tables_of_a_run_and_of_a_sweep(tmp_path: Path, capsys) -> None:
                                                       "| 2 | seed=2 | - | - |"]
     SweepResultsTable().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
     assert "| 1 | seed=1 | 11 | 5 |" in capsys.readouterr().out
+
+
+def test_no_lightning_tips_pytree_deprecation_or_wandb_anonymous_warning(tmp_path: Path, caplog, capfd,
+                                                                         monkeypatch) -> None:  # fmt: skip
+    quiet_console()
+    with caplog.at_level(logging.INFO, logger=LIGHTNING_LOGGER):
+        L.Trainer(accelerator="cpu", logger=CSVLogger(tmp_path), enable_progress_bar=False)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("GPU available" in m for m in messages) and not any("Tip" in m for m in messages)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_console()
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec)`",
+                      DeprecationWarning, stacklevel=1)  # fmt: skip
+    assert not caught
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    [_, wandb_logger] = build_loggers(compose_config(["logger=wandb"], tmp_path))
+    wandb_logger.experiment  # noqa: B018 - starts the run
+    wandb.finish()
+    assert "anonymous" not in capfd.readouterr().err

@@ -44,7 +44,9 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
             name, run_group = run_labels(str(cfg.stage.name))
             make = instantiate(node, _convert_="all", _partial_=True, name=node.get("name") or name,
                                group=node.get("group") or run_group)
-            loggers.append(make(config=OmegaConf.to_container(cfg, resolve=True)))  # `config`: instantiate's own
+            wandb_logger = make(config=OmegaConf.to_container(cfg, resolve=True))  # `config`: instantiate's own
+            wandb_logger._wandb_init.pop("anonymous", None)  # Lightning's None for it makes wandb warn it is dropped
+            loggers.append(wandb_logger)
         else:
             loggers.append(instantiate(node, _convert_="all"))
     return loggers

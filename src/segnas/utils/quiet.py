@@ -1,5 +1,7 @@
-"""A readable console when one run trains many networks (``correlate``, ``ablate``, ``score=standalone``):
-Lightning's banners ("GPU available", tips, "`Trainer.fit` stopped") once per process, not once per network."""
+"""A readable console: no Lightning tips nor deprecation warnings a user can do nothing about
+(:func:`quiet_console`) and, when one run trains many networks (``correlate``, ``ablate``,
+``score=standalone``), Lightning's banners ("GPU available", "`Trainer.fit` stopped") once per process, not
+once per network (:func:`lightning_banners_once`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import logging
 import warnings
 
 LIGHTNING_LOGGER = "lightning.pytorch.utilities.rank_zero"  # where Lightning's rank-zero messages come from
+TIP = "💡 Tip:"  # how Lightning's advertisements start
 
 
 class OncePerMessage(logging.Filter):
@@ -24,10 +27,26 @@ class OncePerMessage(logging.Filter):
         return True
 
 
-def lightning_banners_once() -> None:
-    """From now on, show each Lightning rank-zero message once, and not Lightning's own use of a deprecated
-    torch pytree API (a warning a user can do nothing about)."""
-    logger = logging.getLogger(LIGHTNING_LOGGER)
-    if not any(isinstance(f, OncePerMessage) for f in logger.filters):
-        logger.addFilter(OncePerMessage())
+class NoTips(logging.Filter):
+    """Drops Lightning's advertisements ("💡 Tip: ... try installing litlogger ...")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(TIP)
+
+
+def _add_filter(logger: logging.Logger, kind: type[logging.Filter]) -> None:
+    if not any(isinstance(f, kind) for f in logger.filters):
+        logger.addFilter(kind())
+
+
+def quiet_console() -> None:
+    """From now on, no Lightning tips and no warning about Lightning's own use of a deprecated torch pytree
+    API."""
+    _add_filter(logging.getLogger(LIGHTNING_LOGGER), NoTips)
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def lightning_banners_once() -> None:
+    """From now on, show each Lightning rank-zero message once (and what :func:`quiet_console` leaves)."""
+    _add_filter(logging.getLogger(LIGHTNING_LOGGER), OncePerMessage)
+    quiet_console()
