@@ -12,6 +12,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from segnas import __version__
+from segnas.config_aliases import translate_aliases
 from segnas.stages import run_stage
 from segnas.utils.console import report_user_errors, results_table
 from segnas.utils.overrides import refuse_unknown_additions
@@ -43,4 +44,5 @@ def main() -> float | None:
         return None
     if not sys.argv[1:]:
         sys.argv.append("--help")
+    sys.argv[1:] = translate_aliases(sys.argv[1:])
     return report_user_errors(run)
