@@ -12,6 +12,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from segnas.metrics import attention_macs, count_macs_params
@@ -151,7 +152,7 @@ def test_search_presets_compose_without_colour_jitter(experiment: str, stage: st
     assert cfg.data.jitter == 0.0 and list(cfg.data.crop_size) == [256, 512]
     if experiment == "hyctas_cityscapes":
         assert cfg.space.memory_limit_mb == 18000
-        space = get_space(cfg.space.name, **cfg.space)
+        space = instantiate(cfg.space, _convert_="all")
         assert not space.violations(space.sample(np.random.default_rng(0)))
 
 

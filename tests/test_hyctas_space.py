@@ -194,7 +194,7 @@ def test_dead_fusion_gates_are_canonical() -> None:
 
 def test_defaults_are_the_conf_values_and_hold_the_released_networks() -> None:
     conf = yaml.safe_load(CONF.read_text())
-    assert conf.pop("name") == "hyctas"
+    assert conf.pop("name") == "hyctas" and conf.pop("_target_") == "segnas.spaces.space_from_config"
     default, configured = HyCTASSpace(), get_space("hyctas", **conf)
     assert (conf["layers"], conf["min_layers"]) == (DEFAULT_LAYERS, DEFAULT_MIN_LAYERS)
     assert vars(default) == vars(configured)  # every setting: the code default is the conf value
