@@ -8,12 +8,10 @@ import logging
 import sys
 
 import hydra
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from segnas import __version__
 from segnas.config_aliases import translate_aliases
-from segnas.stages import run_stage
 from segnas.utils.console import report_user_errors, results_table
 from segnas.utils.overrides import refuse_unknown_additions
 from segnas.utils.quiet import quiet_console
@@ -25,6 +23,11 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> float | None:
     """Run the selected stage, print its headline results and return its optimised metric (for Hydra
     sweepers); a ``+key=value`` adding a key the config does not know is refused first."""
+    # imported here, not above: `segnas --help` and `--version` import no torch
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from segnas.stages import run_stage
+
     quiet_console()
     refuse_unknown_additions()
     results = run_stage(cfg)
