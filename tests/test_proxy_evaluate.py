@@ -131,7 +131,12 @@ def test_hydra_config_composes_with_benchmark_override() -> None:
 def test_scoring_batch_random_or_from_data() -> None:
     from hydra import compose, initialize_config_dir
 
-    from segnas.stages.common import transnas_scoring_batch
+    from segnas.proxies.batch import benchmark_batch
+    from segnas.spaces import transnas
+
+    def transnas_scoring_batch(cfg):
+        return benchmark_batch(cfg.get("data"), cfg.stage.inputs, cfg.stage.batch_size, cfg.stage.resolution,
+                               transnas.NUM_CLASSES, cfg.seed)
 
     overrides = ["stage=proxy_evaluate", "data=synthetic", "stage.batch_size=3", "stage.resolution=64"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

@@ -13,12 +13,12 @@ import yaml
 
 from segnas.metrics.complexity import count_macs
 from segnas.models import build_network
+from segnas.proxies.batch import resolve_inputs
+from segnas.search import scoring
 from segnas.search.objectives import ProxyScore
 from segnas.spaces import load_genotype
 from segnas.spaces.fasterseg import FasterSegGenotype, FasterSegSpace
 from segnas.stages import run_stage
-from segnas.stages import search as search_stage
-from segnas.stages.search import proxy_inputs
 
 from conftest import TINY_DATA, compose_config
 
@@ -80,7 +80,7 @@ def test_zero_shot_search_scores_on_a_data_batch(tmp_path: Path) -> None:
                                         "search.random_baseline=false"], tmp_path))
     assert results["summary"]["valid_scores"] == 6
     config = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    assert config["stage"]["proxy_batch"]["inputs"] == "data"
+    assert config["score"]["batch"]["inputs"] == "data"
 
 
 def test_killed_zero_shot_search_resumes_to_the_uninterrupted_result(tmp_path: Path, monkeypatch) -> None:
@@ -160,7 +160,7 @@ def test_a_search_where_every_score_is_invalid_fails(tmp_path: Path, monkeypatch
     monkeypatch.setattr(ProxyScore, "__call__", lambda self, g: float("nan"))
     with pytest.raises(RuntimeError, match="invalid"):
         run_stage(compose_config(["stage=search", "space=fasterseg", "score=proxy", "search=random",
-                                  "search.population=3", "search.generations=1", *FAST[5:], "stage.latency.model=measured",
+                                  "search.num_evals=3", "search.batch=3", *FAST[5:], "stage.latency.model=measured",
                                   "stage.latency.check_archs=0", "search.objective=macs", "stage.extra_metrics=[]"],
                                  tmp_path))
 
@@ -174,9 +174,13 @@ def test_zero_shot_preset_scores_real_images_only_when_a_dataset_is_given() -> N
     assert proxy_inputs(forced) == "random"
 
 
+def proxy_inputs(cfg) -> str:
+    return resolve_inputs(str(cfg.score.batch.inputs), cfg.get("data"))
+
+
 def test_saswot_is_calibrated_within_the_budget_and_rank_normalised(tmp_path: Path, monkeypatch) -> None:
     macs: list[float] = []
-    original = search_stage.calibrate_cached
+    original = scoring.calibrate_cached
 
     def spy(sample_model, *args, **kwargs):
         def measured(rng):
@@ -186,7 +190,7 @@ def test_saswot_is_calibrated_within_the_budget_and_rank_normalised(tmp_path: Pa
 
         return original(measured, *args, **kwargs)
 
-    monkeypatch.setattr(search_stage, "calibrate_cached", spy)
+    monkeypatch.setattr(scoring, "calibrate_cached", spy)
     results = run_stage(compose_config([*FAST, "search.max_macs_g=0.0125", "score.proxy=saswot", "score.normalize=rank",
                                         "search.random_baseline=false"], tmp_path))
     assert results["summary"]["valid_scores"] == 6 and all(0.0 <= t["score"] <= 2.0 for t in results["top"])

@@ -26,11 +26,11 @@ from scipy.stats import kendalltau
 
 from segnas import proxies
 from segnas.models import build_network
+from segnas.proxies.batch import scoring_batch
 from segnas.proxies.saswot import AvtRanges, calibrate, norm_avt, norm_rank
 from segnas.search.objectives import Macs
 from segnas.spaces import load_genotype
 from segnas.spaces.fasterseg import FasterSegSpace
-from segnas.stages.common import scoring_batch
 
 NUM_CLASSES = 11
 EVOLVED = Path("experiments/saswot_proxy_evolution/best_proxy.yaml")

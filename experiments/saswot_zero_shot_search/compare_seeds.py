@@ -1,9 +1,9 @@
 """Evolution vs random search on the proxy's own score, over seeds, with the stage's scorer.
 
-``stage=zero_shot_search`` wiring (the same proxy score on the same batch, the same cost objective and
+``stage=zero_shot_search``'s problem from :func:`segnas.search.build_problem` (the same proxy score on the same batch, the same cost objective and
 budgets as ``python -m segnas stage=zero_shot_search``): for every seed, greedy top-k evolution
-(:func:`segnas.search.topk.run_topk` with the ``search.*`` settings) and random search
-(:func:`segnas.search.algorithms.run_random`, seed + 1000) score the same number of architectures
+(the ``search=`` group's :class:`segnas.search.TopK`) and random search
+(:class:`segnas.search.RandomSearch`, seed + 1000) score the same number of architectures
 within the budgets. Every metric goes through one archive (``OUT/archive.jsonl``): the seeds share work
 (scores and costs are deterministic per genotype), and a killed run resumes where it stopped. Usage from
 the repository root:
@@ -15,6 +15,7 @@ the repository root:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 from pathlib import Path
@@ -23,34 +24,13 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_module
 
-from segnas.search.algorithms import run_random, unique
-from segnas.search.archive import Archive
-from segnas.search.distributed import Ranks
-from segnas.search.evaluator import Evaluator
-from segnas.search.problem import Evaluated, Goal, SearchProblem
-from segnas.search.topk import run_topk
-from segnas.stages.search import COSTS, SCORES, Wiring, fixed_budgets
-
-SCORE = SCORES["proxy"]
+from segnas.search import Evaluated, RandomSearch, build_algorithm, build_problem, unique
 
 
-def summary(evaluated: list[Evaluated]) -> tuple[float, float]:
+def summary(evaluated: list[Evaluated], score: str) -> tuple[float, float]:
     """Best score and mean of the top-5 scores (NaN scores, invalid, left out)."""
-    scores = sorted((e.metrics[SCORE] for e in evaluated if math.isfinite(e.metrics[SCORE])), reverse=True)
+    scores = sorted((e.metrics[score] for e in evaluated if math.isfinite(e.metrics[score])), reverse=True)
     return scores[0], float(np.mean(scores[:5]))
-
-
-def build_problem(cfg, out: Path) -> SearchProblem:
-    """The stage's problem: proxy score (maximised) with the cost objective and budgets of ``search.*``."""
-    wiring = Wiring(cfg, out, Ranks())
-    costs, _, _ = wiring.costs
-    search = cfg.search
-    budgets = fixed_budgets(search)
-    wanted = {COSTS[str(search.objective)], *budgets}
-    objectives = {name: fn for name, fn in costs.items() if name in wanted}
-    objectives[SCORE] = wiring.score
-    archive = Archive(out / "archive.jsonl", key=wiring.space.key, context=wiring.context())
-    return SearchProblem(wiring.space, Evaluator(objectives, archive), [Goal(SCORE, maximize=True)], budgets)
 
 
 def main() -> None:
@@ -61,32 +41,19 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with initialize_config_module("segnas.conf", version_base="1.3"):
-        cfg = compose("config", overrides=["stage=zero_shot_search", *args.overrides])
-    if cfg.score.kind != "proxy":
-        raise ValueError(f"compare_seeds compares searches of a proxy score, got score={cfg.score.kind}")
+        cfg = compose("config", overrides=["stage=zero_shot_search", "stage.progress=false", *args.overrides])
     args.out.mkdir(parents=True, exist_ok=True)
-    problem = build_problem(cfg, args.out)
-    search = cfg.search
+    problem = build_problem(cfg, args.out, single_objective=True)
+    score = problem.assembly.score_metric
+    template = build_algorithm(cfg)
     rows = []
     for seed in range(args.seeds):
-        evo = run_topk(
-            problem,
-            n_evals=int(search.num_evals),
-            population=int(search.population),
-            top_k=int(search.top_k),
-            children=search.children,
-            p_crossover=float(search.p_crossover),
-            p_mutate=float(search.mutation_prob),
-            patience=search.patience,
-            clear_pool=bool(search.clear_pool),
-            random_per_generation=int(search.random_per_generation),
-            seed=seed,
-            label=f"topk_seed{seed}",
-            progress=False,
-        ).evaluated
-        rand = run_random(problem, len(unique(problem, evo)), batch=int(search.population), seed=seed + 1000,
-                          label=f"random_seed{seed}", progress=False)  # fmt: skip
-        (eb, e5), (rb, r5) = summary(evo), summary(rand)
+        algorithm = copy.copy(template)
+        algorithm.seed = seed
+        evo = algorithm.run(problem).evaluated
+        rand = RandomSearch(len(unique(problem, evo)), batch=algorithm.batch_size, seed=seed + 1000,
+                            progress=False).run(problem).evaluated
+        (eb, e5), (rb, r5) = summary(evo, score), summary(rand, score)
         rows.append({"seed": seed, "evaluated": len(evo), "evolution_best": eb, "random_best": rb,
                      "evolution_top5": e5, "random_top5": r5})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)

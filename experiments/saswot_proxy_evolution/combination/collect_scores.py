@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from segnas.proxies import compute
+from segnas.proxies.batch import scoring_batch
 from segnas.proxies.benchmark import load
 from segnas.spaces import transnas
-from segnas.stages.common import scoring_batch
 
 PROXIES = ["params", "flops", "nwot", "jacov", "snip", "grad_norm"]
 DEV_CSV = Path(__file__).resolve().parents[4] / "shared/data/transnas/tnb101_segmentsemantic_dev.csv"

@@ -11,6 +11,7 @@ resumes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -19,6 +20,7 @@ import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2 as PymooNSGA2
 from pymoo.core.problem import Problem
 from pymoo.optimize import minimize
+from tqdm.auto import tqdm
 
 from segnas.search.operators import (
     GenotypeDuplicates,
@@ -68,9 +70,11 @@ class PymooProblem(Problem):
     """
 
     def __init__(
-        self, search: SearchProblem, label: str, progress: bool = True, on_generation: GenerationCallback | None = None
+        self, search: SearchProblem, label: str, progress: bool = True, on_generation: GenerationCallback | None = None,
+        generations: int | None = None,
     ) -> None:
         self.search, self.label, self.progress, self.on_generation = search, label, progress, on_generation
+        self.generations, self.started = generations, time.monotonic()
         xl, xu = search.space.bounds()
         super().__init__(
             n_var=len(xl), n_obj=len(search.goals), n_ieq_constr=0 if search.reject_below_floors else len(search.floors),
@@ -84,9 +88,17 @@ class PymooProblem(Problem):
         """What the archive records beside a metric computed now."""
         return {"generation": self.generation, "search": self.label}
 
+    def progress_label(self) -> str:
+        """``<label> generation k of N, ETA h:mm:ss`` (the whole search's ETA, from its generations so far)."""
+        label = f"{self.label} generation {self.generation + 1}" + (f" of {self.generations}" if self.generations else "")
+        if not (self.generations and self.generation):
+            return label
+        eta = (time.monotonic() - self.started) / self.generation * (self.generations - self.generation)
+        return f"{label}, ETA {tqdm.format_interval(eta)}"
+
     def _evaluate(self, X: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         genotypes = [self.search.space.decode(x) for x in X]
-        evaluated = self.search.evaluate_many(genotypes, self.generation, self.label, self.progress)
+        evaluated = self.search.evaluate_many(genotypes, self.generation, self.label, self.progress, self.progress_label())
         self.evaluated += evaluated
         self.seen.update(self.search.key(e.genotype) for e in evaluated)
         rows = [e.metrics for e in evaluated]
@@ -124,7 +136,7 @@ def run_nsga2(
     evaluated: list[Evaluated] = []
     for i, (name, space) in enumerate(strata):
         sub = problem.on(space)
-        pymoo_problem = PymooProblem(sub, f"{label}_{name}" if name else label, progress, on_generation)
+        pymoo_problem = PymooProblem(sub, f"{label}_{name}" if name else label, progress, on_generation, generations)
         own = [g for g in initial if not space.violations(g)]
         algorithm = PymooNSGA2(
             pop_size=population,
@@ -153,7 +165,7 @@ def run_random(
     """Random search: ``n_evaluations`` unique accepted genotypes from the space's prior, evaluated in
     batches of ``batch`` (its "generations")."""
     _check_positive(n_evaluations=n_evaluations, batch=batch)
-    pymoo_problem = PymooProblem(problem, label, progress, on_generation)
+    pymoo_problem = PymooProblem(problem, label, progress, on_generation, -(-n_evaluations // batch))
     X = SpaceSampling().do(pymoo_problem, n_evaluations, random_state=np.random.default_rng(seed)).get("X")
     for start in range(0, len(X), batch):
         pymoo_problem.evaluate(X[start : start + batch])

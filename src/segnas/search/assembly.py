@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from segnas.lit.fitting import instantiate_unwrapped
 from segnas.search.algorithms import SearchAlgorithm
 from segnas.search.archive import Archive
 from segnas.search.costs import CostModels, build_costs
@@ -59,7 +59,7 @@ def build_problem(cfg: DictConfig, out: Path, ranks: Ranks | None = None, archiv
     ``problem.assembly`` holds the rest (:class:`Assembly`)."""
     ranks = ranks or Ranks()
     goal, _ = split_search_config(cfg.search)
-    score = instantiate(cfg.score, _convert_="all")
+    score = instantiate_unwrapped(cfg.score, _convert_="all")
     if goal.min_miou is not None and score.metric != "miou":
         raise ValueError(f"search.min_miou applies to mIoU scores, not to score {score.metric!r}")
     run = RunSetup(cfg, out, ranks, device_of(str(cfg.stage.device)))
@@ -96,7 +96,7 @@ def build_algorithm(cfg: DictConfig, ranks: Ranks | None = None) -> SearchAlgori
     ``stage.progress``."""
     _, node = split_search_config(cfg.search)
     progress = bool(cfg.stage.get("progress", True)) and (ranks or Ranks()).is_main
-    return instantiate(node, seed=int(cfg.seed), progress=progress, _convert_="all")
+    return instantiate_unwrapped(node, seed=int(cfg.seed), progress=progress, _convert_="all")
 
 
 def evaluation_context(cfg: DictConfig, space: SearchSpace, score: Any, run: RunSetup, cost_input: list[int],

@@ -106,13 +106,13 @@ class SearchProblem:
         return True
 
     def evaluate_many(
-        self, genotypes: Sequence[Any], generation: int, search: str, progress: bool = False
+        self, genotypes: Sequence[Any], generation: int, search: str, progress: bool = False, desc: str | None = None
     ) -> list[Evaluated]:
         """All metrics of a batch (shared out over the evaluator's ranks, one round at a time)."""
         size = self.evaluator.ranks.world_size
         rounds = range(0, len(genotypes), size)
         out: list[Evaluated] = []
-        for start in tqdm(rounds, desc=f"{search} generation {generation}", disable=not progress, unit="round",
+        for start in tqdm(rounds, desc=desc or f"{search} generation {generation}", disable=not progress, unit="round",
                           dynamic_ncols=True):
             chunk = genotypes[start : start + size]
             metrics = self.evaluator.evaluate_all(chunk, generation=generation, search=search)

@@ -15,10 +15,10 @@ import logging
 from typing import Any
 
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from segnas.callbacks.history import write_rows_csv
+from segnas.lit.fitting import instantiate_unwrapped
 from segnas.metrics.correlation import correlation_report, correlation_table
 from segnas.proxies import available
 from segnas.search.archive import Archive
@@ -71,7 +71,7 @@ def _evaluator(cfg: DictConfig, setup: RunSetup) -> tuple[SearchSpace, Evaluator
     """The supernet's space and an evaluator of ``proxy_<name>``, ``supernet_miou`` and ``standalone_miou``
     over ``correlation.jsonl``."""
     stage = cfg.stage
-    supernet = instantiate(cfg.score, _convert_="all")
+    supernet = instantiate_unwrapped(cfg.score, _convert_="all")
     space, scored = supernet.space(setup)
     network = {**space.build_options(), **scored}
     batch = to_container(stage.batch)

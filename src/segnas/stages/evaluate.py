@@ -16,10 +16,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from segnas.callbacks.history import write_rows_csv
+from segnas.lit.fitting import build_datamodule
 from segnas.lit.inference import load_checkpoint
 from segnas.metrics import count_macs_params, measure_latency
 from segnas.models import deploy_net
-from segnas.stages.common import build_datamodule
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)

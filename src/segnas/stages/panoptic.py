@@ -14,11 +14,12 @@ from segnas.callbacks.drop_path import DropPathSchedule
 from segnas.callbacks.history import write_rows_csv
 from segnas.callbacks.latency import LatencyMonitor
 from segnas.data.base import SegmentationDataModule
+from segnas.lit.fitting import build_datamodule, build_trainer, checkpoint_paths, fit
 from segnas.lit.panoptic import PanopticModule, ground_truth_segments
 from segnas.metrics.panoptic import pq_compute, pq_percent
 from segnas.models.panoptic_postprocess import PanopticPredictionWriter
 from segnas.spaces import HyCTASGenotype, as_genotype
-from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, fit, to_container
+from segnas.utils.config import to_container
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)

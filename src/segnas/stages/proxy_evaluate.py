@@ -32,6 +32,7 @@ from scipy import stats
 
 from segnas.metrics.complexity import count_macs_params
 from segnas.proxies import calibrate_cached, compute, get
+from segnas.proxies.batch import benchmark_batch, scoring_batch
 from segnas.proxies.benchmark import Record, load
 from segnas.proxies.evaluation import (
     COEFFICIENTS,
@@ -43,7 +44,6 @@ from segnas.proxies.evaluation import (
 )
 from segnas.proxies.proxy_file import ProxyFile, is_proxy_file, load_proxy_file
 from segnas.spaces import transnas
-from segnas.stages.common import scoring_batch, transnas_scoring_batch
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     spaces = list(stage.spaces)
     csv_path = to_absolute_path(str(cfg.benchmark.csv))
     records = load(csv_path, str(cfg.benchmark.target))
-    batch = transnas_scoring_batch(cfg)
+    batch = benchmark_batch(cfg.get("data"), str(cfg.stage.inputs), int(cfg.stage.batch_size),
+                            int(cfg.stage.resolution), transnas.NUM_CLASSES, int(cfg.seed))
     rng = random.Random(int(cfg.seed))
     results: dict[str, Any] = {
         "proxies": {n: {} for n in names},

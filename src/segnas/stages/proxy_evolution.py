@@ -39,6 +39,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from segnas.proxies import compute
+from segnas.proxies.batch import benchmark_batch
 from segnas.proxies.benchmark import Record, load
 from segnas.proxies.expression import (
     SASWOT,
@@ -57,7 +58,6 @@ from segnas.search.live import LiveSearch
 from segnas.search.problem import Evaluated, Goal, SearchProblem
 from segnas.search.topk import TopKResult, run_topk
 from segnas.spaces import transnas
-from segnas.stages.common import transnas_scoring_batch
 from segnas.utils.loggers import build_loggers
 from segnas.utils.run import output_dir
 
@@ -299,7 +299,8 @@ def _evolve(cfg: DictConfig) -> dict[str, Any]:
     records = load(csv_path, str(cfg.benchmark.target))
     train, held = split_archs(records, spaces, int(stage.train_archs), int(stage.heldout_archs),
                               random.Random(seed))  # fmt: skip
-    batch = transnas_scoring_batch(cfg)
+    batch = benchmark_batch(cfg.get("data"), str(cfg.stage.inputs), int(cfg.stage.batch_size),
+                            int(cfg.stage.resolution), transnas.NUM_CLASSES, int(cfg.seed))
     pool, progress, quirk = int(stage.activation_pool), bool(stage.progress), bool(stage.bn_quirk)
     space = ExpressionSpace(int(stage.chain), str(stage.elem_reduce), str(stage.layer_reduce), pool)
     saswot_expr = space.canonical(Expression(SASWOT.inputs, SASWOT.unary, SASWOT.binary, str(stage.elem_reduce),

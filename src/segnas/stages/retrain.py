@@ -12,13 +12,14 @@ from omegaconf import DictConfig
 from segnas.callbacks.drop_path import DropPathSchedule
 from segnas.callbacks.history import write_rows_csv
 from segnas.data.base import SegmentationDataModule
+from segnas.lit.fitting import build_datamodule, build_trainer, checkpoint_paths, fit
 from segnas.lit.inference import load_checkpoint
 from segnas.lit.retrain import RetrainModule
 from segnas.lit.segmentation import SegmentationModule
 from segnas.metrics import count_macs_params, measure_latency
 from segnas.models import deploy_net
 from segnas.spaces import as_genotype, network_options
-from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, fit, to_container
+from segnas.utils.config import to_container
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)

@@ -23,13 +23,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from segnas.stages.common import (
-    build_datamodule,
-    build_supernet_module,
-    build_trainer,
-    checkpoint_paths,
-    fit,
-)
+from segnas.lit.fitting import build_datamodule, build_trainer, checkpoint_paths, fit
+from segnas.search.scoring import build_supernet_module
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)

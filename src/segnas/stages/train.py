@@ -10,9 +10,10 @@ from omegaconf import DictConfig
 
 from segnas.callbacks.history import write_rows_csv
 from segnas.callbacks.latency import LatencyMonitor
+from segnas.lit.fitting import build_datamodule, build_trainer, checkpoint_paths, fit
 from segnas.lit.inference import load_checkpoint
 from segnas.lit.segmentation import SegmentationModule
-from segnas.stages.common import build_datamodule, build_trainer, checkpoint_paths, fit, to_container
+from segnas.utils.config import to_container
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)

@@ -136,3 +136,64 @@ def searched_per_branch_count(
         if n not in best or value > best[n][0]:
             best[n] = (float(value), genotype)
     return {n: best[n][1] for n in sorted(best)}
+
+
+LABELS = {
+    "searched": "Searched",
+    "sa_to_conv": "+ SA -> Conv.",
+    "conv_to_sa": "+ Conv. -> SA",
+    "shift_sa_position": "+ Shift SA Position",
+    "shift_sa_branch": "+ Shift SA Branch",
+    **{f"searched{n}": f"Searched-{n}" for n in (1, 2, 3)},
+}
+
+
+def default_genotype(space: HyCTASSpace, rng: np.random.Generator) -> HyCTASGenotype:
+    """A random genotype with at least two branches, a self-attention cell and a convolution cell."""
+    while True:
+        g = space.sample(rng)
+        ops = {op for b in g.branches for op in b.ops}
+        if g.num_branches >= 2 and SA in ops and ops & set(CONVS):
+            return g
+
+
+def ablation_networks(
+    genotype: HyCTASGenotype, space_of_depth: Callable[[int], HyCTASSpace],
+    searched: Mapping[int, HyCTASGenotype], per_branch_count: int, rng: np.random.Generator,
+) -> tuple[dict[str, tuple[str, HyCTASGenotype]], list[str]]:
+    """Every network of the ablation as ``name -> (group, genotype)``: the genotype and its Table 8 variants
+    (``table8``), the ``searched`` best network per branch count (``table7``) and ``per_branch_count`` random
+    networks of each branch count (``random1``..``random3``, of the depth of the last searched network, else
+    of the genotype's); and the Table 8 variants that do not apply to the genotype."""
+    space = space_of_depth(genotype.depth)
+    if space.violations(genotype):
+        raise ValueError(f"stage.genotype does not fit the space: {space.violations(genotype)}")
+    networks: dict[str, tuple[str, HyCTASGenotype]] = {}
+    skipped = []
+    for name, variant in table8_variants(genotype, space, rng).items():
+        if variant is None:
+            skipped.append(name)
+        else:
+            networks[name] = ("table8", variant)
+    for n, g in searched.items():
+        networks[f"searched{n}"] = ("table7", g)
+        space = space_of_depth(g.depth)  # the random architectures match the searched networks' depth
+    for name, g in random_architectures(space, per_branch_count, rng).items():
+        networks[name] = (name.split("_")[0], g)
+    return networks, skipped
+
+
+def ablation_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: Table 8 rows, then Random-n (mean ± std) rows."""
+    lines = ["| architecture | FLOPs (GMACs) | Params (M) | mIoU (%) |", "|---|---|---|---|"]
+    for row in rows:
+        if row["group"] in ("table8", "table7"):
+            lines.append(f"| {LABELS[row['name']]} | {row['macs_g']:.4f} | {row['params_m']:.4f} "
+                         f"| {row['standalone_miou']:.2f} |")
+    for n in (1, 2, 3):
+        group = [r for r in rows if r["group"] == f"random{n}"]
+        if group:
+            cells = [f"{np.mean([r[k] for r in group]):.{d}f} ± {np.std([r[k] for r in group]):.{d}f}"
+                     for k, d in (("macs_g", 4), ("params_m", 4), ("standalone_miou", 2))]
+            lines.append(f"| Random-{n} (n={len(group)}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
