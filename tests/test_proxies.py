@@ -470,5 +470,13 @@ def test_calibrate_cached_reuses_the_cache(tmp_path) -> None:
     assert again == first and len(drawn) == 4  # served from the cache
     calibrate_cached(sample, 4, x, y, space="toy", cache=cache, seed=1)
     assert len(drawn) == 8  # another seed is another key
+    cache.write_text(cache.read_text()[:-20])  # a killed write tore the last record: it is computed again
+    assert calibrate_cached(sample, 4, x, y, space="toy", cache=cache) == first and len(drawn) == 8
+    calibrate_cached(sample, 4, x, y, space="toy", cache=cache, seed=1)
+    assert len(drawn) == 12
+    cache.write_text("not json\n{}\n")  # a corrupt cache is moved aside and rebuilt, never fatal
+    calibrate_cached(sample, 4, x, y, space="toy", cache=cache)
+    assert len(drawn) == 16
+    assert (tmp_path / "avt.json.stale").is_file()
     with pytest.raises(ValueError, match="max > min"):
         AvtRanges((1.0, 1.0), (0.0, 2.0))

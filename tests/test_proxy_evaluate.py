@@ -54,7 +54,10 @@ def test_score_file_resumes(tmp_path: Path) -> None:
     again = score_all(["ab", "abc", "abcd"], score, ScoreFile(tmp_path / "s.csv", ["p", "q"], context), False)
     assert calls == ["ab", "abc", "abcd"]
     assert again["abc"]["p"] == first["abc"]["p"] == 3 and math.isnan(again["ab"]["q"])
-    assert json.loads(store.path.with_suffix(".json").read_text()) == context
+    assert json.loads(store.path.read_text().splitlines()[0]) == {"context": context}
+    store.path.write_text(store.path.read_text()[:-7])  # a killed write tore the last record: scored again
+    score_all(["ab", "abc", "abcd"], score, ScoreFile(tmp_path / "s.csv", ["p", "q"], context), False)
+    assert calls == ["ab", "abc", "abcd", "abcd"]
 
 
 def test_score_file_is_keyed_by_batch_options_and_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,7 +77,8 @@ def test_score_file_is_keyed_by_batch_options_and_build(tmp_path: Path, monkeypa
 
     base = path()
     assert path() == base and base.name.startswith("scores_macro_")
-    saved = json.loads(base.with_suffix(".json").read_text())
+    cfg = OmegaConf.create({"seed": 0, "stage": {"bn_quirk": True, "proxies": names}})
+    saved = ScoreFile(tmp_path / "scores_macro.csv", names, score_context(cfg, "macro", options, batch)).log.context
     ranges = saved["proxies"]["saswot"]["options"]["ranges"]
     assert (ranges["saswot_minus"], ranges["nwot"]) == ([0.0, 1.0], [2.0, 3.0])
     assert saved["proxies"][names[2]]["definition"]["binary"] == "lesser_than"
@@ -105,17 +109,17 @@ def test_stage_writes_results_tables_and_plot(tmp_path: Path) -> None:
     assert results["proxies"]["params"]["micro"]["valid"] == 4
     assert math.isnan(results["proxies"]["epe_nas"]["macro"]["kendall"])
     assert results["builder_check"]["micro"]["params"] == pytest.approx(1.0)
-    for name in ("correlations.csv", "correlations.md", "correlations.png", "saswot_avt.json"):
+    for name in ("correlations.csv", "correlations.md", "correlations.png", "saswot_avt.jsonl"):
         assert (tmp_path / name).stat().st_size > 0
     assert "| saswot |" in (tmp_path / "correlations.md").read_text()
-    assert len(json.loads((tmp_path / "saswot_avt.json").read_text())) == 2  # one calibration per space
-    (micro,) = tmp_path.glob("scores_micro_*.csv")
+    assert len((tmp_path / "saswot_avt.jsonl").read_text().splitlines()) == 2  # one calibration per space
+    (micro,) = tmp_path.glob("scores_micro_*.jsonl")
     rows = micro.read_text().splitlines()
     assert run(cfg)["proxies"] == results["proxies"]  # resumed from the score files, same numbers
     assert micro.read_text().splitlines() == rows
     cfg.stage.update({"bn_quirk": False, "spaces": ["macro"]})  # another setting: scored afresh, elsewhere
     assert run(cfg)["proxies"]["nwot"]["macro"] != results["proxies"]["nwot"]["macro"]
-    assert len(list(tmp_path.glob("scores_macro_*.csv"))) == 2
+    assert len(list(tmp_path.glob("scores_macro_*.jsonl"))) == 2
 
 
 def test_hydra_config_composes_with_benchmark_override() -> None:

@@ -119,10 +119,10 @@ def test_stage_scores_proxy_file_with_its_own_protocol(tmp_path: Path) -> None:
         results["proxies"]["flops"]["macro"]["kendall"]
     )
     assert results["setup"]["proxy_files"]["my_proxy"]["protocol"]["resolution"] == 128
-    (scores,) = (tmp_path / "run").glob("scores_macro_*.csv")
+    (scores,) = (tmp_path / "run").glob("scores_macro_*.jsonl")
     for line in scores.read_text().splitlines()[1:]:
-        _, flops_64, ours = line.split(",")
-        assert float(ours) == pytest.approx(math.log(4 * float(flops_64)))  # its own 128x128 batch
+        record = json.loads(line)["scores"]
+        assert record["my_proxy"] == pytest.approx(math.log(4 * record["flops"]))  # its own 128x128 batch
     json.dumps(results)
     bad = _write(tmp_path, {"kind": "combination", "combination": {"terms": [LOG_FLOPS]}}, "bad")
     cfg.stage.proxies = ["flops", str(bad)]

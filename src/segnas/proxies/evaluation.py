@@ -6,7 +6,6 @@ Kendall / Spearman / Pearson between each proxy and the target on every sample, 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 
 from segnas.metrics.correlation import rank_correlations
+from segnas.utils.hashing import data_sha1
+from segnas.utils.jsonl import RecordLog
 
 COEFFICIENTS = ("kendall", "spearman", "pearson")
 Scores = dict[str, dict[str, float]]  # arch -> proxy -> score
@@ -78,38 +79,29 @@ def _plain(value: Any) -> Any:
 
 
 class ScoreFile:
-    """Per-architecture proxy scores in a CSV (``arch`` + one column per proxy), appended as computed,
-    so an interrupted run resumes where it stopped.
+    """Per-architecture proxy scores in a record file (:class:`~segnas.utils.jsonl.RecordLog`: one
+    ``{"arch", "scores"}`` line per architecture, appended as computed), so an interrupted run resumes where it
+    stopped and a torn last line is dropped.
 
     The scores are keyed by ``context``, what they depend on (the scoring batch, the proxies' options and
-    definitions, how the networks are built): ``path`` ``dir/stem.csv`` becomes ``dir/stem_<key>.csv``,
-    ``key`` a hash of ``context``, beside ``dir/stem_<key>.json`` holding the context. A run with another
-    setting writes another file and never reads these scores. Values without a JSON form are keyed by
-    their ``to_dict()`` (e.g. :class:`~segnas.proxies.saswot.AvtRanges`) or ``repr``.
+    definitions, how the networks are built): ``path`` ``dir/stem.csv`` becomes ``dir/stem_<key>.jsonl``,
+    ``key`` a hash of ``context``, whose first line holds the context. A run with another setting writes
+    another file and never reads these scores. Values without a JSON form are keyed by their ``to_dict()``
+    (e.g. :class:`~segnas.proxies.saswot.AvtRanges`) or ``repr``.
     """
 
     def __init__(self, path: Path, names: Sequence[str], context: Mapping[str, Any]) -> None:
-        text = json.dumps(context, sort_keys=True, default=_plain)
-        self.key = hashlib.sha1(text.encode()).hexdigest()[:12]
-        self.path = path.with_name(f"{path.stem}_{self.key}{path.suffix}")
-        self.header = ["arch", *names]
-        self.scores: Scores = {}
-        if self.path.exists():
-            with self.path.open(newline="") as f:
-                reader = csv.DictReader(f)
-                if reader.fieldnames == self.header:
-                    self.scores = {r["arch"]: {n: float(r[n]) for n in names} for r in reader}
-        if not self.scores:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.with_suffix(".json").write_text(json.dumps(json.loads(text), indent=1) + "\n")
-            with self.path.open("w", newline="") as f:
-                csv.writer(f).writerow(self.header)
+        plain = json.loads(json.dumps(context, sort_keys=True, default=_plain))
+        self.key = data_sha1(plain, 12)
+        self.names = list(names)
+        self.log = RecordLog(path.with_name(f"{path.stem}_{self.key}.jsonl"), context=plain)
+        self.path = self.log.path
+        self.scores: Scores = {r["arch"]: {n: float(r["scores"][n]) for n in self.names} for r in self.log}
 
     def add(self, arch: str, values: Mapping[str, float]) -> None:
         """Record (and append to the file) the scores of ``arch``."""
-        self.scores[arch] = dict(values)
-        with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow([arch, *(repr(float(values[n])) for n in self.header[1:])])
+        self.scores[arch] = {n: float(values[n]) for n in self.names}
+        self.log.append({"arch": arch, "scores": self.scores[arch]})
 
 
 def score_all(

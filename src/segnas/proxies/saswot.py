@@ -19,8 +19,6 @@ Both read the shared pass only: SasWOT costs one forward and one backward.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +31,8 @@ from torch import nn
 from segnas.proxies.measures import nwot
 from segnas.proxies.registry import Context, NotApplicable, compute, register
 from segnas.proxies.stats import NWOT, WEIGHT_GRADS, LossFn
+from segnas.utils.hashing import tensor_sha1
+from segnas.utils.jsonl import RecordLog
 
 REDUCTIONS = ("sum", "mean")
 LOSS_REDUCTIONS = ("mean", "image", "sum")
@@ -192,10 +192,6 @@ def calibrate(
     return AvtRanges((min(minus), max(minus)), (min(kernel), max(kernel)), tuple(minus), tuple(kernel))
 
 
-def _digest(tensor: torch.Tensor) -> str:
-    return hashlib.sha1(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
-
-
 def calibrate_cached(
     sample_model: Callable[[random.Random], nn.Module],
     num_archs: int,
@@ -210,32 +206,31 @@ def calibrate_cached(
     layer_reduce: str = "sum",
     loss_reduction: str = "mean",
 ) -> AvtRanges:
-    """:func:`calibrate` on ``num_archs`` models drawn by ``sample_model(rng)``, cached in a JSON file.
+    """:func:`calibrate` on ``num_archs`` models drawn by ``sample_model(rng)``, cached in a JSONL record file
+    (:class:`~segnas.utils.jsonl.RecordLog`: a torn last record is dropped, an unreadable file rebuilt).
 
     The cache key covers ``space`` (name whatever restricts the sampled architectures in it, e.g. a budget),
     ``num_archs``, ``seed``, the reductions and the batch contents (``loss_reduction`` only when it is not
-    the default, so older keys stay valid); an entry written before the samples were recorded is recomputed.
+    the default).
     """
     parts = [
         space,
         f"n={num_archs}",
         f"seed={seed}",
         f"{elem_reduce}/{layer_reduce}",
-        f"x={_digest(inputs)}{tuple(inputs.shape)}",
-        f"y={_digest(targets)}",
+        f"x={tensor_sha1(inputs, 12)}{tuple(inputs.shape)}",
+        f"y={tensor_sha1(targets, 12)}",
     ]
     if loss_reduction != "mean":
         parts.append(f"loss={loss_reduction}")
     key = "|".join(parts)
-    path = Path(cache) if cache else None
-    entries = json.loads(path.read_text()) if path and path.exists() else {}
-    if "nwot_samples" in entries.get(key, {}):
-        return AvtRanges.from_dict(entries[key])
+    records = RecordLog(cache, rebuild=True) if cache else None
+    cached = next((r for r in records or () if r.get("key") == key), None)
+    if cached is not None:
+        return AvtRanges.from_dict(cached["ranges"])
     rng = random.Random(seed)
     models = (sample_model(rng) for _ in range(num_archs))
     ranges = calibrate(models, inputs, targets, loss_fn, elem_reduce, layer_reduce, loss_reduction)
-    if path:
-        entries[key] = ranges.to_dict()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    if records is not None:
+        records.append({"key": key, "ranges": ranges.to_dict()})
     return ranges

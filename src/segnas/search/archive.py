@@ -10,24 +10,22 @@ differences, so a result is only reused where its inputs are identical.
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from segnas.spaces.base import Genotype
 from segnas.spaces.registry import genotype_key
+from segnas.utils.jsonl import ContextMismatch, RecordLog
 
-log = logging.getLogger(__name__)
 
-
-class ArchiveMismatch(ValueError):
+class ArchiveMismatch(ContextMismatch):
     """An archive was made with another evaluation context than the one it is opened with."""
 
 
 class Archive:
-    """Records of evaluated genotypes, kept in memory and appended to ``path`` as they arrive.
+    """Records of evaluated genotypes, kept in memory and appended to ``path`` as they arrive
+    (a :class:`~segnas.utils.jsonl.RecordLog`).
 
     Args:
         path: the JSONL file (created on the first append; read when it exists).
@@ -43,46 +41,16 @@ class Archive:
         context: dict[str, Any] | None = None,
         writable: bool = True,
     ) -> None:
-        self.path, self.writable = Path(path), writable
-        self.key = key
-        self.context = json.loads(json.dumps(context)) if context is not None else None
+        try:
+            self.log = RecordLog(path, context, writable)
+        except ContextMismatch as err:
+            raise ArchiveMismatch(f"{err}. Use a new output folder, or resume=false to move the old archive "
+                                  "aside.") from None
+        self.path, self.key, self.context = self.log.path, key, self.log.context
         self._records: dict[str, dict[str, Any]] = {}
-        self._stored_context: dict[str, Any] | None = None
-        self.n_loaded = 0
-        if self.path.is_file():
-            self._load()
-        self._check_context()
-
-    def _check_context(self) -> None:
-        if self.context is None or (self._stored_context is None and not self._records):
-            return
-        stored = self._stored_context or {}
-        differ = sorted(k for k in set(stored) | set(self.context) if stored.get(k) != self.context.get(k))
-        if differ:
-            detail = "; ".join(f"{k}: archive {stored.get(k)!r} vs now {self.context.get(k)!r}" for k in differ)
-            raise ArchiveMismatch(
-                f"{self.path} was evaluated in another context ({detail}); its results do not apply. "
-                "Use a new output folder, or resume=false to move the old archive aside."
-            )
-
-    def _load(self) -> None:
-        lines = self.path.read_text().splitlines()
-        for i, line in enumerate(lines):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                if i < len(lines) - 1:
-                    raise ValueError(f"{self.path}: line {i + 1} is not valid JSON") from None
-                log.warning("%s: dropping a truncated last line (a killed write)", self.path)
-                tmp = self.path.with_suffix(".tmp")
-                tmp.write_text("".join(f"{kept}\n" for kept in lines[:-1]))
-                tmp.replace(self.path)
-                continue
-            if "context" in record and "key" not in record:
-                self._stored_context = record["context"]
-                continue
+        for record in self.log:
             self._merge(record)
-            self.n_loaded += 1
+        self.n_loaded = len(self.log)
 
     def _merge(self, record: dict[str, Any]) -> dict[str, Any]:
         key = record["key"]
@@ -115,13 +83,4 @@ class Archive:
     def append(self, genotype: Genotype, metrics: dict[str, float], **info: Any) -> dict[str, Any]:
         """Write one record line now (flushed) and merge it into memory; returns the merged record."""
         record = {"key": self.key(genotype), "genotype": genotype.to_dict(), "metrics": metrics, **info}
-        if not self.writable:
-            return self._merge(record)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            if self.context is not None and self._stored_context is None and f.tell() == 0:
-                f.write(json.dumps({"context": self.context}, sort_keys=True) + "\n")
-                self._stored_context = self.context
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-            f.flush()
-        return self._merge(record)
+        return self._merge(self.log.append(record))

@@ -16,7 +16,6 @@ Cost (the standalone network from a ``build`` callable, e.g. ``partial(build_net
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from segnas.proxies import evaluate
 from segnas.search.evaluator import InvalidScore
 from segnas.spaces import builder_costs, save_genotype
 from segnas.spaces.hyctas import HyCTASGenotype, HyCTASSupernet
+from segnas.utils.hashing import text_sha1
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class StandaloneMIoU:
         self.folder, self.key, self.seed = Path(folder), key, seed
 
     def __call__(self, genotype: Any) -> float:
-        name = hashlib.sha1(self.key(genotype).encode()).hexdigest()[:12]
+        name = text_sha1(self.key(genotype), 12)
         path = save_genotype(genotype, self.folder / name / "genotype.yaml")
         L.seed_everything(self.seed, workers=True, verbose=False)
         trainer = self.trainer(path.parent)

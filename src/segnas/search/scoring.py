@@ -83,19 +83,18 @@ class SupernetScoring:
     on the first ``evaluation.val_images`` validation images (paper §3.4).
 
     Args:
-        supernet: the ``supernet`` group (``space_overrides``, ``module`` settings).
+        supernet: ``score.supernet``: the ``supernet`` group's settings (``space_overrides``, ``module``),
+            ``ckpt`` (a ``stage=supernet`` checkpoint; None trains one into the run folder first) and ``epochs``
+            (that training's budget).
         evaluation: ``recalibration_images``, ``val_images``, ``batch_size``.
-        ckpt: a ``stage=supernet`` checkpoint; None trains one into the run folder first.
-        epochs: that training's budget.
     """
 
     name: ClassVar[str] = "supernet"
     metric: ClassVar[str] = "miou"
 
-    def __init__(self, supernet: Mapping[str, Any], evaluation: Mapping[str, Any], ckpt: str | None = None,
-                 epochs: int = 4) -> None:
+    def __init__(self, supernet: Mapping[str, Any], evaluation: Mapping[str, Any]) -> None:
         self.settings, self.evaluation = dict(supernet), dict(evaluation)
-        self.ckpt, self.epochs = ckpt, int(epochs)
+        self.ckpt, self.epochs = self.settings.pop("ckpt", None), int(self.settings.pop("epochs", 4))
         self.module: SupernetModule | None = None
         self.trainer: L.Trainer | None = None
 
@@ -226,7 +225,7 @@ def space_of(cfg: DictConfig) -> SearchSpace:
 
 def proxy_objective(proxy: str, options: Mapping[str, Any], normalize: str, batch: Mapping[str, Any],
                     run: RunSetup, space: SearchSpace, network: Mapping[str, Any], costs: Mapping[str, Objective],
-                    budgets: Mapping[str, float], cache: str = "saswot_avt.json") -> ProxyScore:
+                    budgets: Mapping[str, float], cache: str = "saswot_avt.jsonl") -> ProxyScore:
     """A :class:`ProxyScore` of ``build_network(genotype, **network)`` on the ``batch`` settings' batch; saswot
     is calibrated (``normalize``) on ``batch["saswot_calibration_archs"]`` random architectures within
     ``budgets`` (costs from ``costs``), cached in ``run.out / cache``."""

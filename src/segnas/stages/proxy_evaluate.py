@@ -66,7 +66,7 @@ def _proxy_options(cfg: DictConfig, space: str, batch: tuple[torch.Tensor, ...],
             int(sas.calibration_archs),
             *batch,
             space=f"transnas-{space}" + ("-bn_quirk" if quirk else ""),
-            cache=out / "saswot_avt.json",
+            cache=out / "saswot_avt.jsonl",
             seed=int(cfg.seed),
             **reduce,
         )

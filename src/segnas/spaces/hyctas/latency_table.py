@@ -16,7 +16,6 @@ reports how well the model tracks the latency measured on whole networks.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -34,6 +33,8 @@ from segnas.spaces.hyctas.network import HyCTASNet, build_cell
 from segnas.spaces.hyctas.plan import Node, build_plan, num_filters
 from segnas.spaces.hyctas.space import HyCTASSpace
 from segnas.spaces.registry import genotype_key
+from segnas.utils.hashing import data_sha1, text_sha1
+from segnas.utils.jsonl import RecordLog
 
 
 class _Bound(nn.Module):
@@ -124,14 +125,13 @@ class LatencyTable:
         if self.calibration:
             keys = json.dumps([genotype_key(g) for g in self.calibration])
             self.meta["calibration"] = {"networks": len(self.calibration), "timing": list(self.calibration_timing),
-                                        "sha1": hashlib.sha1(keys.encode()).hexdigest()}
-        digest = hashlib.sha1(json.dumps(self.meta, sort_keys=True).encode()).hexdigest()[:10]
-        self.path = Path(cache_dir) / f"latency_lut_{digest}.json"
-        self.entries: dict[str, float] = {}
-        self.fit: dict[str, Any] | None = None  # calibration: table and measured ms, offset, scale
-        if self.path.is_file():
-            cached = json.loads(self.path.read_text())
-            self.entries, self.fit = dict(cached["entries"]), cached.get("fit")
+                                        "sha1": text_sha1(keys)}
+        digest = data_sha1(self.meta, 10)
+        self.records = RecordLog(Path(cache_dir) / f"latency_lut_{digest}.jsonl", context=self.meta, rebuild=True)
+        self.path = self.records.path
+        self.entries: dict[str, float] = {r["entry"]: float(r["ms"]) for r in self.records if "entry" in r}
+        # calibration: table and measured ms, offset, scale
+        self.fit: dict[str, Any] | None = next((r["fit"] for r in self.records if "fit" in r), None)
         self.n_measured = 0
 
     # ----------------------------------------------------------------------------------- pieces
@@ -156,6 +156,7 @@ class LatencyTable:
     def _entry(self, key: str, make: Callable[[], tuple[nn.Module, Sequence[int]]]) -> float:
         if key not in self.entries:
             self.entries[key] = self._time(*make())
+            self.records.append({"entry": key, "ms": self.entries[key]})
         return self.entries[key]
 
     def _stem(self) -> float:
@@ -211,12 +212,11 @@ class LatencyTable:
             return total
         if self.fit is None:
             self.fit = self._calibrate()
-            self.save()
+            self.records.append({"fit": self.fit})
         return self.fit["offset_ms"] + self.fit["scale"] * total
 
     def sum_ms(self, genotype: HyCTASGenotype) -> float:
         """The sum of the genotype's entries (ms; new ones measured and cached)."""
-        n_before = len(self.entries)
         plan = build_plan(genotype, self.filter_multiplier)
         total = self._stem()
         for layer, nodes in enumerate(plan.layers):
@@ -224,17 +224,7 @@ class LatencyTable:
             for u, t in plan.fusion_edges(layer):
                 total += self._edge(nodes[u].out_stride, nodes[t].out_stride, nodes[u].c_out, nodes[t].c_out)
         total += self._head(plan.head, plan.out_channels)
-        if len(self.entries) > n_before:
-            self.save()
         return total
-
-    def save(self) -> None:
-        """Write the table (atomically) to :attr:`path`."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"meta": self.meta, "entries": self.entries, "fit": self.fit}, indent=1,
-                                  sort_keys=True))
-        tmp.replace(self.path)
 
 
 def agreement(

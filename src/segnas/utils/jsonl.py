@@ -1,0 +1,102 @@
+"""The one on-disk format of everything segnas caches or resumes from: an append-only JSONL file whose first
+line records the context its records depend on.
+
+A record is written as one line and flushed at once, so a killed process loses at most the line it was
+writing: a torn last line is dropped (with a warning naming the file) when the file is read again. A file
+written in another context is refused (:class:`ContextMismatch` names the differing keys) or, for a cache
+(``rebuild=True``), moved aside with a warning and rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class ContextMismatch(ValueError):
+    """A record file was written in another context than the one it is opened with."""
+
+
+class RecordLog:
+    """Records (JSON objects) appended to ``path``, checked against ``context``.
+
+    Args:
+        path: the JSONL file (created on the first append; read when it exists).
+        context: JSON-serialisable description of what the records depend on; None: not checked.
+        writable: False keeps new records in memory only (e.g. the non-writing ranks of a distributed job).
+        rebuild: on a context mismatch or an unreadable file, move it aside (``<name>.stale``) and start
+            empty instead of failing (for caches, whose records can be computed again).
+    """
+
+    def __init__(self, path: str | Path, context: dict[str, Any] | None = None, writable: bool = True,
+                 rebuild: bool = False) -> None:
+        self.path, self.writable = Path(path), writable
+        self.context = json.loads(json.dumps(context)) if context is not None else None
+        self.stored_context: dict[str, Any] | None = None
+        self.records: list[dict[str, Any]] = []
+        if self.path.is_file():
+            try:
+                self._load()
+                self._check_context()
+            except ValueError as err:  # ContextMismatch included
+                if not rebuild:
+                    raise
+                stale = self.path.with_name(self.path.name + ".stale")
+                log.warning("%s; rebuilding it (the old file is kept as %s)", err, stale)
+                self.path.replace(stale)
+                self.stored_context, self.records = None, []
+
+    def _load(self) -> None:
+        lines = self.path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if i < len(lines) - 1:
+                    raise ValueError(f"{self.path}: line {i + 1} is not valid JSON") from None
+                log.warning("%s: dropping a truncated last line (a killed write)", self.path)
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text("".join(f"{kept}\n" for kept in lines[:-1]))
+                tmp.replace(self.path)
+                continue
+            if not isinstance(record, dict):
+                raise ValueError(f"{self.path}: line {i + 1} is not a JSON object")
+            if "context" in record and len(record) == 1 and i == 0:
+                self.stored_context = record["context"]
+            else:
+                self.records.append(record)
+
+    def _check_context(self) -> None:
+        if self.context is None or (self.stored_context is None and not self.records):
+            return
+        stored = self.stored_context or {}
+        differ = sorted(k for k in set(stored) | set(self.context) if stored.get(k) != self.context.get(k))
+        if differ:
+            detail = "; ".join(f"{k}: file {stored.get(k)!r} vs now {self.context.get(k)!r}" for k in differ)
+            raise ContextMismatch(f"{self.path} was written in another context ({detail}); its records do not "
+                                  "apply")
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Write one record line now (flushed; the context line first in a new file) and keep it in memory."""
+        self.records.append(record)
+        if not self.writable:
+            return record
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            if self.context is not None and self.stored_context is None and f.tell() == 0:
+                f.write(json.dumps({"context": self.context}, sort_keys=True) + "\n")
+                self.stored_context = self.context
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.flush()
+        return record
