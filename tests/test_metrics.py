@@ -122,6 +122,20 @@ def test_correlation_report_p_values_and_bootstrap_interval() -> None:
     assert np.isnan(correlation_report([1.0, 2.0], [2.0, 1.0])["kendall_p"])
 
 
+def test_bootstrap_intervals_are_those_of_rank_correlations_on_each_resample() -> None:
+    from segnas.metrics.correlation import correlation_report
+
+    x, y = [1.0, 2.0, 2.0, 3.0, 5.0, 4.0, 7.0], [2.0, 1.0, 3.0, 3.0, 4.0, 6.0, 6.0]  # ties; constant resamples
+    report = correlation_report(x, y, bootstrap=400, seed=3)
+    rng = np.random.default_rng(3)
+    resamples = [rng.integers(0, len(x), len(x)) for _ in range(400)]
+    for name in ("kendall", "spearman", "pearson"):
+        values = np.array([rank_correlations(np.take(x, i), np.take(y, i))[name] for i in resamples])
+        values = values[np.isfinite(values)]
+        expected = [np.quantile(values, 0.025), np.quantile(values, 0.975)]
+        assert report[f"{name}_ci"] == pytest.approx(expected, abs=1e-12)
+
+
 def test_metrics_is_a_leaf_package():
     """segnas.metrics imports no other segnas package (the spaces, models and searches import it)."""
     imported = set()

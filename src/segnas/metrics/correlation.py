@@ -43,15 +43,42 @@ def correlation_report(
              "pearson": stats.pearsonr}
     defined = len(a) >= 3 and np.ptp(a) > 0 and np.ptp(b) > 0
     rng = np.random.default_rng(seed)
-    resamples = [rng.integers(0, len(a), len(a)) for _ in range(bootstrap)] if defined else []
+    resamples = np.array([rng.integers(0, len(a), len(a)) for _ in range(bootstrap if defined else 0)], dtype=int)
+    resampled = _resampled_correlations(a, b, resamples.reshape(-1, len(a)))
     tail = (1 - confidence) / 2
     for name, test in tests.items():
         report[f"{name}_p"] = float(test(a, b).pvalue) if defined else float("nan")
-        values = np.array([rank_correlations(a[i], b[i])[name] for i in resamples])
-        values = values[np.isfinite(values)]
+        values = resampled[name][np.isfinite(resampled[name])]
         report[f"{name}_ci"] = ([float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))]
                                 if len(values) else [float("nan"), float("nan")])
     return report
+
+
+def _resampled_correlations(a: np.ndarray, b: np.ndarray, resamples: np.ndarray,
+                            chunk_elements: int = 2**22) -> dict[str, np.ndarray]:
+    """:func:`rank_correlations` of ``a[i], b[i]`` for every row ``i`` of ``resamples`` (NaN where one side is
+    constant), vectorised over the rows in chunks of at most ``chunk_elements`` pairs."""
+    first, second = np.triu_indices(a.shape[0], 1)
+    rows = max(1, chunk_elements // max(1, len(first)))
+    out: dict[str, list[np.ndarray]] = {"kendall": [], "spearman": [], "pearson": []}
+    for start in range(0, len(resamples), rows):
+        x, y = a[resamples[start:start + rows]], b[resamples[start:start + rows]]
+        constant = (np.ptp(x, axis=1) == 0) | (np.ptp(y, axis=1) == 0)
+        sx, sy = np.sign(x[:, first] - x[:, second]), np.sign(y[:, first] - y[:, second])
+        with np.errstate(invalid="ignore", divide="ignore"):  # constant rows: NaN, as rank_correlations
+            kendall = (sx * sy).sum(axis=1) / np.sqrt(np.count_nonzero(sx, axis=1) * np.count_nonzero(sy, axis=1))
+            values = {"kendall": kendall, "spearman": _pearson_rows(stats.rankdata(x, axis=1),
+                                                                     stats.rankdata(y, axis=1)),
+                      "pearson": _pearson_rows(x, y)}
+        for name, v in values.items():
+            out[name].append(np.where(constant, np.nan, v))
+    return {name: np.concatenate(v) if v else np.empty(0) for name, v in out.items()}
+
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r of each row of ``x`` with the same row of ``y``."""
+    xc, yc = x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
+    return np.clip((xc * yc).sum(axis=1) / np.sqrt((xc**2).sum(axis=1) * (yc**2).sum(axis=1)), -1.0, 1.0)
 
 
 def correlation_table(reports: dict[str, dict[str, Any]]) -> str:
