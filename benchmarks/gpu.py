@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -82,6 +83,9 @@ class Config:
     lut_networks: int = 20
     lut_warmup: int = 10
     lut_measure_s: float = 0.5
+    lut_calibration: int = 8  # calibration networks of the table (the search's default)
+    lut_options: dict[str, Any] = field(default_factory=dict)  # LatencyTable timing options (default: the search's)
+    proxies: tuple[str, ...] = ()  # the proxies timed together (empty: every registered one)
     memory_input: tuple[int, int, int] = (2, 256, 512)
     memory_networks: int = 10
     compile_backend: str = "inductor"
@@ -93,14 +97,16 @@ class Config:
 
 
 FULL = Config()
-QUICK = replace(
-    FULL, fps_models=("HyCTAS-S",), fps_hw=(64, 128), fps_warmup=1, fps_seconds=0.02,
-    op_shape=(1, 16, 8, 16), op_seconds=0.02, space={"layers": 7, "filter_multiplier": 4},
-    train_input=(2, 64, 64), step_seconds=0.02, eval_images=(4, 2), eval_input=(2, 64, 64), candidates=2,
-    proxy_nets=(("FasterSeg", (2, 32, 64)), ("64-41414-2_02_020", (2, 32, 32))), lut_input=(1, 3, 64, 64),
-    cost_network=(4, 8), lut_networks=3, lut_warmup=1, lut_measure_s=0.02, memory_input=(1, 64, 64),
-    memory_networks=2, compile_backend="eager", total_s=120.0, compile_min_s=0.0,
-    budgets=dict.fromkeys(FULL.budgets, 5.0) | {"fps": 20.0, "proxies": 10.0},
+QUICK = replace(  # every section and every fps variant once, at toy sizes (seconds on one CPU thread)
+    FULL, fps_models=("HyCTAS-S",), fps_hw=(32, 64), fps_warmup=1, fps_seconds=0.0,
+    op_shape=(1, 16, 8, 16), op_seconds=0.0, space={"layers": 4, "filter_multiplier": 2},
+    train_input=(2, 32, 32), step_seconds=0.0, eval_images=(2, 2), eval_input=(2, 32, 32), candidates=2,
+    proxy_nets=(("64-41414-2_02_020", (2, 32, 32)),), lut_input=(1, 3, 32, 32), cost_network=(2, 8),
+    lut_networks=2, lut_warmup=0, lut_measure_s=0.0, lut_calibration=3,
+    lut_options={"warmup": 0, "min_iters": 1, "evict_mb": 0.0, "calibration_warmup": 0, "calibration_s": 0.0,
+                 "calibration_rounds": 1},
+    proxies=("saswot", "nwot"), memory_input=(2, 32, 32), memory_networks=2, compile_backend="eager",
+    total_s=120.0, compile_min_s=0.0, budgets=dict.fromkeys(FULL.budgets, 30.0),
 )
 
 
@@ -139,8 +145,9 @@ def _sync(device: torch.device) -> None:
 
 
 def _release() -> None:
-    gc.collect()
+    """Return freed CUDA memory between items (nothing to do without CUDA: a CPU run skips the slow gc)."""
     if torch.cuda.is_available():
+        gc.collect()
         torch.cuda.empty_cache()
 
 
@@ -166,17 +173,26 @@ def _median_ms(step: Callable[[], object], device: torch.device, warmup: int, se
     return 1000.0 * statistics.median(times)
 
 
-def _peak_mb(step: Callable[[], object], device: torch.device) -> float | None:
+class MemoryStats(Protocol):
+    """The part of ``torch.cuda`` that memory readings use (tests pass a stand-in with injected readings)."""
+
+    def synchronize(self, device: torch.device) -> None: ...
+    def memory_allocated(self, device: torch.device) -> int: ...
+    def reset_peak_memory_stats(self, device: torch.device) -> None: ...
+    def max_memory_allocated(self, device: torch.device) -> int: ...
+
+
+def _peak_mb(step: Callable[[], object], device: torch.device, cuda: MemoryStats = torch.cuda) -> float | None:
     """Peak memory allocated by ``step`` above what was allocated before it (MB); None off CUDA."""
     if device.type != "cuda":
         return None
     gc.collect()
-    torch.cuda.synchronize(device)
-    base = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
+    cuda.synchronize(device)
+    base = cuda.memory_allocated(device)
+    cuda.reset_peak_memory_stats(device)
     step()
-    torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    cuda.synchronize(device)
+    return (cuda.max_memory_allocated(device) - base) / 2**20
 
 
 def _mb(value: float | None) -> str:
@@ -329,27 +345,28 @@ class _Autocast(nn.Module):
 
 
 class _Graphed(nn.Module):
-    """Replays one CUDA graph of ``net``, captured on the first call, on a static copy of the input."""
+    """Replays one CUDA graph of ``net``, captured on the first call (after 3 warm-up calls on a side stream),
+    on a static copy of the input; returns the static output, overwritten by the next call. ``cuda``: the
+    ``torch.cuda`` API used (Stream, current_stream, stream, CUDAGraph, graph; tests pass a CPU stand-in)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, cuda: Any = torch.cuda) -> None:
         super().__init__()
-        self.net = net
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.net, self.cuda = net, cuda
+        self.graph: Any = None
         self.static_in = self.static_out = torch.empty(0)
 
     def forward(self, x: Tensor) -> Tensor:
+        cuda = self.cuda
         if self.graph is None:
-            if x.device.type != "cuda":
-                raise RuntimeError("CUDA graphs need a CUDA device")
             self.static_in = x.clone()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
+            side = cuda.Stream()
+            side.wait_stream(cuda.current_stream())
+            with cuda.stream(side):
                 for _ in range(3):
                     self.net(self.static_in)
-            torch.cuda.current_stream().wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            cuda.current_stream().wait_stream(side)
+            self.graph = cuda.CUDAGraph()
+            with cuda.graph(self.graph):
                 self.static_out = self.net(self.static_in)
         self.static_in.copy_(x)
         self.graph.replay()
@@ -362,6 +379,8 @@ def _fps(net: nn.Module, variant: Variant, cfg: Config, device: torch.device) ->
     if variant.autocast is not None:
         model = _Autocast(model, variant.autocast, cache=not variant.graph)
     if variant.graph:
+        if device.type != "cuda":
+            raise RuntimeError("CUDA graphs need a CUDA device")
         model = _Graphed(model)
     result = measure_latency(model, (1, 3, *cfg.fps_hw), device, warmup=cfg.fps_warmup,
                              duration_s=cfg.fps_seconds, min_iters=3, channels_last=variant.channels_last)
@@ -370,7 +389,7 @@ def _fps(net: nn.Module, variant: Variant, cfg: Config, device: torch.device) ->
 
 def _compiled_fps(net: nn.Module, cfg: Config, device: torch.device) -> str:
     """FPS of ``torch.compile(net)`` under fp16 autocast; the first call (compilation) is timed apart."""
-    model = torch.compile(_Autocast(net, torch.float16), backend=cfg.compile_backend)
+    model = torch.compile(_Autocast(net.eval(), torch.float16), backend=cfg.compile_backend)  # compiled as timed
     x = torch.randn(1, 3, *cfg.fps_hw, device=device)
     start = time.perf_counter()
     with torch.inference_mode():
@@ -468,19 +487,33 @@ def attention_ops(cfg: Config, device: torch.device, budget: Budget, emit: Calla
         _release()
 
 
-def _training_memory(net: nn.Module, x: Tensor, y: Tensor, device: torch.device) -> tuple[float, float]:
+def _training_memory(net: nn.Module, x: Tensor, y: Tensor, device: torch.device,
+                     cuda: MemoryStats = torch.cuda) -> tuple[float, float]:
     """MB allocated when the backward starts (what autograd keeps) and peak MB of forward + backward."""
     gc.collect()
-    torch.cuda.synchronize(device)
-    base = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
+    cuda.synchronize(device)
+    base = cuda.memory_allocated(device)
+    cuda.reset_peak_memory_stats(device)
     loss = F.cross_entropy(net(x), y, ignore_index=255)
-    kept = (torch.cuda.memory_allocated(device) - base) / 2**20
+    kept = (cuda.memory_allocated(device) - base) / 2**20
     loss.backward()
-    torch.cuda.synchronize(device)
-    peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    cuda.synchronize(device)
+    peak = (cuda.max_memory_allocated(device) - base) / 2**20
     net.zero_grad(set_to_none=True)
     return kept, peak
+
+
+def _kept_and_peak(genotype: HyCTASGenotype, space: HyCTASSpace, cfg: Config, device: torch.device,
+                   seed: int) -> dict[str, tuple[float, float]]:
+    """Attention kernels ("default", "math") -> (kept, peak) MB of one fp32 training step of ``genotype``."""
+    torch.manual_seed(seed)
+    net = build_network(genotype, num_classes=CLASSES, **space.build_options()).to(device).train()
+    x, y = _synthetic(cfg.memory_input[0], cfg.memory_input, device, seed=seed)
+    readings = {}
+    for kind in ("default", "math"):
+        with sdpa_kernel(SDPBackend.MATH) if kind == "math" else contextlib.nullcontext():
+            readings[kind] = _training_memory(net, x, y, device)
+    return readings
 
 
 def memory_check(cfg: Config, device: torch.device, budget: Budget, emit: Callable[[Row], Row]) -> None:
@@ -505,12 +538,7 @@ def memory_check(cfg: Config, device: torch.device, budget: Budget, emit: Callab
             if device.type != "cuda":
                 row["kept MB (default attention)"] = _mb(None)
             else:
-                torch.manual_seed(i)
-                net = build_network(genotype, num_classes=CLASSES, **space.build_options()).to(device).train()
-                x, y = _synthetic(batch, cfg.memory_input, device, seed=i)
-                for kind in ("default", "math"):
-                    with sdpa_kernel(SDPBackend.MATH) if kind == "math" else contextlib.nullcontext():
-                        kept, peak = _training_memory(net, x, y, device)
+                for kind, (kept, peak) in _kept_and_peak(genotype, space, cfg, device, i).items():
                     errors[kind].append(estimate / kept - 1.0)
                     row[f"kept MB ({kind} attention)"] = f"{kept:.1f}"
                     row[f"error ({kind})"] = f"{100 * errors[kind][-1]:+.1f} %"
@@ -622,9 +650,10 @@ def _quiet(logger: str) -> Iterator[None]:
         log.setLevel(level)
 
 
-def _proxy_row(label: str, shape: tuple[int, int, int], device: torch.device) -> Row:
-    """Proxy timings of one net: ``label`` of :func:`_fps_models` or a TNB-101 arch, batch ``(N, H, W)``."""
-    names, models = available(), _fps_models()
+def _proxy_row(label: str, shape: tuple[int, int, int], device: torch.device, names: list[str]) -> Row:
+    """Proxy timings of one net: ``label`` of :func:`_fps_models` or a TNB-101 arch, batch ``(N, H, W)``;
+    ``names``: the proxies timed together."""
+    models = _fps_models()
     row: Row = {"net": label if label in models else f"TNB {label}", "input": "{}x3x{}x{}".format(*shape)}
     try:
         torch.manual_seed(0)
@@ -666,7 +695,7 @@ def proxies(cfg: Config, device: torch.device, budget: Budget, emit: Callable[[R
             if budget.spent() and i:
                 emit({"net": label, "saswot s": "skipped (time budget)"})
                 continue
-            emit(_proxy_row(label, shape, device))
+            emit(_proxy_row(label, shape, device, list(cfg.proxies) or available()))
             _release()
 
 
@@ -681,7 +710,7 @@ def latency_table(cfg: Config, device: torch.device, budget: Budget, emit: Calla
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as folder:
         table = LatencyTable(folder, cfg.lut_input, fm, CLASSES, os_, device=device,
-                             calibration=calibration_genotypes(space, 8))
+                             calibration=calibration_genotypes(space, cfg.lut_calibration), **cfg.lut_options)
         build = functools.partial(build_network, num_classes=CLASSES, filter_multiplier=fm, output_stride=os_)
         measured = MeasuredLatency(build, cfg.lut_input, device, warmup=cfg.lut_warmup,
                                    duration_s=cfg.lut_measure_s)
