@@ -15,7 +15,6 @@ writes ``variants.md`` and ``variants.json`` next to this file.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segnas.metrics.complexity import _FREE_OPS, _sdpa_macs, _zero
+from segnas.metrics.complexity import flop_analysis
 from segnas.nn import ConvBNAct, MultiHeadSelfAttention, build_op
 from segnas.nn.ops import pool2, to_map, to_tokens
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    from fvcore.nn import FlopCountAnalysis
 
 INPUT = (1, 256, 32, 64)
 PAPER = {"sa": (0.6, 0.81), "transformer": (4.3, 12.62)}
@@ -107,10 +102,7 @@ def profile(model: nn.Module) -> dict[str, float]:
     """GMACs (all; without attention matmuls; without MHSA modules) and M params at :data:`INPUT`."""
     model.eval()
     with torch.no_grad():
-        analysis = FlopCountAnalysis(model, torch.randn(*INPUT))
-        analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_macs)
-        analysis.set_op_handle(**dict.fromkeys(_FREE_OPS, _zero))
-        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        analysis = flop_analysis(model, (torch.randn(*INPUT),))
         total = analysis.total()
         matmul = analysis.by_operator().get("scaled_dot_product_attention", 0)
         by_module = analysis.by_module()

@@ -40,7 +40,7 @@ def _zero(inputs: list[Any], outputs: list[Any]) -> int:
 
 
 # Ops that cost no multiply-accumulates (or whose cost is negligible), silenced explicitly.
-_FREE_OPS = (
+FREE_OPS = (
     "aten::add", "aten::add_", "aten::mul", "aten::mul_", "aten::relu", "aten::relu_", "aten::sigmoid",
     "aten::softmax", "aten::gelu", "aten::div", "aten::sub", "aten::rsub", "aten::max_pool2d",
     "aten::dropout", "aten::hardtanh", "aten::hardtanh_", "aten::silu", "aten::silu_", "aten::mean",
@@ -51,6 +51,16 @@ _FREE_OPS = (
 )
 
 
+def flop_analysis(model: nn.Module, args: tuple[torch.Tensor, ...]) -> FlopCountAnalysis:
+    """fvcore's analysis of ``model(*args)`` with segnas's counting rules: attention matmuls counted, the
+    ops of :data:`FREE_OPS` free, no warnings (call under ``torch.no_grad()`` in eval mode)."""
+    analysis = FlopCountAnalysis(model, args)
+    analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_macs)
+    analysis.set_op_handle(**dict.fromkeys(FREE_OPS, _zero))
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return analysis
+
+
 def count_macs(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
     """Total MACs of one forward pass of ``model`` on ``inputs`` (eval mode, no grad)."""
     was_training = model.training
@@ -58,10 +68,7 @@ def count_macs(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...]
     args = inputs if isinstance(inputs, tuple) else (inputs,)
     try:
         with torch.no_grad():
-            analysis = FlopCountAnalysis(model, args)
-            analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_macs)
-            analysis.set_op_handle(**dict.fromkeys(_FREE_OPS, _zero))
-            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            analysis = flop_analysis(model, args)
             total = int(analysis.total())
             skipped = analysis.unsupported_ops()
             if skipped:
