@@ -22,7 +22,7 @@ notebooks:  ## execute every notebook in notebooks/ headless (from a clean kerne
 	$(PY) -m pytest -q tests/test_notebooks.py
 
 lint:  ## ruff
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks experiments
 
 bench:  ## speed/memory benchmarks -> benchmarks/results/*.md
 	$(PY) benchmarks/run.py
