@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Build the problem from the config, search (+ random baseline), write the outputs, return results."""
     ranks = init_ranks()
-    if ranks.world_size > 1 and cfg.score.get("supernet") is not None and not cfg.score.ckpt:
-        raise ValueError("a multi-process search needs score.ckpt: train the supernet first "
+    if ranks.world_size > 1 and cfg.score.get("supernet") is not None and not cfg.score.supernet.ckpt:
+        raise ValueError("a multi-process search needs score.supernet.ckpt: train the supernet first "
                          "(stage=supernet, with trainer=ddp or trainer=ddp_cpu on several processes)")
     out = output_dir(cfg)
     algorithm = build_algorithm(cfg, ranks)
