@@ -28,7 +28,7 @@ bench:  ## speed/memory benchmarks -> benchmarks/results/*.md
 	$(PY) benchmarks/run.py
 
 bench-gpu:  ## GPU benchmark (< 8 min) -> benchmarks/results/gpu_*.md, then the gpu tests; exits 0 without a GPU
-	$(PY) benchmarks/gpu.py && OMP_NUM_THREADS=1 $(PY) -m pytest -q -m gpu tests/test_gpu.py
+	$(PY) benchmarks/gpu.py && OMP_NUM_THREADS=1 $(PY) -m pytest -q -m gpu tests/test_gpu.py tests/test_precision.py
 
 clean:  ## remove caches and run outputs
 	rm -rf outputs multirun .pytest_cache .ruff_cache build dist src/*.egg-info

@@ -1,4 +1,5 @@
-"""Autocast numerics on the CPU: bf16/fp16 forwards of TRAINED networks agree with fp32.
+"""Autocast numerics: bf16/fp16 forwards of TRAINED networks agree with fp32 (on the CPU; on CUDA too with
+`make bench-gpu`, TF32 off, same tolerances: calibrated on the CPU, not yet on a GPU).
 
 Random weights hide precision problems (activations stay small and logits near-uniform), so each network is
 trained for 12 SGD steps on synthetic scenes, its BatchNorm statistics re-estimated on the training images
@@ -13,7 +14,7 @@ overflows: a property of unconverged BN statistics, not of the code, so that sta
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -46,22 +47,34 @@ NETWORKS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+@pytest.fixture(scope="module", params=["cpu", pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")])])
+def device(request: pytest.FixtureRequest) -> Iterator[torch.device]:
+    """The device, with TF32 off (cuDNN convolutions use it by default) so fp32 is the reference."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield torch.device(request.param)
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.fixture(scope="module")
-def scenes() -> tuple[list[Tensor], list[Tensor], Tensor]:
+def scenes(device: torch.device) -> tuple[list[Tensor], list[Tensor], Tensor]:
     """16 normalised 64x64 training scenes (4 batches of images, 4 of masks) and 8 held-out images."""
     data = SyntheticDataModule(num_train=16, num_val=8, height=64, width=64, num_classes=CLASSES, batch_size=4,
                                val_batch_size=8, crop_size=(64, 64), scale_range=(1.0, 1.0), jitter=0.0)
     data.setup("fit")
     train = list(data.train_dataloader())
-    return [b["image"] for b in train], [b["mask"] for b in train], next(iter(data.val_dataloader()))["image"]
+    held_out = next(iter(data.val_dataloader()))["image"]
+    return [b["image"].to(device) for b in train], [b["mask"].to(device) for b in train], held_out.to(device)
 
 
 @pytest.fixture(scope="module", params=list(NETWORKS))
-def trained(request: pytest.FixtureRequest, scenes: tuple[list[Tensor], list[Tensor], Tensor]) -> nn.Module:
+def trained(request: pytest.FixtureRequest, scenes: tuple[list[Tensor], list[Tensor], Tensor],
+            device: torch.device) -> nn.Module:
     """The network after 12 SGD steps (lr 0.05, momentum 0.9) and BN re-estimation, in eval mode."""
     images, masks, _ = scenes
     torch.manual_seed(0)
-    net = NETWORKS[request.param]()
+    net = NETWORKS[request.param]().to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     for step in range(12):
         optimizer.zero_grad()
@@ -76,7 +89,7 @@ def test_autocast_matches_fp32_on_trained_weights(trained: nn.Module, scenes, dt
     held_out = scenes[2]
     with torch.no_grad():
         expected = trained(held_out)
-        with torch.autocast("cpu", dtype=dtype):
+        with torch.autocast(held_out.device.type, dtype=dtype):
             out = trained(held_out).float()
     assert expected.abs().max() > 3  # trained: confident logits, not the near-uniform ones of random weights
     max_error, min_agreement = TOLERANCE[dtype]
