@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from segnas.lit.fitting import instantiate_unwrapped
 from segnas.search.algorithms import SearchAlgorithm
 from segnas.search.archive import Archive
-from segnas.search.costs import CostModels, build_costs
+from segnas.search.costs import CostModels, build_costs, latency_model
 from segnas.search.distributed import Ranks
 from segnas.search.evaluator import Evaluator
 from segnas.search.goal import RelativeLatencyBudget, SearchGoal, split_search_config
@@ -110,7 +110,7 @@ def evaluation_context(cfg: DictConfig, space: SearchSpace, score: Any, run: Run
         "data": to_container(cfg.data) if score.uses_data(cfg.get("data")) else None,
         "cost_input": cost_input,
         "cost_network": cost_network,
-        "latency_model": str(cfg.stage.latency.model),
+        "latency_model": latency_model(space, str(cfg.stage.latency.model)),
         "latency_table": costs.table.path.name if costs.table is not None else None,  # device, input, network
         "seed": int(cfg.seed),
     }

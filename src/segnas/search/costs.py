@@ -18,7 +18,17 @@ from segnas.search.objectives import ActivationMemory, Macs, MeasuredLatency, Pa
 from segnas.spaces.base import SearchSpace
 from segnas.utils.hashing import data_sha1
 
-LATENCY_MODELS = ("lut", "measured")
+LATENCY_MODELS = ("auto", "lut", "measured")
+
+
+def latency_model(space: SearchSpace, model: str) -> str:
+    """``model`` resolved: ``auto`` is ``lut`` for a space with a latency lookup table (hyctas) and
+    ``measured`` (every network timed) for the others."""
+    if model not in LATENCY_MODELS:
+        raise ValueError(f"stage.latency.model must be one of {list(LATENCY_MODELS)}, got {model!r}")
+    if model == "auto":
+        return "lut" if hasattr(space, "latency_table") else "measured"
+    return model
 
 
 @dataclass
@@ -39,12 +49,10 @@ class CostModels:
 
 def build_costs(space: SearchSpace, num_classes: int, network: Mapping[str, Any], input_shape: Sequence[int],
                 device: torch.device, latency: Mapping[str, Any], ranks: Ranks) -> CostModels:
-    """Latency (``latency["model"]``: ``lut``, the space's per-operator table cached in ``lut_dir``, or
-    ``measured``), MACs and params (exact cost model) of ``build_network(genotype, num_classes, **network)``
+    """Latency (``latency["model"]``, see :func:`latency_model`: ``lut``, the space's per-operator table
+    cached in ``lut_dir``, or ``measured``), MACs and params (exact cost model) of ``build_network(genotype, num_classes, **network)``
     at ``input_shape``, and the space's activation-memory estimate where it has one."""
-    model = str(latency["model"])
-    if model not in LATENCY_MODELS:
-        raise ValueError(f"stage.latency.model must be one of {list(LATENCY_MODELS)}, got {model!r}")
+    model = latency_model(space, str(latency["model"]))
     build = functools.partial(build_network, num_classes=num_classes, **network)
     measured = MeasuredLatency(build, input_shape, device, warmup=int(latency["warmup"]),
                                duration_s=float(latency["duration_s"]))
