@@ -7,6 +7,7 @@ import csv
 import json
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -23,30 +24,10 @@ from segnas.spaces import arch_path, load_genotype
 from segnas.stages import run_stage
 from segnas.utils.run import prepare_run
 
-from conftest import TINY_DATA, TINY_TRAIN, compose_config
+from conftest import TINY_TRAIN, TINY_ZERO_SHOT, compose_config
 
-ZERO_SHOT = [
-    "stage=zero_shot_search",
-    "score.proxy=nwot",
-    "search.num_evals=6",
-    "search.population=3",
-    "search.top_k=2",
-    "space.max_depth=6",
-    "search.max_macs_g=0.02",
-    "score.batch.resolution=[32,32]",
-    "score.batch.batch_size=2",
-    "stage.cost_input=[1,3,32,32]",
-    "stage.top_n=3",
-    "stage.progress=false",
-]
-TINY_SUPERNET = [
-    "stage=supernet",
-    *TINY_DATA,
-    "stage.space_overrides.layers=4",
-    "stage.space_overrides.filter_multiplier=2",
-    "stage.module.val_archs=1",
-    "trainer.max_epochs=1",
-]
+ZERO_SHOT = [*TINY_ZERO_SHOT, "search.max_macs_g=0.02"]
+TINY_SUPERNET = ["stage=supernet", "debug=tiny"]
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
@@ -158,8 +139,8 @@ def test_resumed_csv_log_keeps_earlier_rows_and_drops_those_logged_after_the_che
         (["stage=search", "search.population=0"], r"search\.population must be an integer >= 1, got 0"),
         (["stage=search", "search.generations=0"], r"search\.generations must be an integer >= 1"),
         (["stage=search", "search=topk", "search.num_evals=-1"], r"search\.num_evals must be an integer >= 1"),
-        (["stage=search", "score.evaluation.val_images=0"], r"stage\.evaluation\.val_images must be an integer >= 1"),
-        (["stage=search", "score.supernet.epochs=-1"], r"stage\.supernet\.epochs must be an integer >= 1, got -1"),
+        (["stage=search", "score.evaluation.val_images=0"], r"score\.evaluation\.val_images must be an integer >= 1"),
+        (["stage=search", "score.supernet.epochs=-1"], r"score\.supernet\.epochs must be an integer >= 1, got -1"),
         (["stage=proxy_evaluate", "stage.sample_size=0"], r"stage\.sample_size must be an integer >= 2, got 0"),
         (["stage=proxy_evaluate", "stage.repeats=-1"], r"stage\.repeats must be an integer >= 1, got -1"),
         (["stage=proxy_evolution", "stage.evolution.iterations=-1"],
@@ -176,11 +157,27 @@ def test_budgets_are_checked_before_any_work(tmp_path: Path, overrides: list[str
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("stage", ["train", "supernet", "retrain", "panoptic", "evaluate", "export", "search",
-                                   "zero_shot_search", "correlate", "ablate", "profile", "proxy_evaluate",
-                                   "proxy_evolution"])
+STAGES = ["train", "supernet", "retrain", "panoptic", "evaluate", "export", "search", "zero_shot_search", "correlate",
+          "ablate", "profile", "proxy_evaluate", "proxy_evolution"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
 def test_default_configs_pass_the_checks(stage: str) -> None:
     assert problems(compose_config([f"stage={stage}"], Path("unused"))) == []
+
+
+def _keys(node: Any, prefix: str = "") -> set[str]:
+    if not isinstance(node, dict):
+        return {prefix}
+    return {key for k, v in node.items() for key in _keys(v, f"{prefix}.{k}" if prefix else str(k))}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_debug_tiny_sets_only_keys_the_stage_has_and_passes_the_checks(stage: str) -> None:
+    default = OmegaConf.to_container(compose_config([f"stage={stage}"], Path("unused")))
+    tiny = compose_config([f"stage={stage}", "debug=tiny"], Path("unused"))
+    assert _keys(OmegaConf.to_container(tiny)) == _keys(default)
+    assert tiny.data.num_train == 16 and tiny.trainer.max_epochs == 1 and problems(tiny) == []
 
 
 # ---------------------------------------------------------------------------------- 4: divergence
@@ -244,17 +241,23 @@ def test_bad_checkpoints_fail_naming_the_file_and_what_was_expected(tmp_path: Pa
     assert CALLED == []
 
 
-def test_network_configs_may_only_call_segnas_builders(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"segnas\.\* builder, got \['builtins\.exec'\]"):
+def test_network_configs_only_name_registered_builders_with_plain_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"_target_ 'builtins\.exec' is not a registered network builder"):
         build_net({"_target_": "builtins.exec", "source": "raise SystemExit"}, 3)
-    nested = {"_target_": "segnas.models.build_network", "genotype": {"_target_": "os.getcwd"}}
-    with pytest.raises(ValueError, match=r"\['os\.getcwd'\]"):
+    for target in ("segnas.search.distributed.os.system", "segnas.callbacks.history.write_rows_csv"):
+        with pytest.raises(ValueError, match="is not a registered network builder"):  # inside segnas, still code
+            build_net({"_target_": target, "command": "touch pwned"}, 3)
+    nested = {"_target_": "segnas.models.build_network",
+              "genotype": {"_target_": "segnas.callbacks.history.Path", "args": ["x.pth"]}}
+    with pytest.raises(ValueError, match="plain data"):
         build_net(nested, 3)
     path = tmp_path / "evil.ckpt"
-    hparams = {"net_config": {"_target_": "os.getcwd"}, "num_classes": 3}
+    hparams = {"net_config": {"_target_": "segnas.search.distributed.os.system", "command": "touch pwned"},
+               "num_classes": 3}
     torch.save({"state_dict": {}, "hyper_parameters": hparams, **LIGHTNING}, path)
-    with pytest.raises(ValueError, match=r"\['os\.getcwd'\]"):
+    with pytest.raises(ValueError, match="not a registered network builder"):
         load_checkpoint(path)
+    assert not Path("pwned").exists() and not (tmp_path / "pwned").exists()
 
 
 # ------------------------------------------------------------------------ 8: genotypes and CSV cells

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric
@@ -15,30 +14,40 @@ from torchmetrics import MeanMetric
 from segnas.lit.losses import distillation_kl, hard_pixel_ce, ohem_ce
 from segnas.lit.optim import exponential_scheduler, poly_scheduler, sgd
 from segnas.metrics.segmentation import SegmentationMetric, miou, pixel_accuracy
-from segnas.models.factory import inline_genotype
+from segnas.models.deeplab import DeepLabV3Plus
+from segnas.models.factory import build_network, inline_genotype
+from segnas.models.panoptic_deeplab import build_panoptic_hyctas
 
-ALLOWED_TARGETS = "segnas."  # a network config (e.g. from a checkpoint) may only call builders of segnas
+# The networks a config (and so a checkpoint) may build, by the name its `_target_` gives: nothing else is ever
+# imported or called from a config's contents.
+NETWORK_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "segnas.models.build_network": build_network,
+    "segnas.models.deeplab.DeepLabV3Plus": DeepLabV3Plus,
+    "segnas.models.panoptic_deeplab.build_panoptic_hyctas": build_panoptic_hyctas,
+}
 
 
-def _targets(node: Any) -> list[str]:
+def _nested_targets(node: Any) -> bool:
     if isinstance(node, Mapping):
-        own = [str(node["_target_"])] if "_target_" in node else []
-        return own + [t for value in node.values() for t in _targets(value)]
+        return "_target_" in node or any(_nested_targets(v) for v in node.values())
     if isinstance(node, list | tuple):
-        return [t for value in node for t in _targets(value)]
-    return []
+        return any(_nested_targets(v) for v in node)
+    return False
 
 
-def build_net(net_config: dict[str, Any] | DictConfig, num_classes: int) -> nn.Module:
-    """Instantiate a network from a ``_target_`` config with ``num_classes`` outputs (genotype networks:
-    ``_target_: segnas.models.build_network``); every ``_target_`` in it must lie inside ``segnas``."""
-    config = OmegaConf.to_container(net_config) if isinstance(net_config, DictConfig) else dict(net_config)
-    targets = _targets(config)
-    outside = [t for t in targets if not t.startswith(ALLOWED_TARGETS)]
-    if not targets or outside:
-        raise ValueError(f"network config: every _target_ must be a {ALLOWED_TARGETS}* builder, got "
-                         f"{outside or 'none'}")
-    return instantiate(OmegaConf.create(config), num_classes=num_classes, _convert_="all")
+def build_net(net_config: Mapping[str, Any] | DictConfig, num_classes: int) -> nn.Module:
+    """The network of ``net_config`` with ``num_classes`` outputs: plain data naming a registered builder
+    (``_target_``, a key of :data:`NETWORK_BUILDERS`) and its keyword arguments, nothing nested that names code.
+    No ``hydra.utils.instantiate``: a checkpoint's config can only choose among these builders."""
+    config = OmegaConf.to_container(net_config, resolve=True) if isinstance(net_config, DictConfig) \
+        else dict(net_config)
+    target = config.pop("_target_", None)
+    if target not in NETWORK_BUILDERS:
+        raise ValueError(f"network config: _target_ {target!r} is not a registered network builder "
+                         f"({sorted(NETWORK_BUILDERS)})")
+    if _nested_targets(config):
+        raise ValueError("network config: the builder's arguments must be plain data (a nested _target_ names code)")
+    return NETWORK_BUILDERS[target](num_classes=num_classes, **config)
 
 
 class SegmentationModule(L.LightningModule):
