@@ -32,7 +32,8 @@ def trained(tmp_path_factory):
 def test_train_stage_writes_results_config_and_plain_outputs(trained):
     out, results = trained
     on_disk = json.loads((out / "results.json").read_text())
-    assert 0.0 <= on_disk["val/mIoU"] <= 100.0
+    assert 0.0 <= on_disk["val/mIoU"] <= 100.0  # a range: 4 steps stay below chance (0.3 %, chance 8.2 %);
+    # that training learns is checked by tests/test_learning.py
     assert on_disk["val/mIoU"] == pytest.approx(results["val/mIoU"])
     assert set(on_disk["val/per_class_iou"]) == {"sky", "ground", "disc_0", "box_1", "context_a", "context_b"}
     resolved = OmegaConf.load(out / "config.yaml")
@@ -60,7 +61,7 @@ def test_evaluate_on_the_test_split(trained, tmp_path):
                           "stage.latency_duration_s=0.05", "stage.split=test"], tmp_path)
     results = run_stage(cfg)
     assert results["split"] == "test" and "val/mIoU" not in results
-    assert 0 <= results["test/mIoU"] <= 100
+    assert 0 <= results["test/mIoU"] <= 100  # a range: the 4-step model stays below chance (0.8 %)
     assert "| test mIoU (%) |" in (tmp_path / "evaluation.md").read_text()
 
 
@@ -123,7 +124,7 @@ def test_local_submitit_sweep_runs_two_jobs(tmp_path):
     results = [json.loads((tmp_path / str(i) / "results.json").read_text()) for i in (0, 1)]
     seeds = [OmegaConf.load(tmp_path / str(i) / "config.yaml").seed for i in (0, 1)]
     assert seeds == [0, 1]
-    assert all(0 <= r["val/mIoU"] <= 100 for r in results)
+    assert all(0 <= r["val/mIoU"] <= 100 for r in results)  # a range: 4 steps (learning: test_learning.py)
 
 
 def test_help_lists_every_stage_the_config_groups_and_examples_that_parse():

@@ -81,7 +81,7 @@ def test_supernet_miou_recalibrates_a_copy_and_leaves_the_supernet_untouched(spa
     net = supernet.extract(g)
     bn_recalibrate(net, [x for x, _ in recal])
     assert score == pytest.approx(evaluate_miou(net, val, dm.num_classes))
-    assert 0.0 <= score <= 100.0 and objective(g) == score
+    assert 0.0 <= score <= 100.0 and objective(g) == score  # an untrained supernet: a range
     assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items())
 
 
