@@ -116,7 +116,7 @@ def retrained(request, tmp_path_factory):
 
 def test_retrain_accepts_a_genotype_yaml_of_either_space(retrained):
     space, genotype, out, results = retrained
-    assert results["space"] == space and 0.0 <= results["val/mIoU"] <= 100.0
+    assert results["space"] == space and 0.0 <= results["val/mIoU"] <= 100.0  # a range: 4 steps, at chance
     module = load_checkpoint(results["last_ckpt"])
     assert module.hparams.net_config["genotype"] == genotype.to_dict()
     assert isinstance(module.net, WRAPPERS[space])

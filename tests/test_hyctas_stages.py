@@ -53,7 +53,7 @@ def test_supernet_stage_trains_and_resumes_exactly(tmp_path: Path) -> None:
     run_stage(compose_config([*TINY_SUPERNET, "trainer.max_epochs=1"], tmp_path / "b"))
     resumed = run_stage(compose_config([*TINY_SUPERNET, "trainer.max_epochs=2"], tmp_path / "b"))
     assert straight["global_step"] == resumed["global_step"] == 8
-    assert 0.0 <= straight["val/mIoU"] <= 100.0
+    assert 0.0 <= straight["val/mIoU"] <= 100.0  # a range: 8 steps shared by sub-networks, 3.8 % (chance 8.2 %)
     a = torch.load(straight["last_ckpt"], map_location="cpu", weights_only=False)["state_dict"]
     b = torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=False)["state_dict"]
     assert a.keys() == b.keys()

@@ -54,7 +54,7 @@ def test_stage_writes_coco_panoptic_predictions_and_pq_in_percent(panoptic_run):
     out, results = panoptic_run
     on_disk = json.loads((out / "results.json").read_text())
     for key in ("PQ", "PQ_th", "PQ_st", "SQ", "RQ"):
-        assert 0.0 <= on_disk[key] <= 100.0, key
+        assert 0.0 <= on_disk[key] <= 100.0, key  # ranges: one epoch gives PQ 0 (and mIoU 1.5 %)
         assert on_disk[key] == pytest.approx(results[key])
     pred = json.loads((out / "panoptic_pred.json").read_text())
     assert len(pred["annotations"]) == 6

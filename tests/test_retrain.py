@@ -38,7 +38,7 @@ def retrained(tmp_path_factory):
 def test_retrain_stage_reports_miou_cost_and_self_contained_checkpoint(retrained):
     out, results = retrained
     on_disk = json.loads((out / "results.json").read_text())
-    assert 0.0 <= on_disk["val/mIoU"] <= 100.0
+    assert 0.0 <= on_disk["val/mIoU"] <= 100.0  # a range: 4 steps stay at chance (8.2 %; test_learning.py)
     assert on_disk["macs_g"] > 0 and on_disk["flops_g"] == on_disk["macs_g"] and on_disk["params_m"] > 0 and on_disk["fps"] > 0
     assert on_disk["input"] == "64x64"
     assert on_disk["space"] == "hyctas"

@@ -36,7 +36,7 @@ def test_saswot_presets_compose_and_train_a_few_steps(experiment: str, tmp_path)
             "trainer.limit_train_batches=2", "trainer.check_val_every_n_epoch=1", "stage.input_size=[64,64]",
             "stage.latency_duration_s=0.05", f"stage.teacher_ckpt={teacher['last_ckpt']}"]
     results = run_stage(compose_config(tiny, tmp_path / "s"))
-    assert results["space"] == "fasterseg" and 0.0 <= results["val/mIoU"] <= 100.0
+    assert results["space"] == "fasterseg" and 0.0 <= results["val/mIoU"] <= 100.0  # a range: 4 steps, 10-15 %
     history = (tmp_path / "s" / "csv" / "metrics.csv").read_text()
     assert "train/loss_kd_step" in history and "train/loss_aux0_step" in history and "train/loss_aux1_step" in history
     ckpt = torch.load(tmp_path / "s" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)

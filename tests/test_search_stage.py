@@ -134,9 +134,10 @@ def test_correlate_stage(first_search, tmp_path: Path) -> None:
     out = run_stage(cfg)
     assert out["n"] == 3 and len(out["networks"]) == 3
     assert sorted(n["num_branches"] for n in out["networks"]) == [1, 2, 3]  # stratified by branch count
+    # ranges: one epoch per network stays near chance (standalone 0.3-7 %, chance 8.2 %; test_learning.py)
     assert all(0 <= n["supernet_miou"] <= 100 and 0 <= n["standalone_miou"] <= 100 for n in out["networks"])
     assert all(n["proxy_flops"] > 0 and math.isfinite(n["proxy_saswot"]) for n in out["networks"])
-    assert out["kendall"] != out["kendall"] or -1.0 <= out["kendall"] <= 1.0  # NaN only for constant scores
+    assert -1.0 <= out["kendall"] <= 1.0  # NaN fails: at this budget no score is constant (tau 0.33 measured)
     assert set(out["scores"]) == {"supernet_miou", "proxy_saswot", "proxy_flops"}
     assert {"kendall_p", "kendall_ci", "pearson_p", "spearman_p"} <= set(out["scores"]["proxy_flops"])
     table = (tmp_path / "correlation.md").read_text()

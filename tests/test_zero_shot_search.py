@@ -153,7 +153,7 @@ def test_zero_shot_genotype_retrains_with_stage_retrain(tmp_path: Path, space: s
     cfg = compose_config(["stage=retrain", f"stage.genotype={genotype}", *TINY_DATA, "trainer.max_epochs=1",
                           "stage.latency_duration_s=0.05", "stage.filter_multiplier=2"], tmp_path / "retrain")
     results = run_stage(cfg)
-    assert 0.0 <= results["val/mIoU"] <= 100.0
+    assert 0.0 <= results["val/mIoU"] <= 100.0  # a range: 4 steps, 0.7-12 % (chance 8.2 %; test_learning.py)
 
 
 def test_a_search_where_every_score_is_invalid_fails(tmp_path: Path, monkeypatch) -> None:
