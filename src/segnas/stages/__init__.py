@@ -3,12 +3,14 @@
 Each stage is a module with ``run(cfg) -> dict`` named by ``cfg.stage._target_``. :func:`run_stage`
 checks the config's budgets (:mod:`segnas.config_checks`), starts an attempt in the output folder
 (:func:`segnas.utils.run.prepare_run`: config recorded, ``resume=false`` moves earlier outputs aside),
-seeds everything, calls the stage and writes ``results.json``.
+seeds everything, calls the stage and writes ``results.json``, holding the folder's lock
+(:mod:`segnas.utils.lock`: a second process in the same folder fails at once).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from hydra.utils import get_method
@@ -16,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from segnas.config_checks import check_config
+from segnas.utils.lock import run_folder_lock
 from segnas.utils.run import finish_loggers, finished_results, prepare_run, write_results
 
 log = logging.getLogger(__name__)
@@ -36,13 +39,14 @@ def run_stage(cfg: DictConfig, **kwargs: Any) -> dict[str, Any]:
             log.info("%s already holds the results of this config: nothing to do (resume=false starts over)",
                      cfg.paths.output_dir)
             return finished
-    out_dir = prepare_run(cfg)
-    stage_fn = get_method(cfg.stage._target_)
-    try:
-        results = stage_fn(cfg, **kwargs)
-    finally:
-        finish_loggers()
-    if rank_zero_only.rank == 0:  # in a multi-process job (torchrun, srun) rank 0 writes the results
-        write_results(out_dir, results)
-        log.info("Results written to %s", out_dir / "results.json")
+    with run_folder_lock(Path(cfg.paths.output_dir), rank_zero_only.rank):  # one writer per folder
+        out_dir = prepare_run(cfg)
+        stage_fn = get_method(cfg.stage._target_)
+        try:
+            results = stage_fn(cfg, **kwargs)
+        finally:
+            finish_loggers()
+        if rank_zero_only.rank == 0:  # in a multi-process job (torchrun, srun) rank 0 writes the results
+            write_results(out_dir, results)
+            log.info("Results written to %s", out_dir / "results.json")
     return results

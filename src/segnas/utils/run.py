@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 # Entries of a run folder that belong to the folder rather than to one attempt (Hydra's own files, the
 # attempt history, what earlier attempts left); Hydra's ``*.log`` files are kept in place too.
-FOLDER_ENTRIES = (".hydra", "configs", "previous")
+FOLDER_ENTRIES = (".hydra", "configs", "previous", ".segnas.lock", ".segnas.lock.owner")
 
 
 def output_dir(cfg: DictConfig) -> Path:
