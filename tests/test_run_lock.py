@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose_config
 from segnas.stages import run_stage
 from segnas.utils.lock import FolderInUse, run_folder_lock
+
+from conftest import compose_config
 
 
 def test_a_busy_folder_is_refused_before_anything_moves(tmp_path: Path) -> None:
