@@ -454,7 +454,8 @@ def fps_compile(cfg: Config, device: torch.device, rows: list[Row], clock: Clock
 def attention_ops(cfg: Config, device: torch.device, budget: Budget, emit: Callable[[Row], Row]) -> None:
     """Operators at 1/8 of a 512x1024 input (64x128 tokens, 128 channels, batch 1; `segnas.nn.build_op`):
     inference ms (fp32 and fp16 autocast), training forward+backward ms, and peak memory above the
-    input and weights (`torch.cuda.max_memory_allocated`) of inference and of forward+backward."""
+    input and weights (`torch.cuda.max_memory_allocated`) of inference and of forward+backward. `fp16 error`:
+    max |fp16 - fp32| / max |fp32| of the inference output (random weights), or non-finite."""
     c = cfg.op_shape[1]
     for name in ATTENTION_OPS:
         if budget.spent() and name != ATTENTION_OPS[0]:
@@ -465,10 +466,10 @@ def attention_ops(cfg: Config, device: torch.device, budget: Budget, emit: Calla
             op = build_op(name, c, c, 1).to(device)
             x = torch.randn(*cfg.op_shape, device=device)
 
-            def infer(dtype: torch.dtype | None, op: nn.Module = op, x: Tensor = x) -> None:
+            def infer(dtype: torch.dtype | None, op: nn.Module = op, x: Tensor = x) -> Tensor:
                 cast = contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype)
                 with torch.inference_mode(), cast:
-                    op(x)
+                    return op(x)
 
             def train(op: nn.Module = op, x: Tensor = x) -> None:
                 op(x).sum().backward()
@@ -477,6 +478,9 @@ def attention_ops(cfg: Config, device: torch.device, budget: Budget, emit: Calla
             row["fp32 ms"] = f"{_median_ms(lambda: infer(None), device, 3, cfg.op_seconds):.2f}"
             row["fp16 ms"] = f"{_median_ms(lambda: infer(torch.float16), device, 3, cfg.op_seconds):.2f}"
             row["fp32 peak MB"] = _mb(_peak_mb(lambda: infer(None), device))
+            exact, low = infer(None), infer(torch.float16).float()
+            finite = bool(torch.isfinite(low).all())
+            row["fp16 error"] = f"{(low - exact).abs().max() / exact.abs().max():.1e}" if finite else "non-finite"
             op.train()
             row["fwd+bwd ms"] = f"{_median_ms(train, device, 2, cfg.op_seconds):.2f}"
             op.zero_grad(set_to_none=True)

@@ -67,6 +67,7 @@ def test_quick_cpu_run_fills_every_section(gpu, tmp_path: Path, compile_column: 
         compiled = r"[\d.]+ \(compile \d+ s\)" if compile_column else r"skipped \(time budget\)"
         assert re.fullmatch(compiled, row[gpu.COMPILED]), row[gpu.COMPILED]
     assert [r["operator"] for r in found["attention_ops"]] == list(gpu.ATTENTION_OPS)
+    assert all(float(r["fp16 error"]) < 0.05 for r in found["attention_ops"])  # finite and close to fp32
     assert len(found["memory_check"]) == gpu.QUICK.memory_networks + 1
     assert [r["branches"] for r in found["candidate_evaluation"]] == ["1", "2", "3", "all"]
     assert found["proxies"][0]["invalid"] == "none"
