@@ -54,7 +54,7 @@ def test_score_file_resumes(tmp_path: Path) -> None:
     again = score_all(["ab", "abc", "abcd"], score, ScoreFile(tmp_path / "s.csv", ["p", "q"], context), False)
     assert calls == ["ab", "abc", "abcd"]
     assert again["abc"]["p"] == first["abc"]["p"] == 3 and math.isnan(again["ab"]["q"])
-    assert json.loads(store.path.read_text().splitlines()[0]) == {"context": context}
+    assert json.loads(store.path.read_text().splitlines()[0])["context"] == context
     store.path.write_text(store.path.read_text()[:-7])  # a killed write tore the last record: scored again
     score_all(["ab", "abc", "abcd"], score, ScoreFile(tmp_path / "s.csv", ["p", "q"], context), False)
     assert calls == ["ab", "abc", "abcd", "abcd"]
@@ -63,7 +63,7 @@ def test_score_file_resumes(tmp_path: Path) -> None:
 def test_score_file_is_keyed_by_batch_options_and_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from segnas.proxies import registry
     from segnas.proxies.expression import SASWOT, register_expression
-    from segnas.stages.proxy_evaluate import score_context
+    from segnas.proxies.report import score_context
 
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the expression is registered here only
     names = ["nwot", "saswot", register_expression(SASWOT, "test_keyed_saswot_expression")]
@@ -156,12 +156,12 @@ def test_scoring_batch_random_or_from_data() -> None:
 
 def test_naslib_agreement_uses_archs_with_both_scores() -> None:
     from segnas.proxies.benchmark import Record
-    from segnas.stages.proxy_evaluate import _naslib_agreement
+    from segnas.proxies.report import naslib_agreement
 
     records = {
         f"a{i}": Record(f"a{i}", "micro", 90.0, {"p": float(i**2) if i != 3 else math.nan}) for i in range(8)
     }
     scores = {a: {"p": float(i), "q": 1.0} for i, a in enumerate(records)}
     scores["a5"]["p"] = math.nan
-    out = _naslib_agreement(scores, records)
+    out = naslib_agreement(scores, records)
     assert out == {"p": {"spearman": pytest.approx(1.0), "n": 6}}  # a3 (no reference) and a5 (NaN) dropped

@@ -17,11 +17,21 @@ import lightning as L
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from segnas.utils.integrity import HASH_KEY, non_finite, weights_sha256
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """:class:`TorchCheckpointIO` that writes ``path.tmp`` and renames it over ``path``."""
+    """:class:`TorchCheckpointIO` that writes ``path.tmp`` and renames it over ``path``, with the weights'
+    content hash inside (:data:`segnas.utils.integrity.HASH_KEY`, checked on load); weights with a NaN or an
+    infinity are refused (a diverged run never leaves a model behind)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        state = checkpoint.get("state_dict", {})
+        bad = non_finite(state)
+        if bad:
+            raise ValueError(f"refusing to save {path}: non-finite weights in {bad[:5]}"
+                             f"{' ...' if len(bad) > 5 else ''} (the training diverged)")
+        checkpoint[HASH_KEY] = weights_sha256(state)
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         super().save_checkpoint(checkpoint, tmp, storage_options)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from segnas.callbacks.csv_log import ResumingCSVLogger
 from segnas.data.base import SegmentationDataModule
 from segnas.lit.inference import read_checkpoint
+from segnas.utils.integrity import non_finite
 from segnas.utils.loggers import build_loggers
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,16 @@ def resolve_ckpt(cfg: DictConfig, out_dir: Path) -> str | None:
 def fit(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule,
         out_dir: Path, kind: str) -> None:  # fmt: skip
     """``trainer.fit`` resumed from :func:`resolve_ckpt` (checked to be a ``kind`` checkpoint, loaded with
-    ``weights_only=True``); when the fit ran no validation (the checkpoint had already reached the budget),
+    ``weights_only=True``); a fit that leaves non-finite weights fails whatever the callbacks; when the fit ran no validation (the checkpoint had already reached the budget),
     the final weights are validated, so the metrics a stage reports are theirs."""
     ckpt = resolve_ckpt(cfg, out_dir)
     if ckpt is not None:
         read_checkpoint(ckpt, kind, resumable=True)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    bad = non_finite(module.state_dict())
+    if bad:
+        raise RuntimeError(f"training diverged: non-finite weights in {bad[:5]} after the fit (lower the learning "
+                           "rate); no result is reported")
     if "val/mIoU" not in trainer.callback_metrics:
         trainer.validate(module, datamodule=datamodule, verbose=False)
 

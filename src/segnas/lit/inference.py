@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segnas.lit.segmentation import SegmentationModule
+from segnas.utils.integrity import HASH_KEY, non_finite, weights_sha256
 
 # Checkpoint kinds: the hyper-parameters that identify them and the stage that writes them.
 CHECKPOINT_KINDS: dict[str, tuple[frozenset[str], str]] = {
@@ -26,8 +27,8 @@ RESUME_KEYS = ("loops", "optimizer_states")  # what a checkpoint needs to resume
 
 def read_checkpoint(path: str | Path, kind: str, resumable: bool = False) -> dict[str, Any]:
     """The Lightning checkpoint at ``path`` (loaded on the CPU with ``weights_only=True``: tensors and plain
-    containers only, no code runs), checked to be a ``kind`` checkpoint (:data:`CHECKPOINT_KINDS`), with
-    the training state to resume from when ``resumable``. Errors name the file and what was expected."""
+    containers only, no code runs), checked to be a ``kind`` checkpoint (:data:`CHECKPOINT_KINDS`) whose
+    weights match their saved hash and are finite, with the training state to resume from when ``resumable``. Errors name the file and what was expected."""
     path = Path(path)
     keys, writer = CHECKPOINT_KINDS[kind]
     expected = f"expected a {kind} checkpoint written by {writer}"
@@ -45,6 +46,13 @@ def read_checkpoint(path: str | Path, kind: str, resumable: bool = False) -> dic
     if not keys <= set(hparams):
         raise ValueError(f"checkpoint {path} lacks the hyper-parameters {sorted(keys - set(hparams))} "
                          f"(it has {sorted(hparams)}); {expected}")
+    state = ckpt["state_dict"]
+    if HASH_KEY in ckpt and weights_sha256(state) != ckpt[HASH_KEY]:
+        raise ValueError(f"checkpoint {path} is corrupt: its weights do not match the hash saved with them "
+                         "(changed on disk); restore it from a copy or retrain")
+    bad = non_finite(state)
+    if bad:
+        raise ValueError(f"checkpoint {path} holds non-finite weights ({bad[:5]}): a diverged run; {expected}")
     missing = [k for k in RESUME_KEYS if resumable and k not in ckpt]
     if missing:
         raise ValueError(f"checkpoint {path} holds no training state {missing} to resume from (saved with "

@@ -2,7 +2,8 @@
 line records the context its records depend on.
 
 A record is written as one line and flushed at once, so a killed process loses at most the line it was
-writing: a torn last line is dropped (with a warning naming the file) when the file is read again. A file
+writing: a torn last line is dropped (with a warning naming the file) when the file is read again. Every line
+carries the CRC-32 of its content (``_crc32``), so a changed byte fails naming the file and line. A file
 written in another context is refused (:class:`ContextMismatch` names the differing keys) or, for a cache
 (``rebuild=True``), moved aside with a warning and rebuilt.
 """
@@ -11,11 +12,30 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+CRC_KEY = "_crc32"
+
+
+def _line(record: dict[str, Any]) -> str:
+    """``record`` as one JSON line with the CRC-32 of its canonical form."""
+    text = json.dumps(record, sort_keys=True)
+    return json.dumps({**record, CRC_KEY: zlib.crc32(text.encode())}, sort_keys=True) + "\n"
+
+
+def _checked(record: dict[str, Any], where: str) -> dict[str, Any]:
+    """``record`` without its CRC, which must match (lines written before CRCs carry none)."""
+    if CRC_KEY not in record:
+        return record
+    crc = record.pop(CRC_KEY)
+    if zlib.crc32(json.dumps(record, sort_keys=True).encode()) != crc:
+        raise ValueError(f"{where} does not match its checksum (changed on disk)")
+    return record
 
 
 class ContextMismatch(ValueError):
@@ -66,6 +86,7 @@ class RecordLog:
                 continue
             if not isinstance(record, dict):
                 raise ValueError(f"{self.path}: line {i + 1} is not a JSON object")
+            record = _checked(record, f"{self.path}: line {i + 1}")
             if "context" in record and len(record) == 1 and i == 0:
                 self.stored_context = record["context"]
             else:
@@ -95,8 +116,8 @@ class RecordLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
             if self.context is not None and self.stored_context is None and f.tell() == 0:
-                f.write(json.dumps({"context": self.context}, sort_keys=True) + "\n")
+                f.write(_line({"context": self.context}))
                 self.stored_context = self.context
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.write(_line(record))
             f.flush()
         return record
