@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from segnas.spaces import save_genotype
 
 
 def rows(evaluated: Sequence[Evaluated], names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """One table row per evaluation: search, generation, branch count and every metric."""
+    """One table row per evaluation: search, generation, branch count (or architecture string) and every metric."""
     out = []
     for i, e in enumerate(evaluated):
         row: dict[str, Any] = {"name": names[i]} if names else {}
@@ -25,6 +25,8 @@ def rows(evaluated: Sequence[Evaluated], names: Sequence[str] | None = None) -> 
             row["num_branches"] = len(e.genotype.branches)
         if hasattr(e.genotype, "head"):
             row["head"] = "_".join(map(str, e.genotype.head))
+        if hasattr(e.genotype, "arch"):
+            row["arch"] = e.genotype.arch
         row.update(sorted(e.metrics.items()))  # a fixed column order, however the archive merged them
         out.append(row)
     return out
@@ -45,10 +47,12 @@ def ranked(evaluated: Sequence[Evaluated], score: str) -> list[Evaluated]:
 
 
 def write_genotypes(
-    out: Path, evaluated: Sequence[Evaluated], prefix: str, retrain: str | None = None
+    out: Path, evaluated: Sequence[Evaluated], prefix: str, retrain: str | None = None,
+    measured_on: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """``genotypes/{prefix}_NN.yaml`` for ``evaluated`` in order (stale ones of the prefix removed), each
-    with its metrics and the command that retrains it; returns their table rows with the path."""
+    with its metrics, what they were measured on and the command that retrains it; returns their table rows
+    with the path."""
     folder = out / "genotypes"
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(f"{prefix}_*.yaml"):
@@ -58,13 +62,15 @@ def write_genotypes(
     for row, e in zip(table, evaluated, strict=True):
         path = folder / f"{row['name']}.yaml"
         command = retrain.format(path=path) if retrain else None
-        row["genotype"] = str(save_genotype(e.genotype, path, metrics=e.metrics, command=command).relative_to(out))
+        saved = save_genotype(e.genotype, path, metrics=e.metrics, command=command, measured_on=measured_on)
+        row["genotype"] = str(saved.relative_to(out))
     return table
 
 
-def write_front(out: Path, front: Sequence[Evaluated], retrain: str | None = None) -> list[dict[str, Any]]:
+def write_front(out: Path, front: Sequence[Evaluated], retrain: str | None = None,
+                measured_on: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """``genotypes/arch_NN.yaml`` per front architecture and ``pareto.csv``."""
-    table = write_genotypes(out, front, "arch", retrain)
+    table = write_genotypes(out, front, "arch", retrain, measured_on)
     write_rows_csv(out / "pareto.csv", table)
     return table
 
@@ -79,3 +85,14 @@ def summary(evaluated: Sequence[Evaluated], score: str, cost: str) -> dict[str, 
         "best_cost": best[0].metrics.get(cost, math.nan) if best else math.nan,
         "mean_top5_score": float(np.mean([e.metrics[score] for e in best[:5]])) if best else math.nan,
     }
+
+
+def best_so_far(evaluated: Sequence[Evaluated], score: str) -> list[dict[str, Any]]:
+    """One row per evaluation in order: its index (from 1), score and the best finite score so far."""
+    out, best = [], math.nan
+    for i, e in enumerate(evaluated, 1):
+        value = e.metrics[score]
+        if math.isfinite(value) and (math.isnan(best) or value > best):
+            best = value
+        out.append({"evaluation": i, "search": e.search, score: value, f"best_{score}": best})
+    return out

@@ -66,16 +66,20 @@ def run_search(problem: SearchProblem, algorithm: SearchAlgorithm,
 
 def write_outputs(out: Path, problem: SearchProblem, algorithm: SearchAlgorithm, outcome: SearchOutcome,
                   table: str, top_n: int, retrain: str | None, check_archs: int = 0) -> dict[str, Any]:
-    """``pareto.csv``, ``genotypes/{arch,rank,random}_NN.yaml``, the evaluations table and ``pareto.png``;
-    returns the results (hypervolumes with their reference, front, top picks, summaries, counts and, with a
-    latency table and ``check_archs``, its agreement with measured latency on that many networks)."""
+    """``pareto.csv``, ``genotypes/{arch,rank,random}_NN.yaml``, the evaluations table, ``best_so_far.csv`` (the
+    running best score per evaluation) and ``pareto.png``; returns the results (hypervolumes with their
+    reference, front, top picks, best score, summaries, counts, with a benchmark table the ground truth of the
+    top picks and, with a latency table and ``check_archs``, its agreement with measured latency on that many
+    networks)."""
     setup, goal = problem.assembly, problem.assembly.goal
     score, cost = setup.score_metric, goal.cost_metric
     distinct, baseline = outcome.evaluated, outcome.baseline
     front = report.front_of(distinct, score, cost, goal.min_miou)
-    front_rows = report.write_front(out, front, retrain)
+    measured_on = {"score_network": setup.network, "cost_network": setup.cost_network,
+                   "cost_input": setup.cost_input, "num_classes": setup.num_classes}
+    front_rows = report.write_front(out, front, retrain, measured_on)
     write_rows_csv(out / table, report.rows(distinct + baseline))
-    top = report.write_genotypes(out, report.ranked(distinct, score)[:top_n], "rank", retrain)
+    top = report.write_genotypes(out, report.ranked(distinct, score)[:top_n], "rank", retrain, measured_on)
     png = plot_search(distinct, cost, out / "pareto.png", baseline, score=score, min_score=goal.min_miou,
                       title=f"{problem.space.name} {algorithm.name} search")
     everything = distinct + baseline
@@ -103,6 +107,11 @@ def write_outputs(out: Path, problem: SearchProblem, algorithm: SearchAlgorithm,
         **setup.score.report(),
         "pareto_png": str(png) if png else None,
     }
+    results["best_score"] = results["summary"]["best_score"]
+    write_rows_csv(out / "best_so_far.csv", report.best_so_far(distinct, score))
+    if setup.ground_truth is not None:  # reported, never used by the search
+        keys = [problem.key(e.genotype) for e in report.ranked(distinct, score)]
+        results["ground_truth"] = setup.ground_truth.picks(keys, top_n)
     if outcome.warm is not None:
         results["warm_start"] = outcome.warm
     if baseline:
@@ -113,7 +122,7 @@ def write_outputs(out: Path, problem: SearchProblem, algorithm: SearchAlgorithm,
         results["beats_random"] = bool(results["hypervolume"] > results["hypervolume_random"])
         results["best_score_beats_random"] = bool(results["summary"]["best_score"]
                                                   > results["summary_random"]["best_score"])
-        results["random_picks"] = report.write_genotypes(out, baseline[:top_n], "random", retrain)
+        results["random_picks"] = report.write_genotypes(out, baseline[:top_n], "random", retrain, measured_on)
     if setup.costs.table is not None:
         results["latency_table"] = setup.costs.describe()
         if check_archs > 0:

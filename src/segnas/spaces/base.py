@@ -14,7 +14,9 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-METADATA_KEYS = ("metrics", "retrain_command")  # genotype YAML keys that are not the genotype (ignored on load)
+# Genotype YAML keys that are not the genotype (ignored on load): the measured metrics, the network and input
+# they were measured on, the command that retrains the genotype.
+METADATA_KEYS = ("metrics", "measured_on", "retrain_command")
 
 
 def canonical_json(data: Any) -> str:

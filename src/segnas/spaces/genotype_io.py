@@ -108,13 +108,17 @@ def save_genotype(
     path: str | Path,
     metrics: Mapping[str, Any] | None = None,
     command: str | None = None,
+    measured_on: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a genotype as YAML (lists in flow style, one branch per block; widths that are multiples of 1/12
-    as ``8/12`` or ``1``), with its measured ``metrics`` (name -> number) and the ``command`` that retrains
-    it when given."""
+    as ``8/12`` or ``1``), with its measured ``metrics`` (name -> number), what they were measured on
+    (``measured_on``: the network options such as the filter multiplier and output stride, the input size)
+    and the ``command`` that retrains it when given."""
     data = _as_twelfths(genotype.to_dict())
     if metrics is not None:
         data["metrics"] = {str(k): v.item() if hasattr(v, "item") else v for k, v in metrics.items()}
+    if measured_on is not None:
+        data["measured_on"] = dict(measured_on)
     if command is not None:
         data["retrain_command"] = command
     path = Path(path)
