@@ -106,9 +106,7 @@ def test_retrain_of_a_single_branch_net_logs_both_aux_losses(tmp_path):
         "stage=retrain",
         "arch=hyctas_m",
         *TINY_TRAIN,
-        "num_threads=1",
         "stage.filter_multiplier=2",
-        "stage.latency_duration_s=0.05",
         "optim.top_k_percent=0.5",
         "trainer.limit_train_batches=1",
     ]

@@ -19,10 +19,9 @@ from lightning.pytorch.strategies import DDPStrategy
 from segnas.lit.supernet import _TRAIN_STREAM, SupernetModule
 from segnas.stages import run_stage
 
-from conftest import REPO, TINY_DATA, compose_config
+from conftest import REPO, compose_config
 
-TINY_SUPERNET = ["stage=supernet", *TINY_DATA, "stage.space_overrides.layers=4",
-                 "stage.space_overrides.filter_multiplier=2", "stage.module.val_archs=1", "logger=none"]
+TINY_SUPERNET = ["stage=supernet", "debug=tiny", "logger=none"]
 
 
 def _supernet_ddp(folder: Path, epochs: int) -> tuple[dict, str]:
@@ -60,11 +59,12 @@ def test_ddp_trainers_handle_unused_parameters_without_sync_batchnorm(tmp_path: 
 
 
 def test_search_refuses_to_train_its_supernet_on_several_processes(tmp_path: Path) -> None:
-    cfg = compose_config(["stage=search", *TINY_DATA, "trainer=ddp_cpu", "score.supernet.epochs=1"], tmp_path)
+    cfg = compose_config(["stage=search", "debug=tiny", "trainer=ddp_cpu", "score.supernet.epochs=1"], tmp_path)
     with pytest.raises(ValueError, match="stage=supernet trainer=ddp"):
         run_stage(cfg)
 
 
+@pytest.mark.slow  # three 2-process runs (make test-slow)
 def test_two_process_supernet_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
     straight, _ = _supernet_ddp(tmp_path / "straight", epochs=2)
     first, _ = _supernet_ddp(tmp_path / "resumed", epochs=1)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_DATA
+from conftest import REPO, TINY_EVALUATION
 
-TINY = [*TINY_DATA, "score.evaluation.recalibration_images=8", "score.evaluation.val_images=8",
-        "score.evaluation.batch_size=8", "stage.progress=false", "search.population=4", "search.generations=2",
-        "search.objective=params", "stage.extra_metrics=[]", "stage.latency.check_archs=0", "logger=none"]
+TINY = ["stage=search", "debug=tiny", *TINY_EVALUATION, "search.objective=params", "stage.extra_metrics=[]",
+        "logger=none"]
+BUDGETS = {"nsga2": ["search.population=4", "search.generations=2"], "random": ["search.num_evals=8", "search.batch=4"]}
 
 
 def _segnas(args: list[str], processes: int = 1) -> None:
@@ -31,17 +31,12 @@ def _archive(folder: Path) -> dict[str, dict[str, float]]:
     return {r["key"]: r["metrics"] for r in lines if "key" in r}
 
 
-@pytest.fixture(scope="module")
-def supernet(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("supernet")
-    _segnas(["stage=supernet", *TINY_DATA, "trainer.max_epochs=1", "stage.space_overrides.layers=4",
-             "stage.space_overrides.filter_multiplier=2", "stage.module.val_archs=1", f"hydra.run.dir={out}"])
-    return out / "checkpoints" / "last.ckpt"
-
-
-@pytest.mark.parametrize("search", ["nsga2", pytest.param("random", marks=pytest.mark.slow)])
-def test_two_processes_give_the_one_process_archive_and_front(supernet: Path, tmp_path: Path, search: str) -> None:
-    args = ["stage=search", f"search={search}", f"score.supernet.ckpt={supernet}", *TINY, "search.random_baseline=false"]
+@pytest.mark.slow  # torchrun: 1 + 2 + 2 processes (make test-slow)
+@pytest.mark.parametrize("search", ["nsga2", "random"])
+def test_two_processes_give_the_one_process_archive_and_front(tiny_supernet: Path, tmp_path: Path,
+                                                              search: str) -> None:
+    args = [*TINY, f"search={search}", *BUDGETS[search], f"score.supernet.ckpt={tiny_supernet}",
+            "search.random_baseline=false"]
     _segnas([*args, f"hydra.run.dir={tmp_path / 'one'}"])
     _segnas([*args, f"hydra.run.dir={tmp_path / 'two'}"], processes=2)
     one, two = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("one", "two"))

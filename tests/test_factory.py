@@ -14,7 +14,7 @@ from segnas.spaces.fasterseg import FasterSegNet, FasterSegWithAux
 from segnas.spaces.hyctas import HyCTASNet, HyCTASWithAux
 from segnas.stages import run_stage
 
-from conftest import TINY_DATA, TINY_TRAIN, compose_config
+from conftest import TINY_TRAIN, compose_config
 
 PACKAGED = {"hyctas": "hyctas_s", "fasterseg": "fasterseg"}
 OPTIONS = {"hyctas": {"filter_multiplier": 2}, "fasterseg": {}}
@@ -27,7 +27,6 @@ MODELS = {
 TINY_RETRAIN = [
     *TINY_TRAIN,
     "stage.filter_multiplier=4",
-    "stage.latency_duration_s=0.05",
     "optim.top_k_percent=0.5",
 ]
 COMMAND = "python -m segnas stage=retrain stage.genotype=rank_00.yaml"
@@ -130,7 +129,7 @@ def test_retrain_accepts_a_genotype_yaml_of_either_space(retrained):
 def test_evaluate_a_retrained_checkpoint_of_either_space(retrained, tmp_path):
     _, _, _, results = retrained
     cfg = compose_config(
-        ["stage=evaluate", *TINY_TRAIN, f"ckpt_path={results['last_ckpt']}", "stage.latency_duration_s=0.05"],
+        ["stage=evaluate", *TINY_TRAIN, f"ckpt_path={results['last_ckpt']}"],
         tmp_path,
     )
     evaluated = run_stage(cfg)
@@ -143,7 +142,7 @@ def test_train_model_genotype_path_stores_the_genotype_contents(space, tmp_path)
     genotype = searched(space)
     path = save_genotype(genotype, tmp_path / "genotypes" / "rank_00.yaml")
     cfg = compose_config(
-        ["stage=train", *MODELS[space], f"model.genotype={path}", *TINY_DATA, "trainer.max_epochs=1"],
+        ["stage=train", *MODELS[space], f"model.genotype={path}", "debug=tiny"],
         tmp_path / "run",
     )
     results = run_stage(cfg)

@@ -10,15 +10,9 @@ import torch
 
 from segnas.stages import run_stage
 
-from conftest import TINY_DATA, compose_config
+from conftest import compose_config
 
-TINY_SUPERNET = [
-    "stage=supernet",
-    *TINY_DATA,
-    "stage.space_overrides.layers=4",
-    "stage.space_overrides.filter_multiplier=2",
-    "stage.module.val_archs=2",
-]
+TINY_SUPERNET = ["stage=supernet", "debug=tiny", "stage.module.val_archs=2"]
 
 
 def test_profile_stage_reports_table2_and_arch(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from segnas.spaces import arch_path, load_genotype
 from segnas.stages import run_stage
 from segnas.utils.run import prepare_run
 
-from conftest import TINY_TRAIN, TINY_ZERO_SHOT, compose_config
+from conftest import REPO, TINY_TRAIN, TINY_ZERO_SHOT, compose_config
 
 ZERO_SHOT = [*TINY_ZERO_SHOT, "search.max_macs_g=0.02"]
 TINY_SUPERNET = ["stage=supernet", "debug=tiny"]
@@ -143,8 +143,9 @@ def test_resumed_csv_log_keeps_earlier_rows_and_drops_those_logged_after_the_che
         (["stage=search", "score.supernet.epochs=-1"], r"score\.supernet\.epochs must be an integer >= 1, got -1"),
         (["stage=proxy_evaluate", "stage.sample_size=0"], r"stage\.sample_size must be an integer >= 2, got 0"),
         (["stage=proxy_evaluate", "stage.repeats=-1"], r"stage\.repeats must be an integer >= 1, got -1"),
-        (["stage=proxy_evolution", "stage.evolution.iterations=-1"],
-         r"stage\.evolution\.iterations must be an integer >= 0, got -1"),
+        (["stage=proxy_evolution", "search.num_evals=0"], r"search\.num_evals must be an integer >= 1, got 0"),
+        (["stage=proxy_evolution", "stage.iterations=-1"],
+         r"stage\.iterations must be an integer >= 0 \(or null\), got -1"),
         (["stage=search", "search.population=abc"], r"search\.population must be an integer >= 1, got 'abc'"),
         (["data.batch_size=0"], r"data\.batch_size must be an integer >= 1"),
         (["trainer.max_epochs=-1"], r"trainer\.max_epochs=-1 \(no epoch limit\) needs .*trainer\.max_steps"),
@@ -157,11 +158,9 @@ def test_budgets_are_checked_before_any_work(tmp_path: Path, overrides: list[str
     assert list(tmp_path.iterdir()) == []
 
 
-STAGES = ["train", "supernet", "retrain", "panoptic", "evaluate", "export", "search", "zero_shot_search", "correlate",
-          "ablate", "profile", "proxy_evaluate", "proxy_evolution"]
-
-
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", ["train", "supernet", "retrain", "panoptic", "evaluate", "export", "search",
+                                   "zero_shot_search", "correlate", "ablate", "profile", "proxy_evaluate",
+                                   "proxy_evolution"])
 def test_default_configs_pass_the_checks(stage: str) -> None:
     assert problems(compose_config([f"stage={stage}"], Path("unused"))) == []
 
@@ -172,7 +171,8 @@ def _keys(node: Any, prefix: str = "") -> set[str]:
     return {key for k, v in node.items() for key in _keys(v, f"{prefix}.{k}" if prefix else str(k))}
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", ["train", *sorted(p.stem.removeprefix("tiny_")
+                                                  for p in (REPO / "conf/debug/stage").glob("tiny_*.yaml"))])
 def test_debug_tiny_sets_only_keys_the_stage_has_and_passes_the_checks(stage: str) -> None:
     default = OmegaConf.to_container(compose_config([f"stage={stage}"], Path("unused")))
     tiny = compose_config([f"stage={stage}", "debug=tiny"], Path("unused"))

@@ -21,9 +21,7 @@ from conftest import TINY_TRAIN, compose_config
 
 TINY_RETRAIN = [
     *TINY_TRAIN,
-    "num_threads=1",
     "stage.filter_multiplier=4",
-    "stage.latency_duration_s=0.05",
     "optim.top_k_percent=0.5",
 ]
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from segnas.lit.losses import ohem_ce
 from segnas.stages import run_stage
 
-from conftest import TINY_DATA, TINY_TRAIN, compose_config
+from conftest import TINY_TRAIN, compose_config
 
 
 def test_ohem_keeps_the_hard_pixels_or_the_min_kept_least_confident() -> None:
@@ -32,9 +32,9 @@ def test_saswot_presets_compose_and_train_a_few_steps(experiment: str, tmp_path)
     assert cfg.trainer.max_epochs == (800 if experiment == "saswot_cityscapes" else 80)
     assert list(cfg.data.crop_size) == [512, 1024] and cfg.stage.aux_weight == 0.2
     teacher = run_stage(compose_config(["stage=train", *TINY_TRAIN, "trainer.limit_train_batches=1"], tmp_path / "t"))
-    tiny = [f"experiment={experiment}", "data=synthetic", "trainer=cpu", *TINY_DATA, "trainer.max_epochs=2",
+    tiny = [f"experiment={experiment}", "data=synthetic", "trainer=cpu", "debug=tiny", "trainer.max_epochs=2",
             "trainer.limit_train_batches=2", "trainer.check_val_every_n_epoch=1", "stage.input_size=[64,64]",
-            "stage.latency_duration_s=0.05", f"stage.teacher_ckpt={teacher['last_ckpt']}"]
+            f"stage.teacher_ckpt={teacher['last_ckpt']}"]
     results = run_stage(compose_config(tiny, tmp_path / "s"))
     assert results["space"] == "fasterseg" and 0.0 <= results["val/mIoU"] <= 100.0  # a range: 4 steps, 10-15 %
     history = (tmp_path / "s" / "csv" / "metrics.csv").read_text()
@@ -45,7 +45,7 @@ def test_saswot_presets_compose_and_train_a_few_steps(experiment: str, tmp_path)
 
 
 def test_distillation_without_a_teacher_is_refused(tmp_path) -> None:
-    cfg = compose_config(["experiment=saswot_camvid", "data=synthetic", "trainer=cpu", *TINY_DATA,
+    cfg = compose_config(["experiment=saswot_camvid", "data=synthetic", "trainer=cpu", "debug=tiny",
                           "stage.teacher_ckpt=null"], tmp_path)
     with pytest.raises(ValueError, match="teacher_ckpt"):
         run_stage(cfg)

@@ -19,27 +19,9 @@ from segnas.search.pareto import pareto_indices
 from segnas.spaces import load_genotype
 from segnas.stages import run_stage
 
-from conftest import REPO, TINY_DATA, compose_config
+from conftest import REPO, TINY_EVALUATION, compose_config
 
-TINY_SUPERNET = [
-    "score.supernet.epochs=1",
-    "score.supernet.space_overrides.layers=4",
-    "score.supernet.space_overrides.filter_multiplier=2",
-    "score.supernet.module.val_archs=1",
-    "score.evaluation.recalibration_images=8",
-    "score.evaluation.val_images=8",
-    "score.evaluation.batch_size=8",
-]
-TINY_SEARCH = [
-    "stage=search",
-    *TINY_DATA,
-    *TINY_SUPERNET,
-    "stage.latency.duration_s=0.02",
-    "stage.latency.check_archs=4",
-    "stage.progress=false",
-    "search.population=6",
-    "search.generations=3",
-]
+BUDGET = ["search.population=6", "search.generations=3"]
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -47,15 +29,19 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+# The default flow at a tiny budget: no checkpoint given, so a supernet (debug=tiny's) is trained first.
+FIRST_SEARCH = ["stage=search", "debug=tiny", *TINY_EVALUATION, *BUDGET, "score.supernet.epochs=1",
+                "score.supernet.space_overrides.layers=4", "score.supernet.space_overrides.filter_multiplier=2",
+                "score.supernet.module.val_archs=1", "stage.latency.check_archs=4"]
+
+
 @pytest.fixture(scope="module")
-def first_search(tmp_path_factory):
-    """The default flow at a tiny budget: no checkpoint given, so a supernet is trained first."""
+def first_search(tmp_path_factory, tiny_lut: Path):
     out = tmp_path_factory.mktemp("search")
-    cfg = compose_config([*TINY_SEARCH, f"stage.latency.lut_dir={out / 'lut'}"], out)
-    return out, run_stage(cfg)
+    return out, run_stage(compose_config([*FIRST_SEARCH, f"stage.latency.lut_dir={tiny_lut}"], out))
 
 
-def test_search_stage_writes_the_interface_and_resumes_without_recomputing(first_search) -> None:
+def test_search_stage_writes_the_interface_and_resumes_without_recomputing(first_search, tiny_lut: Path) -> None:
     out, results = first_search
     assert results["n_evaluated"] == 18 == results["n_evaluated_random"]
     assert 0.0 < results["hypervolume"] <= 1.0 and 0.0 <= results["hypervolume_random"] <= 1.0
@@ -76,15 +62,13 @@ def test_search_stage_writes_the_interface_and_resumes_without_recomputing(first
     assert len(Archive(out / "archive.jsonl")) == results["n_computed_this_run"] <= 36
     assert -1.0 <= results["lut_agreement"]["kendall"] <= 1.0 and results["lut_agreement"]["n"] == 4
 
-    again = run_stage(compose_config([*TINY_SEARCH, f"stage.latency.lut_dir={out / 'lut'}"], out))
+    again = run_stage(compose_config([*FIRST_SEARCH, f"stage.latency.lut_dir={tiny_lut}"], out))
     assert again["n_computed_this_run"] == 0
     assert again["pareto"] == results["pareto"] and again["hypervolume"] == results["hypervolume"]
 
 
-def test_killed_search_restarts_to_the_uninterrupted_front(first_search, tmp_path: Path, monkeypatch) -> None:
-    out, results = first_search
-    common = [*TINY_SEARCH, f"score.supernet.ckpt={results['supernet_ckpt']}", "search.objective=params",
-              "search.random_baseline=false", "stage.latency.check_archs=0", f"stage.latency.lut_dir={out / 'lut'}"]
+def test_killed_search_restarts_to_the_uninterrupted_front(tiny_search, tmp_path: Path, monkeypatch) -> None:
+    common = [*tiny_search, *BUDGET, "search.objective=params", "search.random_baseline=false"]
     straight = run_stage(compose_config(common, tmp_path / "straight"))
 
     original = SupernetMIoU.__call__
@@ -108,13 +92,11 @@ def test_killed_search_restarts_to_the_uninterrupted_front(first_search, tmp_pat
     assert all(r["params_m"] > 0 for r in straight["pareto"])
 
 
-def test_search_logs_the_front_to_wandb_offline(first_search, tmp_path: Path, monkeypatch) -> None:
+def test_search_logs_the_front_to_wandb_offline(tiny_search, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    out, results = first_search
-    cfg = compose_config([*TINY_SEARCH, f"score.supernet.ckpt={results['supernet_ckpt']}", "logger=wandb",
-                          "search.generations=2", "search.random_baseline=false", "stage.latency.check_archs=0",
-                          f"stage.latency.lut_dir={out / 'lut'}"], tmp_path)
+    cfg = compose_config([*tiny_search, *BUDGET, "logger=wandb", "search.generations=2",
+                          "search.random_baseline=false"], tmp_path)
     run_stage(cfg)
     import wandb
 
@@ -125,12 +107,9 @@ def test_search_logs_the_front_to_wandb_offline(first_search, tmp_path: Path, mo
     assert b"search/pareto_scatter" in logged and b"search/pareto" in logged
 
 
-def test_correlate_stage(first_search, tmp_path: Path) -> None:
-    _, results = first_search
-    cfg = compose_config(["stage=correlate", *TINY_DATA, *TINY_SUPERNET, f"score.supernet.ckpt={results['supernet_ckpt']}",
-                          "stage.num_archs=3", "stage.train_epochs=1", "stage.proxies=[saswot,flops]",
-                          "stage.batch.batch_size=2", "stage.batch.resolution=[32,32]",
-                          "stage.batch.saswot_calibration_archs=2"], tmp_path)
+def test_correlate_stage(tiny_supernet: Path, tmp_path: Path) -> None:
+    cfg = compose_config(["stage=correlate", "debug=tiny", f"score.supernet.ckpt={tiny_supernet}",
+                          "stage.proxies=[saswot,flops]"], tmp_path)  # 3 networks, one epoch each
     out = run_stage(cfg)
     assert out["n"] == 3 and len(out["networks"]) == 3
     assert sorted(n["num_branches"] for n in out["networks"]) == [1, 2, 3]  # stratified by branch count
@@ -147,9 +126,7 @@ def test_correlate_stage(first_search, tmp_path: Path) -> None:
 
 
 def test_ablate_stage(tmp_path: Path) -> None:
-    cfg = compose_config(["stage=ablate", *TINY_DATA, "stage.train_epochs=1", "stage.random_per_branch_count=1",
-                          "stage.filter_multiplier=2", "stage.space_overrides.layers=4"], tmp_path)
-    out = run_stage(cfg)
+    out = run_stage(compose_config(["stage=ablate", "debug=tiny"], tmp_path))  # one random network per count
     names = [n["name"] for n in out["networks"]]
     assert names[0] == "searched" and {"random1_0", "random2_0", "random3_0"} <= set(names)
     assert len(names) + len(out["not_applicable"]) == 8
@@ -170,13 +147,11 @@ def test_paper_experiment_composes() -> None:
     assert compose_config(["stage=search", "search=random"]).search._target_ == "segnas.search.RandomSearch"
 
 
-def test_sweep_over_the_three_objectives_with_the_local_launcher(first_search, tmp_path: Path) -> None:
-    out, results = first_search
+@pytest.mark.slow  # three jobs in a subprocess (make test-slow)
+def test_sweep_over_the_three_objectives_with_the_local_launcher(tiny_search, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
     args = ["-m", "hydra/launcher=local", f"hydra.sweep.dir={tmp_path}", "search.objective=latency,macs,params",
-            *TINY_SEARCH, f"score.supernet.ckpt={results['supernet_ckpt']}", "search.population=4",
-            "search.generations=2",
-            "search.random_baseline=false", "stage.latency.check_archs=0", f"stage.latency.lut_dir={out / 'lut'}",
+            *tiny_search, "search.population=4", "search.generations=2", "search.random_baseline=false",
             "logger=none"]
     proc = subprocess.run([sys.executable, "-m", "segnas", *args], capture_output=True, text=True, cwd=REPO, env=env,
                           timeout=300)
@@ -189,13 +164,11 @@ def test_sweep_over_the_three_objectives_with_the_local_launcher(first_search, t
         assert costs == sorted(costs) and len(rows) >= 1
 
 
-def test_another_supernet_in_the_same_folder_is_refused(first_search, tmp_path: Path) -> None:
-    out, results = first_search
-    common = [*TINY_SEARCH, "search.generations=1", "search.random_baseline=false", "stage.latency.check_archs=0",
-              f"stage.latency.lut_dir={out / 'lut'}"]
-    run_stage(compose_config([*common, f"score.supernet.ckpt={results['supernet_ckpt']}"], tmp_path))
+def test_another_supernet_in_the_same_folder_is_refused(tiny_search, tiny_supernet: Path, tmp_path: Path) -> None:
+    common = [*tiny_search, *BUDGET, "search.generations=1", "search.random_baseline=false"]
+    run_stage(compose_config(common, tmp_path))
     other = tmp_path / "other.ckpt"
-    ckpt = torch.load(results["supernet_ckpt"], map_location="cpu", weights_only=False)
+    ckpt = torch.load(tiny_supernet, map_location="cpu", weights_only=False)
     name = next(k for k in ckpt["state_dict"] if k.endswith("weight"))
     ckpt["state_dict"][name] = ckpt["state_dict"][name] + 1.0
     torch.save(ckpt, other)
@@ -205,9 +178,7 @@ def test_another_supernet_in_the_same_folder_is_refused(first_search, tmp_path: 
 
 def test_ablate_takes_table7_searched_networks_from_a_search(first_search, tmp_path: Path) -> None:
     out, _ = first_search
-    cfg = compose_config(["stage=ablate", *TINY_DATA, "stage.train_epochs=1", "stage.random_per_branch_count=1",
-                          "stage.filter_multiplier=2", "stage.space_overrides.layers=4", f"stage.search_dir={out}"],
-                         tmp_path)
+    cfg = compose_config(["stage=ablate", "debug=tiny", f"stage.search_dir={out}"], tmp_path)
     result = run_stage(cfg)
     searched = [n for n in result["networks"] if n["group"] == "table7"]
     evaluated = _read_csv(out / "evaluations.csv")
@@ -218,11 +189,9 @@ def test_ablate_takes_table7_searched_networks_from_a_search(first_search, tmp_p
     assert searched and "| Searched-" in (tmp_path / "ablation.md").read_text()
 
 
-def test_algorithm1_latency_filter_relative_to_the_largest_network(first_search, tmp_path: Path) -> None:
-    out, results = first_search
-    cfg = compose_config([*TINY_SEARCH, f"score.supernet.ckpt={results['supernet_ckpt']}", "search.generations=2",
-                          "search.random_baseline=false", "stage.latency.check_archs=0", "search.initial=uniform",
-                          "search.max_latency_fraction=0.6", f"stage.latency.lut_dir={out / 'lut'}"], tmp_path)
+def test_algorithm1_latency_filter_relative_to_the_largest_network(tiny_search, tmp_path: Path) -> None:
+    cfg = compose_config([*tiny_search, *BUDGET, "search.generations=2", "search.random_baseline=false",
+                          "search.initial=uniform", "search.max_latency_fraction=0.6"], tmp_path)
     result = run_stage(cfg)
     s_max = {int(n): ms for n, ms in result["budgets"]["latency_ms"]["s_max_latency_ms"].items()}
     assert result["budgets"]["latency_ms"]["fraction"] == 0.6 and s_max
@@ -231,7 +200,7 @@ def test_algorithm1_latency_filter_relative_to_the_largest_network(first_search,
 
 
 def test_correlate_rejects_an_unknown_proxy_before_work(tmp_path: Path) -> None:
-    cfg = compose_config(["stage=correlate", *TINY_DATA, "stage.proxies=[nwot,not_a_proxy]"], tmp_path)
+    cfg = compose_config(["stage=correlate", "debug=tiny", "stage.proxies=[nwot,not_a_proxy]"], tmp_path)
     with pytest.raises(ValueError, match=r"stage\.proxies: \['not_a_proxy'\]"):
         run_stage(cfg)
     assert not (tmp_path / "checkpoints").exists()

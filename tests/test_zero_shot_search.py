@@ -20,21 +20,8 @@ from segnas.spaces import load_genotype
 from segnas.spaces.fasterseg import FasterSegGenotype, FasterSegSpace
 from segnas.stages import run_stage
 
-from conftest import TINY_DATA, compose_config
+from conftest import TINY_ZERO_SHOT, compose_config
 
-FAST = [
-    "stage=zero_shot_search",
-    "score.proxy=nwot",
-    "search.num_evals=6",
-    "search.population=3",
-    "search.top_k=2",
-    "space.max_depth=6",
-    "score.batch.resolution=[32,32]",
-    "score.batch.batch_size=2",
-    "stage.cost_input=[1,3,32,32]",
-    "stage.top_n=3",
-    "stage.progress=false",
-]
 TINY_BUDGET = "search.max_macs_g=0.02"
 
 
@@ -44,7 +31,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_zero_shot_search_fasterseg(tmp_path: Path) -> None:
-    results = run_stage(compose_config([*FAST, TINY_BUDGET], tmp_path))
+    results = run_stage(compose_config([*TINY_ZERO_SHOT, TINY_BUDGET], tmp_path))
     assert results["space"] == "fasterseg" and results["score"] == "proxy" and results["algorithm"] == "topk"
     for key in ("summary", "summary_random"):
         assert results[key]["evaluated"] == 6 and results[key]["best_cost"] <= 0.02
@@ -69,14 +56,14 @@ def test_zero_shot_search_fasterseg(tmp_path: Path) -> None:
 
 
 def test_zero_shot_search_params_budget_excludes_large(tmp_path: Path) -> None:
-    results = run_stage(compose_config([*FAST, "search.objective=params", "search.max_macs_g=null",
+    results = run_stage(compose_config([*TINY_ZERO_SHOT, "search.objective=params", "search.max_macs_g=null",
                                         "search.max_params_m=1.5", "search.random_baseline=false"], tmp_path))
     assert "summary_random" not in results and results["summary"]["best_cost"] <= 1.5
     assert all(r["params_m"] <= 1.5 for r in results["top"])
 
 
 def test_zero_shot_search_scores_on_a_data_batch(tmp_path: Path) -> None:
-    results = run_stage(compose_config([*FAST, TINY_BUDGET, *TINY_DATA, "score.batch.inputs=data",
+    results = run_stage(compose_config([*TINY_ZERO_SHOT, TINY_BUDGET, "score.batch.inputs=data",
                                         "search.random_baseline=false"], tmp_path))
     assert results["summary"]["valid_scores"] == 6
     config = yaml.safe_load((tmp_path / "config.yaml").read_text())
@@ -84,7 +71,7 @@ def test_zero_shot_search_scores_on_a_data_batch(tmp_path: Path) -> None:
 
 
 def test_killed_zero_shot_search_resumes_to_the_uninterrupted_result(tmp_path: Path, monkeypatch) -> None:
-    overrides = [*FAST, TINY_BUDGET, "search.num_evals=8"]
+    overrides = [*TINY_ZERO_SHOT, TINY_BUDGET, "search.num_evals=8"]
     straight = run_stage(compose_config(overrides, tmp_path / "straight"))
     original, calls = ProxyScore.__call__, []
 
@@ -110,28 +97,27 @@ def test_killed_zero_shot_search_resumes_to_the_uninterrupted_result(tmp_path: P
 
 
 def test_changed_scoring_settings_refuse_the_old_archive(tmp_path: Path) -> None:
-    run_stage(compose_config([*FAST, TINY_BUDGET, "search.random_baseline=false"], tmp_path))
+    run_stage(compose_config([*TINY_ZERO_SHOT, TINY_BUDGET, "search.random_baseline=false"], tmp_path))
     with pytest.raises(ValueError, match="proxy_batch"):
-        run_stage(compose_config([*FAST, TINY_BUDGET, "search.random_baseline=false",
+        run_stage(compose_config([*TINY_ZERO_SHOT, TINY_BUDGET, "search.random_baseline=false",
                                   "score.batch.batch_size=3"], tmp_path))
 
 
 def test_zero_shot_search_proxy_options(tmp_path: Path) -> None:
-    cfg = compose_config([*FAST, "score.proxy=saswot_minus", "+score.options.loss_reduction=image", TINY_BUDGET,
-                          "search.random_baseline=false"], tmp_path)
+    cfg = compose_config([*TINY_ZERO_SHOT, "score.proxy=saswot_minus", "+score.options.loss_reduction=image",
+                          TINY_BUDGET, "search.random_baseline=false"], tmp_path)
     assert run_stage(cfg)["summary"]["valid_scores"] == 6
-    bad = compose_config([*FAST, "+score.options.loss_reductoin=image"], tmp_path / "bad")
+    bad = compose_config([*TINY_ZERO_SHOT, "+score.options.loss_reductoin=image"], tmp_path / "bad")
     with pytest.raises(ValueError, match="loss_reductoin"):
         run_stage(bad)
 
 
 def test_nsga2_over_a_proxy_in_the_fasterseg_space(tmp_path: Path) -> None:
-    cfg = compose_config(["stage=search", "space=fasterseg", "score=proxy", "score.proxy=nwot", "search.objective=macs",
-                          "space.max_depth=6", "search.population=4", "search.generations=2",
-                          "score.batch.resolution=[32,32]", "score.batch.batch_size=2",
-                          "stage.cost_input=[1,3,32,32]", "stage.latency.model=measured", "stage.latency.check_archs=0",
-                          "stage.latency.duration_s=0.01", "stage.extra_metrics=[params_m]", "stage.progress=false"],
-                         tmp_path)
+    cfg = compose_config(["stage=search", "debug=tiny", "space=fasterseg", "score=proxy", "score.proxy=nwot",
+                          "search.objective=macs", "space.max_depth=6", "search.population=4", "search.generations=2",
+                          "score.batch.resolution=[32,32]", "score.batch.batch_size=2", "stage.cost_input=[1,3,32,32]",
+                          "stage.latency.model=measured", "stage.latency.duration_s=0.01",
+                          "stage.extra_metrics=[params_m]"], tmp_path)
     results = run_stage(cfg)
     assert results["algorithm"] == "nsga2" and results["space"] == "fasterseg" and results["n_evaluated"] == 8
     assert 0.0 <= results["hypervolume"] <= 1.0 and results["n_computed_this_run"] == 16
@@ -146,12 +132,12 @@ def test_zero_shot_genotype_retrains_with_stage_retrain(tmp_path: Path, space: s
     extra = [TINY_BUDGET] if space == "fasterseg" else [
         "space=hyctas", "space.layers=4", "space.filter_multiplier=2", "search.max_macs_g=null",
         "score.proxy=nwot"]
-    search = [o for o in FAST if not o.startswith("space.")] if space == "hyctas" else FAST
+    search = [o for o in TINY_ZERO_SHOT if not (space == "hyctas" and o.startswith("space."))]
     run_stage(compose_config([*search, *extra, "stage.top_n=1", "search.random_baseline=false"], tmp_path / "search"))
     genotype = tmp_path / "search" / "genotypes" / "rank_00.yaml"
     assert yaml.safe_load(genotype.read_text())["space"] == space
-    cfg = compose_config(["stage=retrain", f"stage.genotype={genotype}", *TINY_DATA, "trainer.max_epochs=1",
-                          "stage.latency_duration_s=0.05", "stage.filter_multiplier=2"], tmp_path / "retrain")
+    cfg = compose_config(["stage=retrain", f"stage.genotype={genotype}", "debug=tiny",
+                          "stage.filter_multiplier=2"], tmp_path / "retrain")
     results = run_stage(cfg)
     assert 0.0 <= results["val/mIoU"] <= 100.0  # a range: 4 steps, 0.7-12 % (chance 8.2 %; test_learning.py)
 
@@ -159,10 +145,12 @@ def test_zero_shot_genotype_retrains_with_stage_retrain(tmp_path: Path, space: s
 def test_a_search_where_every_score_is_invalid_fails(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(ProxyScore, "__call__", lambda self, g: float("nan"))
     with pytest.raises(RuntimeError, match="invalid"):
-        run_stage(compose_config(["stage=search", "space=fasterseg", "score=proxy", "search=random",
-                                  "search.num_evals=3", "search.batch=3", *FAST[5:], "stage.latency.model=measured",
-                                  "stage.latency.check_archs=0", "search.objective=macs", "stage.extra_metrics=[]"],
-                                 tmp_path))
+        run_stage(compose_config(["stage=search", "debug=tiny", "space=fasterseg", "space.max_depth=6",
+                                  "score=proxy", "search=random", "search.num_evals=3", "search.batch=3",
+                                  "score.batch.resolution=[32,32]", "score.batch.batch_size=2",
+                                  "stage.cost_input=[1,3,32,32]", "stage.top_n=3",
+                                  "stage.latency.model=measured", "search.objective=macs",
+                                  "stage.extra_metrics=[]"], tmp_path))
 
 
 def test_zero_shot_preset_scores_real_images_only_when_a_dataset_is_given() -> None:
@@ -191,7 +179,8 @@ def test_saswot_is_calibrated_within_the_budget_and_rank_normalised(tmp_path: Pa
         return original(measured, *args, **kwargs)
 
     monkeypatch.setattr(scoring, "calibrate_cached", spy)
-    results = run_stage(compose_config([*FAST, "search.max_macs_g=0.0125", "score.proxy=saswot", "score.normalize=rank",
+    results = run_stage(compose_config([*TINY_ZERO_SHOT, "search.max_macs_g=0.0125", "score.proxy=saswot",
+                                        "score.normalize=rank",
                                         "search.random_baseline=false"], tmp_path))
     assert results["summary"]["valid_scores"] == 6 and all(0.0 <= t["score"] <= 2.0 for t in results["top"])
     assert len(macs) == 8 and max(macs) <= 0.0125
@@ -202,4 +191,5 @@ def test_saswot_is_calibrated_within_the_budget_and_rank_normalised(tmp_path: Pa
                              torch.randn(1, 3, 32, 32)) / 1e9 for _ in range(20)]
     assert max(unfiltered) > 0.0125  # the budget does reject some of the space
     with pytest.raises(ValueError, match=r"score\.normalize"):
-        run_stage(compose_config([*FAST, "score.proxy=saswot", "score.normalize=minmax"], tmp_path / "bad"))
+        run_stage(compose_config([*TINY_ZERO_SHOT, "score.proxy=saswot", "score.normalize=minmax"],
+                                 tmp_path / "bad"))
