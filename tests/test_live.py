@@ -116,14 +116,18 @@ def test_search_logs_a_hypervolume_scalar_per_generation_to_tensorboard(tmp_path
 def test_proxy_evolution_logs_the_best_kendall_per_iteration_to_tensorboard(tmp_path: Path) -> None:
     from segnas.stages.proxy_evolution import run
 
-    stage = OmegaConf.load(REPO / "conf/stage/proxy_evolution.yaml")
-    stage.pop("defaults")
+    conf = OmegaConf.load(REPO / "conf/stage/proxy_evolution.yaml")
+    stage = conf.stage
     stage.update({"train_archs": 3, "heldout_archs": 2, "batch_size": 2, "progress": False, "sketch_columns": 64,
                   "rerank_top": 2, "hand_proxies": ["params"]})  # fmt: skip
-    stage.evolution.update({"population": 4, "iterations": 2, "children": 3, "top_k": 2})
+    topk = OmegaConf.load(REPO / "conf/search/topk.yaml")
+    topk.pop("defaults")
+    # 19 scored expressions: the first pool (4 valid of 11 drawn) and 2 iterations of 3 children + 1 random
+    search = OmegaConf.merge(topk, conf.search, {"population": 4, "num_evals": 19, "children": 3, "top_k": 2})
     logger = {"tensorboard": {"_target_": "lightning.pytorch.loggers.TensorBoardLogger", "save_dir": str(tmp_path),
                               "name": "tensorboard", "version": ""}}  # fmt: skip
     cfg = OmegaConf.create({"seed": 0, "paths": {"output_dir": str(tmp_path)}, "logger": logger, "stage": stage,
+                            "search": search,
                             "benchmark": {"csv": str(DEV_CSV), "target": "valid_acc_final_epoch"}})  # fmt: skip
     results = run(cfg)
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0})

@@ -9,12 +9,11 @@ import torch
 from PIL import Image
 
 from segnas.data import SyntheticDataModule
-from segnas.lit.panoptic import PanopticModule, panoptic_losses
+from segnas.lit.panoptic import PanopticModule, dataset_categories, panoptic_genotype, panoptic_losses
 from segnas.metrics import pq_compute
 from segnas.metrics.panoptic import rgb2id
 from segnas.models.panoptic_deeplab import build_panoptic_hyctas
 from segnas.stages import run_stage
-from segnas.stages.panoptic import dataset_categories, panoptic_genotype
 
 from conftest import compose_config
 

@@ -266,7 +266,7 @@ def test_topk_evolution_finds_a_known_answer(tmp_path: Path) -> None:
 
 
 def test_statistics_cache_is_keyed_by_its_context(tmp_path: Path) -> None:
-    from segnas.stages.proxy_evolution import cached_statistics
+    from segnas.proxies.evolution import cached_statistics
 
     calls: list[int] = []
 
@@ -288,18 +288,24 @@ def test_statistics_cache_is_keyed_by_its_context(tmp_path: Path) -> None:
     assert len(calls) == 2
 
 
+def _search_cfg(**overrides: Any) -> DictConfig:
+    """``search=topk`` with stage=proxy_evolution's settings, as composed, and ``overrides``."""
+    topk = OmegaConf.load(ROOT / "conf/search/topk.yaml")
+    topk.pop("defaults")
+    return OmegaConf.merge(topk, OmegaConf.load(ROOT / "conf/stage/proxy_evolution.yaml").search, overrides)
+
+
 def _stage_cfg(out: Path, sketch: int | None = None, **stage_overrides: Any) -> DictConfig:
-    stage = OmegaConf.load(ROOT / "conf/stage/proxy_evolution.yaml")
-    stage.pop("defaults")
+    stage = OmegaConf.load(ROOT / "conf/stage/proxy_evolution.yaml").stage
     stage.update(
         {"spaces": ["micro", "macro"], "train_archs": 3, "heldout_archs": 2, "batch_size": 2,
          "progress": False, "hand_proxies": ["params", "saswot_minus"], "seed_with_saswot": True,
          "sketch_columns": sketch, "rerank_top": 3, **stage_overrides}
     )  # fmt: skip
-    stage.evolution.update({"population": 4, "iterations": 3, "children": 3, "top_k": 2})
     benchmark = {"csv": str(DEV_CSV), "target": "valid_acc_final_epoch"}
     cfg = OmegaConf.create({"seed": 0, "paths": {"output_dir": str(out)}, "benchmark": benchmark})
     cfg.stage = stage
+    cfg.search = _search_cfg(population=4, num_evals=16, children=3, top_k=2)  # 4 + 3 x (3 children + 1)
     return cfg
 
 
@@ -323,7 +329,9 @@ def test_stage_end_to_end_on_a_tiny_budget(tmp_path: Path, sketch: int | None) -
     assert set(results["hand_designed_heldout"]) == {"params", "saswot_minus"}
     assert set(results["kendall_heldout_per_space"]) == {"micro", "macro"}
     assert results["best_hand_designed"]["name"] in {"params", "saswot_minus"}
-    assert len((tmp_path / "search_curve.csv").read_text().splitlines()) == 1 + 3
+    assert results["search"]["evaluated"] == 16 and results["search"]["iterations"] >= 2
+    curve = (tmp_path / "search_curve.csv").read_text().splitlines()
+    assert len(curve) == 1 + results["search"]["iterations"]
     assert (tmp_path / "search_curve.png").stat().st_size > 0
     records = (tmp_path / "archive.jsonl").read_text().splitlines()
     context = json.loads(records[0])["context"]
@@ -359,8 +367,8 @@ def test_stage_refuses_an_archive_of_other_settings(tmp_path: Path) -> None:
     from segnas.stages.proxy_evolution import run
 
     cfg = _stage_cfg(tmp_path, spaces=["micro"], hand_proxies=["params"], heldout_archs=1)
-    cfg.stage.evolution.iterations = 1
-    run(cfg)
+    cfg.stage.iterations = 1  # deprecated (stage.evolution.iterations): search.num_evals = 4 + 1 x (3 + 1)
+    assert run(cfg)["search"]["evaluated"] == 8
     cfg.stage.batch_size = 4
     with pytest.raises(ArchiveMismatch, match="batch_size"):
         run(cfg)
@@ -375,7 +383,7 @@ def test_stage_searches_each_space_separately(tmp_path: Path) -> None:
 
     cfg = _stage_cfg(tmp_path, fitness="per_space", hand_proxies=["params"], seed_with_saswot=False,
                      cache_statistics=False)  # fmt: skip
-    cfg.stage.evolution.update({"population": 3, "iterations": 0})
+    cfg.search.update({"population": 3, "num_evals": 3})
     results = run(cfg)
     json.dumps(results)
     assert results["fitness"] == "per_space" and set(results["spaces"]) == {"micro", "macro"}
@@ -386,12 +394,24 @@ def test_stage_searches_each_space_separately(tmp_path: Path) -> None:
         assert context["spaces"] == [space]
 
 
-def test_hydra_config_composes() -> None:
+def test_hydra_config_composes_search_topk_and_keeps_the_old_keys() -> None:
     from hydra import compose, initialize_config_dir
+
+    from segnas.config_aliases import translate_aliases
+    from segnas.search import TopK, build_algorithm
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["stage=proxy_evolution", "benchmark.csv=/x/y.csv"])
-    assert cfg.stage._target_ == "segnas.stages.proxy_evolution.run"
-    assert cfg.benchmark.csv == "/x/y.csv" and cfg.stage.evolution.patience == 5
-    assert cfg.stage.chain == 2 and cfg.stage.evolution.random_per_generation == 1
-    assert cfg.stage.fitness == "mean" and cfg.stage.bn_quirk is True
+        old = ["stage=proxy_evolution", "stage.evolution.iterations=7", "stage.evolution.p_mutate=0.3",
+               "stage.evolution.population=12", "stage.evolution.clear_pool=true"]  # fmt: skip
+        aliased = compose("config", overrides=translate_aliases(old))
+    assert cfg.stage._target_ == "segnas.stages.proxy_evolution.run" and cfg.benchmark.csv == "/x/y.csv"
+    assert cfg.stage.chain == 2 and cfg.stage.fitness == "mean" and cfg.stage.bn_quirk is True
+    algorithm = build_algorithm(cfg)  # the stage's former defaults: population 20, 50 iterations of 10 + 1
+    assert isinstance(algorithm, TopK) and algorithm.seed == 0
+    assert (algorithm.num_evals, algorithm.population, algorithm.top_k) == (570, 20, 5)
+    assert algorithm.children == 10 and algorithm.random_per_generation == 1
+    assert (algorithm.mutation_prob, algorithm.p_crossover, algorithm.patience) == (0.2, 0.5, 5)
+    assert algorithm.clear_pool is False
+    assert aliased.stage.iterations == 7 and aliased.search.mutation_prob == 0.3
+    assert aliased.search.population == 12 and aliased.search.clear_pool is True

@@ -14,8 +14,17 @@ ALIASES = {
     "stage.evaluation.": "score.evaluation.",
     "stage.proxy_batch.": "score.batch.",
 }
-# stage=correlate's own proxy batch (its score is the supernet's) moved within the stage.
-STAGE_ALIASES = {"correlate": {"stage.proxy_batch.normalize": "stage.normalize", "stage.proxy_batch.": "stage.batch."}}
+# stage=correlate's own proxy batch (its score is the supernet's) moved within the stage; stage=proxy_evolution's
+# evolution settings are the search=topk group's (p_mutate is mutation_prob; iterations, which has no search=
+# key, sets search.num_evals = population + iterations x (children + random_per_generation)).
+STAGE_ALIASES = {
+    "correlate": {"stage.proxy_batch.normalize": "stage.normalize", "stage.proxy_batch.": "stage.batch."},
+    "proxy_evolution": {
+        "stage.evolution.p_mutate": "search.mutation_prob",
+        "stage.evolution.iterations": "stage.iterations",
+        "stage.evolution.": "search.",
+    },
+}
 _OVERRIDE = re.compile(r"^(?P<prefix>~|\+\+|\+)?(?P<key>[^=~+][^=]*)(?P<rest>=.*)?$")
 
 

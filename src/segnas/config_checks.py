@@ -184,14 +184,7 @@ RULES: dict[str, Rule] = {
     "stage.sketch_columns": OPTIONAL_COUNT,
     "stage.rerank_top": NON_NEGATIVE,
     "stage.chain": COUNT,
-    "stage.evolution.population": COUNT,
-    "stage.evolution.iterations": NON_NEGATIVE,
-    "stage.evolution.top_k": COUNT,
-    "stage.evolution.children": COUNT,
-    "stage.evolution.random_per_generation": NON_NEGATIVE,
-    "stage.evolution.p_crossover": PROBABILITY,
-    "stage.evolution.p_mutate": PROBABILITY,
-    "stage.evolution.patience": OPTIONAL_COUNT,
+    "stage.iterations": Rule(low=0, nullable=True),  # deprecated: sets search.num_evals (see the stage file)
 }
 # Keys holding a list of sizes: every element must satisfy the rule.
 LIST_RULES: dict[str, Rule] = {

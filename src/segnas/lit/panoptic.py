@@ -5,11 +5,13 @@ need nothing special): :func:`segments_from_labels` gives segments, :class:`Pano
 the semantic/center/offset targets and weights. Losses (Panoptic-DeepLab): semantic top-k CE weighted by
 the small-instance pixel weights, center MSE x 200 and offset L1 x 0.01, both normalised by their weight
 sums. Validation post-processes every image and accumulates PQ (panopticapi rules) and mIoU.
+:func:`write_predictions` writes a trained module's predictions and the ground truth in COCO panoptic format.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -17,13 +19,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from segnas.data.base import SegmentationDataModule
 from segnas.data.panoptic_targets import PanopticTargetGenerator, segments_from_labels
 from segnas.lit.losses import hard_pixel_ce
 from segnas.lit.optim import poly_scheduler, sgd
 from segnas.lit.segmentation import build_net
 from segnas.metrics.panoptic import PanopticQuality, pq_percent
 from segnas.metrics.segmentation import SegmentationMetric, miou
-from segnas.models.panoptic_postprocess import PanopticPostProcessor, panoptic_to_segments
+from segnas.models.panoptic_postprocess import (
+    PanopticPostProcessor,
+    PanopticPredictionWriter,
+    panoptic_to_segments,
+)
+from segnas.spaces import HyCTASGenotype, as_genotype
 
 
 def weighted_mean(loss: Tensor, weights: Tensor) -> Tensor:
@@ -203,3 +211,78 @@ class PanopticModule(L.LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = poly_scheduler(optimizer, total, hp.poly_power, hp.warmup_steps, hp.warmup_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def panoptic_genotype(spec: Any) -> HyCTASGenotype:
+    """The HyCTAS genotype of ``spec`` (``stage.genotype``); other spaces are refused (the instance decoder
+    needs the HyCTAS trunk's multi-branch features)."""
+    genotype = as_genotype(spec)
+    if not isinstance(genotype, HyCTASGenotype):
+        raise ValueError(
+            f"stage=panoptic builds its heads on a HyCTAS backbone; stage.genotype={spec} is a "
+            f"{genotype.space_name} genotype (supported space: hyctas)"
+        )
+    return genotype
+
+
+def dataset_categories(datamodule: SegmentationDataModule) -> list[dict[str, Any]]:
+    """COCO-style categories in train-id order: from the dataset's metadata, or (synthetic) from its class
+    names and ``thing_classes``."""
+    meta = datamodule.metadata()
+    if "categories" in meta:
+        by_id = {int(c["id"]): c for c in meta["categories"]}
+        return [
+            {"id": int(i), "name": by_id[int(i)]["name"], "isthing": int(by_id[int(i)]["isthing"])}
+            for i in meta["category_ids"]
+        ]
+    things = getattr(datamodule, "thing_classes", None)
+    if things is None:
+        raise ValueError(
+            f"stage=panoptic needs a dataset with instance labels (data=synthetic, cityscapes_panoptic, "
+            f"coco_panoptic); {type(datamodule).__name__} has no thing classes"
+        )
+    return [
+        {"id": i, "name": name, "isthing": int(i in set(things))}
+        for i, name in enumerate(meta["class_names"])
+    ]
+
+
+def image_names(dataset: Any) -> list[tuple[Any, str]]:
+    """``(image_id, file stem)`` per validation sample, from the dataset's records when it has them."""
+    records = getattr(getattr(dataset, "dataset", dataset), "records", None)
+    if records:
+        return [(r.image_id, Path(r.image).stem) for r in records[: len(dataset)]]
+    return [(i, f"{i:06d}") for i in range(len(dataset))]
+
+
+@torch.no_grad()
+def write_predictions(
+    module: PanopticModule, datamodule: SegmentationDataModule, categories: list[dict[str, Any]], out: Path
+) -> tuple[Path, Path, Path, Path]:
+    """Predict the validation split and write predictions and ground truth in COCO panoptic format.
+
+    Returns ``(gt_json, gt_folder, pred_json, pred_folder)``. The ground truth is written from the loaded
+    validation samples (at ``data.image_scale``), so it has the predictions' size.
+    """
+    names = image_names(datamodule.val_set)
+    pred = PanopticPredictionWriter(out, categories, "panoptic_pred")
+    gt = PanopticPredictionWriter(out, categories, "panoptic_gt")
+    module.eval()
+    hp = module.hparams
+    position = 0
+    for batch in datamodule.val_dataloader():
+        outputs = module(batch["image"].to(module.device))
+        for i in range(batch["image"].shape[0]):
+            image_id, stem = names[position]
+            position += 1
+            gt_ids, gt_segments = ground_truth_segments(
+                batch["mask"][i],
+                batch["instance"][i],
+                module.thing_ids,
+                module.category_ids,
+                hp.ignore_index,
+                hp.label_divisor,
+            )
+            gt.add(image_id, stem, gt_ids, gt_segments)
+            pred.add(image_id, stem, *module.predict_panoptic(outputs, i))
+    return gt.write(), gt.folder, pred.write(), pred.folder

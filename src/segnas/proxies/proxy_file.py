@@ -216,6 +216,22 @@ def load_proxy_file(path: str | Path) -> ProxyFile:
     return ProxyFile(name, path, definition, protocol)
 
 
+def load_proxy_files(
+    names: Sequence[str], resolve: Callable[[str], str | Path] = Path
+) -> dict[str, ProxyFile]:
+    """The proxy files among the proxy ``names`` (paths, turned into files by ``resolve``, e.g. relative to
+    the launch directory), validated, by their result name; raises before any scoring if one is bad or two
+    results would share a name."""
+    files: dict[str, ProxyFile] = {}
+    for entry in names:
+        if is_proxy_file(entry):
+            pf = load_proxy_file(resolve(entry))
+            if pf.name in files or pf.name in names:
+                raise ValueError(f"{entry}: result name {pf.name!r} is used twice in stage.proxies")
+            files[pf.name] = pf
+    return files
+
+
 def fit_terms(
     proxies: Sequence[str], transforms: Mapping[str, str], values: Mapping[str, Sequence[float]]
 ) -> list[Term]:
