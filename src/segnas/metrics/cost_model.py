@@ -4,7 +4,8 @@
 multiply-add is one MAC, attention matmuls included), returning the output shape, so that a space can walk
 a genotype's layout (``segnas.spaces.<name>.costs``) instead of tracing the built network:
 
-- convolution: ``B x C_out x C_in x k^2 x output pixels`` (bias free); linear: input elements x outputs;
+- convolution: ``B x C_out x C_in x k^2 x output pixels`` (bias free; transposed: x input pixels); linear: input
+  elements x outputs;
 - BatchNorm (eval): 2 x elements; LayerNorm: 5 x elements; adaptive average pooling: input elements;
 - bilinear resize: 4 x output elements (``F.interpolate`` always; :meth:`Tally.resize` only when the size
   changes);
@@ -43,6 +44,14 @@ class Tally:
         self.macs += b * c_out * c_in * k * k * y[2] * y[3]
         self.params += c_out * c_in * k * k + (c_out if bias else 0)
         return y
+
+    def conv_transpose(self, x: Shape, c_out: int, k: int = 3) -> Shape:
+        """``k x k`` transposed convolution with bias, stride 2, padding ``k // 2`` and output padding 1 (doubles
+        the resolution); fvcore counts it over the input pixels."""
+        b, c_in, h, w = x
+        self.macs += b * c_in * c_out * k * k * h * w
+        self.params += c_in * c_out * k * k + c_out
+        return (b, c_out, 2 * h, 2 * w)
 
     def bn(self, x: Shape) -> Shape:
         """Affine BatchNorm in eval mode."""

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from segnas.lit.fitting import instantiate_unwrapped
 from segnas.search.algorithms import SearchAlgorithm
 from segnas.search.archive import Archive
+from segnas.search.benchmark import BenchmarkTable, ground_truth_table
 from segnas.search.costs import CostModels, build_costs, latency_model
 from segnas.search.distributed import Ranks
 from segnas.search.evaluator import Evaluator
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Assembly:
     """What :func:`build_problem` made beside the problem, for the stage's outputs: the run, the goal, the
-    score component and its metric name, the costs and the networks' options (as scored and as deployed)."""
+    score component and its metric name, the costs, the networks' options (as scored and as deployed) and the
+    benchmark table reported beside the picks (``stage.ground_truth``, or the benchmark score's own table)."""
 
     run: RunSetup
     goal: SearchGoal
@@ -46,6 +48,7 @@ class Assembly:
     cost_network: dict[str, Any]
     cost_input: list[int]
     context: dict[str, Any]
+    ground_truth: BenchmarkTable | None = None
 
     @property
     def score_metric(self) -> str:
@@ -64,6 +67,11 @@ def build_problem(cfg: DictConfig, out: Path, ranks: Ranks | None = None, archiv
         raise ValueError(f"search.min_miou applies to mIoU scores, not to score {score.metric!r}")
     run = RunSetup(cfg, out, ranks, device_of(str(cfg.stage.device)))
     space, scored_options = score.space(run)
+    truth_settings = cfg.stage.get("ground_truth")
+    ground_truth = ground_truth_table(truth_settings, space)
+    if ground_truth is not None and truth_settings.get("restrict", False):
+        space = space.restrict(ground_truth.values)
+    ground_truth = ground_truth or getattr(score, "table", None)  # score=benchmark: its own table
     num_classes = score.num_classes(run)
     network = {**space.build_options(), **scored_options}
     cost_network = {**network, **_cost_overrides(cfg.stage.get("cost_network"), network, space)}
@@ -86,7 +94,8 @@ def build_problem(cfg: DictConfig, out: Path, ranks: Ranks | None = None, archiv
     log.info("Archive %s holds %d architectures", evaluator.archive.path, len(evaluator.archive))
     goals = [Goal(score.metric, maximize=True)] + ([] if single_objective else [Goal(goal.cost_metric)])
     floors = {score.metric: float(goal.min_miou)} if goal.min_miou is not None else {}
-    assembly = Assembly(run, goal, score, costs, num_classes, network, cost_network, cost_input, context)
+    assembly = Assembly(run, goal, score, costs, num_classes, network, cost_network, cost_input, context,
+                        ground_truth)
     return SearchProblem(space, evaluator, goals, budgets, floors,
                          reject_below_floors=goal.min_miou_mode == "reject", assembly=assembly)
 

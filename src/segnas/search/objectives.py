@@ -5,6 +5,7 @@ Quality:
   BatchNorm statistics on a fixed set of training images (paper §4.2: 1000 Cityscapes images).
 - :class:`StandaloneMIoU`: validation mIoU (%) of the network trained from scratch for a short budget.
 - :class:`ProxyScore`: a zero-cost proxy of the freshly (seeded) initialised network on one batch.
+- :class:`ProxyFileScore`: a proxy file's proxy (e.g. an evolved combination) with the file's own protocol.
 
 Cost (the standalone network from a ``build`` callable, e.g. ``partial(build_network, num_classes=19)``):
 - :class:`MeasuredLatency`: median batch-1 latency (ms) on a device.
@@ -17,6 +18,7 @@ Cost (the standalone network from a ``build`` callable, e.g. ``partial(build_net
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 from segnas.data.base import SegmentationDataset
 from segnas.metrics import confusion_matrix, measure_latency, miou
 from segnas.proxies import evaluate
+from segnas.proxies.proxy_file import ProxyFile
 from segnas.search.evaluator import InvalidScore
 from segnas.spaces import builder_costs, save_genotype
 from segnas.spaces.hyctas import HyCTASGenotype, HyCTASSupernet
@@ -201,6 +204,26 @@ class ProxyScore:
         if not result.valid:
             raise InvalidScore(f"{self.proxy}: {result.reason}")
         return result.value
+
+
+class ProxyFileScore:
+    """A proxy file's score of a genotype's network, initialised with the file's seed, on its protocol's batch;
+    a network that fails to build or an undefined (NaN) score raises
+    :class:`~segnas.search.evaluator.InvalidScore`."""
+
+    def __init__(self, proxy_file: ProxyFile, build: Builder, inputs: Tensor, targets: Tensor) -> None:
+        self.file, self.build, self.inputs, self.targets = proxy_file, build, inputs, targets
+
+    def __call__(self, genotype: Any) -> float:
+        torch.manual_seed(self.file.protocol.seed)
+        try:
+            net = self.build(genotype)
+        except Exception as exc:  # a failing candidate is invalid, never fatal
+            raise InvalidScore(f"{self.file.name}: the network cannot be built: {type(exc).__name__}: {exc}") from exc
+        value = self.file.score(net, self.inputs, self.targets)
+        if not math.isfinite(value):
+            raise InvalidScore(f"{self.file.name}: undefined on this network ({value})")
+        return value
 
 
 class StandaloneMIoU:

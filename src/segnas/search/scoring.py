@@ -3,7 +3,7 @@
 - :class:`SupernetScoring` (``score=supernet``): mIoU (%) of the sub-network in a trained weight-sharing
   supernet after BN recalibration (HyCTAS); the space is the supernet's.
 - :class:`ProxyScoring` (``score=proxy``): a zero-cost proxy of the freshly initialised network on one batch
-  (SasWOT); saswot is normalised over architectures within the search's fixed budgets.
+  (SasWOT); saswot is normalised over architectures within the search's fixed budgets; or a proxy file's.
 - :class:`StandaloneScoring` (``score=standalone``): mIoU (%) after a short training from scratch.
 
 A component is made by ``hydra.utils.instantiate(cfg.score)``; :func:`segnas.search.build_problem` calls
@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import lightning as L
 import numpy as np
 import torch
-from hydra.utils import instantiate
+from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig
 
 from segnas.data.base import SegmentationDataModule
@@ -36,10 +36,12 @@ from segnas.lit.supernet import SupernetModule
 from segnas.models import build_network
 from segnas.proxies import calibrate_cached, check_options
 from segnas.proxies.batch import resolve_inputs, scoring_batch
+from segnas.proxies.proxy_file import ProxyFile, is_proxy_file, load_proxy_file
 from segnas.proxies.saswot import NORMALIZATIONS
 from segnas.search.distributed import Ranks
 from segnas.search.evaluator import Objective
-from segnas.search.objectives import ProxyScore, StandaloneMIoU, SupernetMIoU, load_batches
+from segnas.search.objectives import ProxyFileScore, ProxyScore, StandaloneMIoU, SupernetMIoU, load_batches
+from segnas.spaces import transnas
 from segnas.spaces.base import SearchSpace
 from segnas.utils.config import plain, to_container
 from segnas.utils.hashing import weights_sha1
@@ -136,8 +138,13 @@ class ProxyScoring:
     data, ``batch_size``, ``resolution`` [H, W], ``saswot_calibration_archs``); saswot normalised by
     ``normalize`` (avt: the paper's min/max; rank) over random architectures within the fixed budgets.
 
+    A ``proxy`` ending in ``.yaml`` is a proxy file (:mod:`segnas.proxies.proxy_file`, e.g.
+    ``experiments/saswot_proxy_evolution/best_proxy.yaml``; absolute or relative to the launch directory): it
+    scores TransNAS-Bench-101 networks (17 classes) with its own protocol (batch, resolution, seed, BN quirk),
+    whatever ``batch`` says; its costs are counted at TNB's 256 x 256.
+
     Args:
-        proxy: a name of :func:`segnas.proxies.available`.
+        proxy: a name of :func:`segnas.proxies.available`, or a proxy file.
         options: the proxy's keyword options (e.g. ``{loss_reduction: image}`` for saswot).
         normalize: saswot's normalisation.
         batch: the scoring batch settings.
@@ -151,35 +158,48 @@ class ProxyScoring:
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"score.normalize must be one of {list(NORMALIZATIONS)}, got {normalize!r}")
         self.proxy, self.normalize = str(proxy), normalize
-        self.options = check_options(self.proxy, options, "score.options")
+        self.file = load_proxy_file(to_absolute_path(self.proxy)) if is_proxy_file(self.proxy) else None
+        if self.file is not None and options:
+            raise ValueError(f"score.options: the proxy file {self.proxy} takes none (its definition and protocol "
+                             "are in the file)")
+        self.options = {} if self.file is not None else check_options(self.proxy, options, "score.options")
         self.batch = dict(batch or {})
 
     def uses_data(self, data: DictConfig | None) -> bool:
-        return resolve_inputs(str(self.batch["inputs"]), data) == "data"
+        return self.file is None and resolve_inputs(str(self.batch["inputs"]), data) == "data"
 
     def space(self, run: RunSetup) -> tuple[SearchSpace, dict[str, Any]]:
         return space_of(run.cfg), {}
 
     def num_classes(self, run: RunSetup) -> int:
-        """The scored networks' classes: the dataset's with data inputs, else ``batch.num_classes``."""
+        """The scored networks' classes: the dataset's with data inputs, else ``batch.num_classes`` (a proxy
+        file: TNB's 17)."""
+        if self.file is not None:
+            return transnas.NUM_CLASSES
         if self.uses_data(run.cfg.get("data")):
             return int(run.datamodule.metadata()["num_classes"])
         return int(self.batch["num_classes"])
 
     def cost_input(self) -> list[int]:
-        """The default cost input without data: one image at the batch's resolution."""
+        """The default cost input without data: one image at the batch's resolution (a proxy file: TNB's)."""
+        if self.file is not None:
+            return [1, 3, *transnas.INPUT_SIZE]
         return [1, 3, *(int(v) for v in self.batch["resolution"])]
 
     def objective(self, run: RunSetup, space: SearchSpace, network: Mapping[str, Any],
-                  costs: Mapping[str, Objective], budgets: Mapping[str, float]) -> ProxyScore:
+                  costs: Mapping[str, Objective], budgets: Mapping[str, float]) -> ProxyScore | ProxyFileScore:
+        if self.file is not None:
+            return proxy_file_objective(self.file, network)
         return proxy_objective(self.proxy, self.options, self.normalize, self.batch, run, space, network,
                                costs, budgets)
 
     def context(self, run: RunSetup) -> dict[str, Any]:
+        if self.file is not None:
+            return {"proxy_file": self.file.context()}
         return {"proxy_batch": self.batch}
 
     def report(self) -> dict[str, Any]:
-        return {}
+        return {"proxy_file": str(self.file.path)} if self.file is not None else {}
 
     def loggers(self) -> list[Any]:
         return []
@@ -242,6 +262,17 @@ def proxy_objective(proxy: str, options: Mapping[str, Any], normalize: str, batc
                                          kwargs)
         kwargs["normalize"] = normalize
     return ProxyScore(proxy, build, inputs, targets, kwargs, run.seed)
+
+
+def proxy_file_objective(proxy_file: ProxyFile, network: Mapping[str, Any]) -> ProxyFileScore:
+    """A :class:`ProxyFileScore` of ``build_network(genotype, 17, **network)`` (the BN quirk as the file's
+    protocol says, where the network has one) on the protocol's batch."""
+    protocol = proxy_file.protocol
+    options = {**network, **({"bn_quirk": protocol.bn_quirk} if "bn_quirk" in network else {})}
+    size = (protocol.resolution, protocol.resolution)
+    inputs, targets, _ = scoring_batch(None, protocol.inputs, protocol.batch_size, size, transnas.NUM_CLASSES,
+                                       protocol.seed)
+    return ProxyFileScore(proxy_file, builder(transnas.NUM_CLASSES, **options), inputs, targets)
 
 
 def saswot_ranges(space: SearchSpace, build: Builder, costs: Mapping[str, Objective],

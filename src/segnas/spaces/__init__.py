@@ -1,4 +1,4 @@
-"""Search spaces, each a package (``hyctas``, ``fasterseg``) that registers itself once.
+"""Search spaces, each a package (``hyctas``, ``fasterseg``, ``transnas``) that registers itself once.
 
 - :mod:`~segnas.spaces.base`: the :class:`SearchSpace` interface every search relies on.
 - :mod:`~segnas.spaces.registry`: one :class:`SpaceEntry` per space (space, genotype, network builder, cost
@@ -6,7 +6,8 @@
 - :mod:`~segnas.spaces.genotype_io`: genotype YAML files (validated on load), :func:`as_genotype`.
 - :mod:`~segnas.spaces.costs`: MACs and params of a genotype's network (analytic where the space has a
   cost walk, traced otherwise).
-- :mod:`~segnas.spaces.transnas`: the TransNAS-Bench-101 networks (not a registered space).
+- :mod:`~segnas.spaces.transnas`: the TransNAS-Bench-101 networks and its two spaces (``transnas_micro``,
+  ``transnas_macro``).
 """
 
 from segnas.spaces.base import METADATA_KEYS, Genotype, SearchSpace
@@ -30,6 +31,7 @@ from segnas.spaces.registry import (
     space_entry,
     space_from_config,
 )
+from segnas.spaces.transnas import TransNASMacroSpace, TransNASMicroSpace
 
 __all__ = [
     "METADATA_KEYS",
@@ -41,6 +43,8 @@ __all__ = [
     "HyCTASSpace",
     "SearchSpace",
     "SpaceEntry",
+    "TransNASMacroSpace",
+    "TransNASMicroSpace",
     "analytic_costs",
     "arch_path",
     "as_genotype",
