@@ -56,3 +56,29 @@ def test_agreement_reports_the_share_within_10_and_5_percent() -> None:
     predicted = dict(zip(genotypes, [100.0, 104.0, 108.0, 130.0], strict=True))
     report = agreement(predicted.__getitem__, lambda g: 100.0 + genotypes.index(g), genotypes)
     assert report["within_10"] == pytest.approx(75.0) and report["within_5"] == pytest.approx(50.0)
+
+
+def test_a_table_calibrated_on_a_busy_machine_is_flagged_and_never_cached(tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from segnas.spaces.hyctas import latency_table
+
+    space = get_space("hyctas", layers=4, min_layers=4, filter_multiplier=2)
+    calibration = calibration_genotypes(space, 2)
+    rounds = iter([1.0, 1.0, 3.0, 3.0])  # the second round 3x slower: another process took the cores
+
+    def jittery(*args, **kwargs) -> SimpleNamespace:
+        return SimpleNamespace(median_ms=next(rounds))
+
+    settings = {"calibration": calibration, "calibration_s": 0.0, "calibration_rounds": 2, **FAST}
+    table = LatencyTable(tmp_path, INPUT, 2, 5, **settings)
+    for genotype in calibration:
+        table.sum_ms(genotype)  # the entries, timed for real
+    monkeypatch.setattr(latency_table, "measure_latency", jittery)
+    table(calibration[0])
+    info = table.describe()
+    assert info["reliable"] is False and info["repeat_spread"] > 0.1 and info["load_when_built"]["cpus"] >= 1
+    again = LatencyTable(tmp_path, INPUT, 2, 5, **settings)
+    assert again.path == table.path and again.entries == table.entries and again.fit is None  # calibrated anew
+    rebuilt = LatencyTable(tmp_path, INPUT, 2, 5, rebuild=True, **settings)
+    assert rebuilt.entries == {} and table.path.with_name(table.path.name + ".stale").is_file()

@@ -16,7 +16,6 @@ from segnas.search.distributed import Ranks
 from segnas.search.evaluator import Objective
 from segnas.search.objectives import ActivationMemory, Macs, MeasuredLatency, Params
 from segnas.spaces.base import SearchSpace
-from segnas.utils.hashing import data_sha1
 
 LATENCY_MODELS = ("auto", "lut", "measured")
 
@@ -40,11 +39,8 @@ class CostModels:
     measured: MeasuredLatency
 
     def describe(self) -> dict[str, Any] | None:
-        """The lookup table's file, size and content hash (None without a table)."""
-        if self.table is None:
-            return None
-        return {"path": str(self.table.path), "entries": len(self.table.entries),
-                "sha1": data_sha1(self.table.entries)}
+        """The lookup table's file, size, content hash, machine load and reliability (None without a table)."""
+        return self.table.describe() if self.table is not None else None
 
 
 def build_costs(space: SearchSpace, num_classes: int, network: Mapping[str, Any], input_shape: Sequence[int],
@@ -64,7 +60,7 @@ def build_costs(space: SearchSpace, num_classes: int, network: Mapping[str, Any]
         lut_dir = Path(latency["lut_dir"]) / ("" if ranks.is_main else f"rank{ranks.rank}")
         table = space.latency_table(lut_dir, input_shape, network, num_classes, device,
                                     int(latency["calibration_archs"]), int(latency["warmup"]),
-                                    float(latency["duration_s"]))
+                                    float(latency["duration_s"]), bool(latency.get("rebuild", False)))
     objectives: dict[str, Objective] = {
         "latency_ms": table if table is not None else measured,
         "macs_g": Macs(build, input_shape),

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ from segnas.spaces.registry import genotype_key
 from segnas.utils.hashing import data_sha1, text_sha1
 from segnas.utils.jsonl import RecordLog
 
+log = logging.getLogger(__name__)
+
 
 class _Bound(nn.Module):
     """``call(module, x, *extra)`` with fixed extra tensors, so a piece with several inputs can be timed."""
@@ -52,6 +56,14 @@ class _Bound(nn.Module):
 
 def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu{torch.get_num_threads()}t"
+
+
+MAX_REPEAT_SPREAD = 0.1  # median (max - min) / median of a calibration network's rounds above this: busy machine
+
+
+def machine_load() -> dict[str, float]:
+    """The 1-minute load average and the CPU count when timings are taken."""
+    return {"load_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count() or 1}
 
 
 def calibration_genotypes(space: HyCTASSpace, n: int, seed: int = 0) -> list[HyCTASGenotype]:
@@ -86,7 +98,9 @@ class LatencyTable:
             (default: 32 on the CPU, 0 on CUDA).
         calibration: networks whose measured latency fits the correction (none: the plain sum).
         calibration_warmup, calibration_s, calibration_rounds: their timing (``measure_latency`` of the whole
-            network, as :class:`~segnas.search.objectives.MeasuredLatency`), median of interleaved rounds.
+            network, as :class:`~segnas.search.objectives.MeasuredLatency`), median of interleaved rounds;
+            a fit whose rounds disagree (a busy machine) is used but never cached.
+        rebuild: move a cached table aside and measure every entry again.
     """
 
     def __init__(
@@ -105,6 +119,7 @@ class LatencyTable:
         calibration_warmup: int = 3,
         calibration_s: float = 0.2,
         calibration_rounds: int = 3,
+        rebuild: bool = False,
     ) -> None:
         self.input_shape = tuple(int(s) for s in input_shape)
         self.filter_multiplier, self.num_classes, self.output_stride = filter_multiplier, num_classes, output_stride
@@ -127,11 +142,16 @@ class LatencyTable:
             self.meta["calibration"] = {"networks": len(self.calibration), "timing": list(self.calibration_timing),
                                         "sha1": text_sha1(keys)}
         digest = data_sha1(self.meta, 10)
-        self.records = RecordLog(Path(cache_dir) / f"latency_lut_{digest}.jsonl", context=self.meta, rebuild=True)
+        path = Path(cache_dir) / f"latency_lut_{digest}.jsonl"
+        if rebuild and path.is_file():
+            path.replace(path.with_name(path.name + ".stale"))
+            log.info("latency table %s: rebuilt (the old one is kept as %s.stale)", path, path.name)
+        self.records = RecordLog(path, context=self.meta, rebuild=True)
         self.path = self.records.path
         self.entries: dict[str, float] = {r["entry"]: float(r["ms"]) for r in self.records if "entry" in r}
         # calibration: table and measured ms, offset, scale
         self.fit: dict[str, Any] | None = next((r["fit"] for r in self.records if "fit" in r), None)
+        self.built_load: dict[str, float] | None = next((r["load"] for r in self.records if "load" in r), None)
         self.n_measured = 0
 
     # ----------------------------------------------------------------------------------- pieces
@@ -154,6 +174,9 @@ class LatencyTable:
         return result.median_ms
 
     def _entry(self, key: str, make: Callable[[], tuple[nn.Module, Sequence[int]]]) -> float:
+        if self.built_load is None:
+            self.built_load = machine_load()
+            self.records.append({"load": self.built_load})
         if key not in self.entries:
             self.entries[key] = self._time(*make())
             self.records.append({"entry": key, "ms": self.entries[key]})
@@ -201,7 +224,9 @@ class LatencyTable:
         table_ms = [self.sum_ms(g) for g in self.calibration]
         measured_ms = [float(np.median(t)) for t in times]
         offset, scale = fit_correction(table_ms, measured_ms)
-        return {"table_ms": table_ms, "measured_ms": measured_ms, "offset_ms": offset, "scale": scale}
+        spread = float(np.median([(max(t) - min(t)) / float(np.median(t)) for t in times]))
+        return {"table_ms": table_ms, "measured_ms": measured_ms, "offset_ms": offset, "scale": scale,
+                "repeat_spread": spread, "load": machine_load()}
 
     # ---------------------------------------------------------------------------------- public
     def __call__(self, genotype: HyCTASGenotype) -> float:
@@ -212,8 +237,24 @@ class LatencyTable:
             return total
         if self.fit is None:
             self.fit = self._calibrate()
-            self.records.append({"fit": self.fit})
+            if self.fit["repeat_spread"] <= MAX_REPEAT_SPREAD:
+                self.records.append({"fit": self.fit})
+            else:  # never cached as good: the next run measures again
+                log.warning("latency table %s: repeated timings of the calibration networks disagree by %.0f %% "
+                            "(load %.1f on %d CPUs): the machine is busy and latencies are unreliable; the fit is "
+                            "not cached (stage.latency.rebuild=true re-measures the entries too)", self.path,
+                            100 * self.fit["repeat_spread"], self.fit["load"]["load_1min"], self.fit["load"]["cpus"])
         return self.fit["offset_ms"] + self.fit["scale"] * total
+
+    def describe(self) -> dict[str, Any]:
+        """The table's file, size, content hash, machine load when built and, once calibrated, whether its
+        repeated calibration timings agree (``reliable``: median spread <= :data:`MAX_REPEAT_SPREAD`)."""
+        info: dict[str, Any] = {"path": str(self.path), "entries": len(self.entries),
+                                "sha1": data_sha1(self.entries), "load_when_built": self.built_load}
+        if self.fit is not None:
+            info.update(repeat_spread=self.fit.get("repeat_spread"), reliable=self.fit.get("repeat_spread", 0.0)
+                        <= MAX_REPEAT_SPREAD, load_when_calibrated=self.fit.get("load"))
+        return info
 
     def sum_ms(self, genotype: HyCTASGenotype) -> float:
         """The sum of the genotype's entries (ms; new ones measured and cached)."""
