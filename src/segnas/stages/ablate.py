@@ -26,7 +26,7 @@ from segnas.search.archive import Archive
 from segnas.search.distributed import Ranks
 from segnas.search.evaluator import Evaluator
 from segnas.search.objectives import Macs, Params
-from segnas.search.scoring import RunSetup, StandaloneScoring
+from segnas.search.scoring import RunSetup, StandaloneScoring, trainer_context
 from segnas.spaces import load_genotype, space_from_config
 from segnas.spaces.hyctas import HyCTASGenotype, HyCTASSpace
 from segnas.spaces.hyctas.ablation import (
@@ -93,5 +93,6 @@ def _evaluator(cfg: DictConfig, setup: RunSetup, genotype: HyCTASGenotype) -> Ev
     standalone = StandaloneScoring(int(stage.train_epochs)).objective(setup, space, options, {}, {})
     objectives = {"macs_g": Macs(build, shape), "params_m": Params(build), "standalone_miou": standalone}
     context = {"network": options, "cost_input": shape, "optim": to_container(cfg.optim),
-               "train_epochs": int(stage.train_epochs), "data": to_container(cfg.data), "seed": int(cfg.seed)}
+               "trainer": trainer_context(cfg.trainer), "train_epochs": int(stage.train_epochs),
+               "data": to_container(cfg.data), "seed": int(cfg.seed)}
     return Evaluator(objectives, Archive(setup.out / "ablation.jsonl", key=space.key, context=context))
