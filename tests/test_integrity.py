@@ -55,3 +55,13 @@ def test_a_diverged_training_fails_without_any_callback(tmp_path: Path) -> None:
     with pytest.raises((RuntimeError, ValueError), match="diverged"):  # at the first save, else after the fit
         run_stage(cfg)
     assert not (tmp_path / "results.json").exists()
+
+
+def test_trained_scores_are_keyed_by_the_trainer_settings_that_change_them() -> None:
+    from segnas.search.scoring import trainer_context
+
+    base = compose_config(["stage=correlate"]).trainer
+    other = compose_config(["stage=correlate", "trainer.limit_train_batches=2"]).trainer
+    cosmetic = compose_config(["stage=correlate", "trainer.enable_progress_bar=false"]).trainer
+    assert trainer_context(base) != trainer_context(other)
+    assert trainer_context(base) == trainer_context(cosmetic)
