@@ -26,7 +26,7 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate, to_absolute_path
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from segnas.data.base import SegmentationDataModule
 from segnas.lit.fitting import build_datamodule, build_trainer, checkpoint_paths, fit
@@ -77,7 +77,7 @@ class RunSetup:
 
 def trainer_context(trainer: DictConfig) -> dict[str, Any]:
     """The trainer settings a trained score depends on (cosmetic ones left out)."""
-    return {k: v for k, v in plain(trainer).items() if k not in TRAINER_COSMETICS}
+    return plain(OmegaConf.masked_copy(trainer, [k for k in trainer if k not in TRAINER_COSMETICS]))
 
 
 class SupernetScoring:
