@@ -15,7 +15,7 @@ install:  ## create .venv and install segnas with its dev extras
 test:  ## fast test suite (what CI runs)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
-test-slow:  ## only the slow tests (real training budgets)
+test-slow:  ## only the slow tests: subprocesses (DDP, torchrun, sweeps, notebooks) and real training budgets
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m slow
 
 notebooks:  ## execute every notebook in notebooks/ headless (from a clean kernel)

@@ -117,6 +117,7 @@ def test_slurm_launcher_composes_with_settable_keys():
     assert list(launcher.setup) == ["module load cuda"]
 
 
+@pytest.mark.slow  # two jobs in a subprocess (make test-slow)
 def test_local_submitit_sweep_runs_two_jobs(tmp_path):
     proc = _cli("-m", "hydra/launcher=local", f"hydra.sweep.dir={tmp_path}", "seed=0,1", *TINY_TRAIN,
                 "logger=none", timeout=600)

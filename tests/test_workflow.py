@@ -75,11 +75,10 @@ def test_torchscript_export_raises_no_deprecation_future_warnings(tmp_path: Path
     assert not [w for w in caught if issubclass(w.category, FutureWarning)]
 
 
+@pytest.mark.slow  # a subprocess training 8 networks (make test-slow)
 def test_ablate_console_shows_the_lightning_banner_once(tmp_path: Path) -> None:
-    args = ["stage=ablate", "data.num_train=8", "data.num_val=4", "data.height=32", "data.width=32",
-            "data.crop_size=[32,32]", "data.batch_size=4", "data.val_batch_size=4", "num_threads=1",
-            "trainer.accelerator=cpu", "stage.train_epochs=1", "stage.random_per_branch_count=1",
-            "stage.filter_multiplier=2", "stage.space_overrides.layers=4", "logger=none", f"hydra.run.dir={tmp_path}"]
+    args = ["stage=ablate", "debug=tiny", "data.num_train=8", "data.num_val=4", "data.height=32", "data.width=32",
+            "data.crop_size=[32,32]", "trainer.enable_progress_bar=true", "logger=none", f"hydra.run.dir={tmp_path}"]
     proc = subprocess.run([sys.executable, "-m", "segnas", *args], capture_output=True, text=True, cwd=REPO,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
