@@ -24,27 +24,9 @@ from segnas.search.problem import Evaluated
 from segnas.stages import run_stage
 from segnas.utils.loggers import build_loggers, run_labels
 
-from conftest import REPO, compose_config
+from conftest import REPO, TINY_PROXY_SEARCH, compose_config
 
-# NSGA-II over a proxy score vs params in a small HyCTAS space: no supernet, seconds on a CPU.
-TINY_PROXY_SEARCH = [
-    "stage=search",
-    "score=proxy",
-    "score.proxy=synflow",
-    "search.objective=params",
-    "search.population=4",
-    "search.generations=3",
-    "space.layers=4",
-    "space.filter_multiplier=2",
-    "score.batch.resolution=[32,32]",
-    "score.batch.batch_size=2",
-    "stage.cost_input=[1,3,32,32]",
-    "stage.latency.model=measured",
-    "stage.latency.check_archs=0",
-    "stage.extra_metrics=[]",
-    "stage.progress=false",
-    "num_threads=1",
-]
+SEARCH = [*TINY_PROXY_SEARCH, "search.population=4", "search.generations=3"]
 DEV_CSV = REPO.parent / "shared/data/transnas/tnb101_segmentsemantic_dev.csv"
 
 
@@ -79,7 +61,7 @@ def test_search_logs_each_generation_the_front_and_the_config_to_wandb_offline(t
                                                                                monkeypatch) -> None:  # fmt: skip
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    results = run_stage(compose_config([*TINY_PROXY_SEARCH, "logger=wandb"], tmp_path))
+    results = run_stage(compose_config([*SEARCH, "logger=wandb"], tmp_path))
     wandb.teardown()  # waits for W&B's service process, which writes the run file, to flush it and exit
     [run_file] = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
     records = list(wandb_records(run_file))
@@ -101,7 +83,7 @@ def test_search_logs_each_generation_the_front_and_the_config_to_wandb_offline(t
 
 
 def test_search_logs_a_hypervolume_scalar_per_generation_to_tensorboard(tmp_path: Path) -> None:
-    results = run_stage(compose_config([*TINY_PROXY_SEARCH, "logger=tensorboard", "search.random_baseline=false"],
+    results = run_stage(compose_config([*SEARCH, "logger=tensorboard", "search.random_baseline=false"],
                                        tmp_path))  # fmt: skip
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
     events.Reload()

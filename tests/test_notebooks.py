@@ -28,13 +28,9 @@ def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch) -> None:
 def test_search_results_notebook_on_tiny_searches_made_now(tmp_path: Path, monkeypatch) -> None:
     from segnas.stages import run_stage
 
-    from conftest import compose_config
+    from conftest import TINY_PROXY_SEARCH, compose_config
 
-    tiny = ["stage=search", "score=proxy", "score.proxy=synflow", "search.objective=params", "search.population=3",
-            "search.generations=2", "space.layers=4", "space.filter_multiplier=2",
-            "score.batch.resolution=[32,32]", "score.batch.batch_size=2", "stage.cost_input=[1,3,32,32]",
-            "stage.latency.model=measured", "stage.latency.check_archs=0", "stage.extra_metrics=[]",
-            "stage.progress=false", "num_threads=1", "logger=none"]  # fmt: skip
+    tiny = [*TINY_PROXY_SEARCH, "search.population=3", "search.generations=2", "logger=none"]
     for seed in (0, 1):
         run_stage(compose_config([*tiny, f"seed={seed}"], tmp_path / f"seed_{seed}"))
     monkeypatch.setenv("PWD", str(tmp_path))  # Jupyter started there: relative paths are read from there

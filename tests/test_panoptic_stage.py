@@ -19,22 +19,11 @@ from conftest import compose_config
 
 TINY_PANOPTIC = [
     "stage=panoptic",
-    "num_threads=1",
-    "data.num_train=16",
+    "debug=tiny",
     "data.num_val=6",
-    "data.height=64",
-    "data.width=64",
-    "data.crop_size=[64,64]",
-    "data.batch_size=4",
     "data.val_batch_size=3",
-    "trainer.max_epochs=1",
-    "trainer.accelerator=cpu",
-    "trainer.enable_progress_bar=false",
-    "trainer.log_every_n_steps=1",
     "stage.filter_multiplier=4",
     "stage.postprocess.stuff_area=64",
-    "callbacks.latency_monitor.input_shape=[1,3,64,64]",
-    "callbacks.latency_monitor.duration_s=0.05",
 ]
 NET = {
     "_target_": "segnas.models.panoptic_deeplab.build_panoptic_hyctas",

@@ -18,6 +18,7 @@ from segnas.search.objectives import SupernetMIoU
 from segnas.search.pareto import pareto_indices
 from segnas.spaces import load_genotype
 from segnas.stages import run_stage
+from segnas.utils.integrity import HASH_KEY, weights_sha256
 
 from conftest import REPO, TINY_EVALUATION, compose_config
 
@@ -171,6 +172,7 @@ def test_another_supernet_in_the_same_folder_is_refused(tiny_search, tiny_supern
     ckpt = torch.load(tiny_supernet, map_location="cpu", weights_only=False)
     name = next(k for k in ckpt["state_dict"] if k.endswith("weight"))
     ckpt["state_dict"][name] = ckpt["state_dict"][name] + 1.0
+    ckpt[HASH_KEY] = weights_sha256(ckpt["state_dict"])  # a valid checkpoint of other weights
     torch.save(ckpt, other)
     with pytest.raises(ValueError, match="supernet_weights_sha1"):
         run_stage(compose_config([*common, f"score.supernet.ckpt={other}"], tmp_path))
