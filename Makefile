@@ -19,7 +19,7 @@ test-slow:  ## only the slow tests: subprocesses (DDP, torchrun, sweeps, noteboo
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m slow
 
 notebooks:  ## execute every notebook in notebooks/ headless (from a clean kernel)
-	$(PY) -m pytest -q tests/test_notebooks.py
+	$(PY) -m pytest -q -m slow tests/test_notebooks.py
 
 lint:  ## ruff
 	$(PY) -m ruff check src tests benchmarks experiments

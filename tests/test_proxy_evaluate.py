@@ -87,6 +87,7 @@ def test_score_file_is_keyed_by_batch_options_and_build(tmp_path: Path, monkeypa
     assert len({base, *changed}) == 5  # every changed setting has its own score file
 
 
+@pytest.mark.slow  # three runs over both TNB-101 spaces, ~30 s (make test-slow)
 @pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
 def test_stage_writes_results_tables_and_plot(tmp_path: Path) -> None:
     from segnas.stages.proxy_evaluate import run
