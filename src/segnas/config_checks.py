@@ -69,6 +69,7 @@ PAIR = Rule(low=2)  # at least two: a correlation needs two points
 POSITIVE = Rule(integer=False, low=0, low_open=True)  # a number > 0
 OPTIONAL_POSITIVE = Rule(integer=False, low=0, low_open=True, nullable=True)
 NON_NEGATIVE_NUMBER = Rule(integer=False, low=0)
+OPTIONAL_NON_NEGATIVE_NUMBER = Rule(integer=False, low=0, nullable=True)
 PROBABILITY = Rule(integer=False, low=0, high=1)
 FRACTION = Rule(integer=False, low=0, high=1, low_open=True)  # in (0, 1]
 
@@ -135,6 +136,7 @@ RULES: dict[str, Rule] = {
     "stage.latency.duration_s": POSITIVE,
     "stage.latency.check_archs": NON_NEGATIVE,
     "stage.latency.calibration_archs": NON_NEGATIVE,
+    "stage.latency.evict_mb": OPTIONAL_NON_NEGATIVE_NUMBER,
     "score.batch.batch_size": COUNT,
     "score.batch.num_classes": COUNT,
     "score.batch.saswot_calibration_archs": COUNT,

@@ -60,7 +60,8 @@ def build_costs(space: SearchSpace, num_classes: int, network: Mapping[str, Any]
         lut_dir = Path(latency["lut_dir"]) / ("" if ranks.is_main else f"rank{ranks.rank}")
         table = space.latency_table(lut_dir, input_shape, network, num_classes, device,
                                     int(latency["calibration_archs"]), int(latency["warmup"]),
-                                    float(latency["duration_s"]), bool(latency.get("rebuild", False)))
+                                    float(latency["duration_s"]), bool(latency.get("rebuild", False)),
+                                    latency.get("evict_mb"))
     objectives: dict[str, Objective] = {
         "latency_ms": table if table is not None else measured,
         "macs_g": Macs(build, input_shape),

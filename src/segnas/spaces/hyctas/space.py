@@ -388,13 +388,15 @@ class HyCTASSpace(SearchSpace):
 
     def latency_table(self, cache_dir: str | Path, input_shape: Sequence[int], network: Mapping[str, Any],
                       num_classes: int, device: torch.device, calibration_archs: int, warmup: int,
-                      duration_s: float, rebuild: bool = False) -> Any:
+                      duration_s: float, rebuild: bool = False, evict_mb: float | None = None) -> Any:
         """The per-operator latency lookup table of this space's networks built with ``network`` options,
         calibrated on ``calibration_archs`` measured networks (:mod:`segnas.spaces.hyctas.latency_table`);
-        ``rebuild`` measures a cached table again."""
+        ``rebuild`` measures a cached table again; ``evict_mb``: the cache-evicting buffer (None: the device's
+        default)."""
         from segnas.spaces.hyctas.latency_table import LatencyTable, calibration_genotypes
 
         return LatencyTable(cache_dir, input_shape, network["filter_multiplier"], num_classes,
                             network["output_stride"], device,
                             calibration=calibration_genotypes(self, calibration_archs),
-                            calibration_warmup=warmup, calibration_s=duration_s, rebuild=rebuild)
+                            calibration_warmup=warmup, calibration_s=duration_s, rebuild=rebuild,
+                            evict_mb=evict_mb)
