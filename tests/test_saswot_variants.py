@@ -131,7 +131,7 @@ def test_saswot_and_calibration_pass_loss_reduction_through(tmp_path) -> None:
             lambda _rng, c=cycle: next(c), 2, x, y, space="t", cache=cache, loss_reduction=how
         )
         assert got == calibrate(models, x, y, loss_reduction=how)
-    keys = sorted(json.loads(cache.read_text()))
+    keys = sorted(json.loads(line)["key"] for line in cache.read_text().splitlines())
     assert len(keys) == 2
     assert sum(k.endswith("|loss=sum") for k in keys) == 1  # the default keeps the older key format
 
@@ -173,9 +173,9 @@ def test_saswot_rank_normalisation_uses_the_calibration_samples(tmp_path) -> Non
     cache = tmp_path / "avt.json"
     cycle = itertools.cycle(models)
     first = calibrate_cached(lambda _rng: next(cycle), 4, x, y, space="t", cache=cache, loss_reduction="sum")
-    entries = json.loads(cache.read_text())
-    (key,) = entries
-    entries[key] = {k: entries[key][k] for k in ("saswot_minus", "nwot")}  # written before samples were kept
-    cache.write_text(json.dumps(entries))
+    (record,) = [json.loads(line) for line in cache.read_text().splitlines()]
+    record["ranges"] = {k: record["ranges"][k] for k in ("saswot_minus", "nwot")}  # written before samples were kept
+    record.pop("_crc32")
+    cache.write_text(json.dumps(record) + "\n")
     again = calibrate_cached(lambda _rng: next(cycle), 4, x, y, space="t", cache=cache, loss_reduction="sum")
-    assert again == first and "nwot_samples" in json.loads(cache.read_text())[key]
+    assert again == first and "nwot_samples" in json.loads(cache.read_text().splitlines()[-1])["ranges"]

@@ -211,7 +211,7 @@ def calibrate_cached(
 
     The cache key covers ``space`` (name whatever restricts the sampled architectures in it, e.g. a budget),
     ``num_archs``, ``seed``, the reductions and the batch contents (``loss_reduction`` only when it is not
-    the default).
+    the default); a record without the calibration samples (rank normalisation needs them) is recomputed.
     """
     parts = [
         space,
@@ -225,7 +225,7 @@ def calibrate_cached(
         parts.append(f"loss={loss_reduction}")
     key = "|".join(parts)
     records = RecordLog(cache, rebuild=True) if cache else None
-    cached = next((r for r in records or () if r.get("key") == key), None)
+    cached = next((r for r in records or () if r.get("key") == key and "nwot_samples" in r["ranges"]), None)
     if cached is not None:
         return AvtRanges.from_dict(cached["ranges"])
     rng = random.Random(seed)
