@@ -129,9 +129,16 @@ def test_results_tables_of_a_run_and_of_a_sweep(tmp_path: Path, capsys) -> None:
 def test_no_lightning_tips_pytree_deprecation_or_wandb_anonymous_warning(tmp_path: Path, caplog, capfd,
                                                                          monkeypatch) -> None:  # fmt: skip
     quiet_console()
-    with caplog.at_level(logging.INFO, logger=LIGHTNING_LOGGER):
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger(LIGHTNING_LOGGER)
+    logger.addHandler(handler)
+    try:
         L.Trainer(accelerator="cpu", logger=CSVLogger(tmp_path), enable_progress_bar=False)
-    messages = [r.getMessage() for r in caplog.records]
+    finally:
+        logger.removeHandler(handler)
+    messages = [r.getMessage() for r in records]
     assert any("GPU available" in m for m in messages) and not any("Tip" in m for m in messages)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

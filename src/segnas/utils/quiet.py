@@ -40,10 +40,14 @@ def _add_filter(logger: logging.Logger, kind: type[logging.Filter]) -> None:
 
 
 def quiet_console() -> None:
-    """From now on, no Lightning tips and no warning about Lightning's own use of a deprecated torch pytree
-    API."""
+    """From now on, no Lightning tips, no warning about Lightning's own use of a deprecated torch pytree API and
+    each Lightning message printed once (Lightning imported after Hydra set up logging keeps its own handler and
+    would also propagate to Hydra's)."""
     _add_filter(logging.getLogger(LIGHTNING_LOGGER), NoTips)
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    lightning = logging.getLogger("lightning")
+    if lightning.handlers:  # Lightning prints its messages itself: not a second time through Hydra's handlers
+        lightning.propagate = False
 
 
 def lightning_banners_once() -> None:
