@@ -56,6 +56,7 @@ def test_no_arguments_prints_the_help() -> None:
     assert proc.returncode == 0 and "== Stages (stage=NAME) ==" in proc.stdout and "== Examples ==" in proc.stdout
 
 
+@pytest.mark.slow  # a subprocess (make test-slow)
 def test_a_user_error_prints_its_message_without_a_traceback(tmp_path: Path) -> None:
     proc = _cli("stage=evaluate", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 1 and "Error: this stage needs ckpt_path=PATH" in proc.stderr

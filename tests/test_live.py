@@ -95,6 +95,7 @@ def test_search_logs_a_hypervolume_scalar_per_generation_to_tensorboard(tmp_path
 
 
 @pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
+@pytest.mark.slow  # stage=proxy_evolution on both TNB spaces, ~12 s (make test-slow)
 def test_proxy_evolution_logs_the_best_kendall_per_iteration_to_tensorboard(tmp_path: Path) -> None:
     from segnas.stages.proxy_evolution import run
 

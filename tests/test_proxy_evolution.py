@@ -240,6 +240,7 @@ def test_expression_space_key_is_canonical() -> None:
                 assert b.score(stats) == value
 
 
+@pytest.mark.slow  # up to 100 generations, ~13 s (make test-slow)
 def test_topk_evolution_finds_a_known_answer(tmp_path: Path) -> None:
     archs = _synthetic(40, seed=1)
     answer = Expression(("gradient", "weight"), (("abs", "no_op"), ("pow", "no_op")), "product")
@@ -310,7 +311,7 @@ def _stage_cfg(out: Path, sketch: int | None = None, **stage_overrides: Any) -> 
 
 
 @pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
-@pytest.mark.parametrize("sketch", [None, 64])
+@pytest.mark.parametrize("sketch", [pytest.param(None, marks=pytest.mark.slow), 64])  # exact: ~19 s (test-slow)
 def test_stage_end_to_end_on_a_tiny_budget(tmp_path: Path, sketch: int | None) -> None:
     from segnas.stages.proxy_evolution import run
 
