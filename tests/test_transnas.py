@@ -133,6 +133,7 @@ def _flops_rank_agreement(records: list[benchmark.Record], size: int) -> float:
     return float(stats.spearmanr(macs, [r.reference["flops"] for r in records]).statistic)
 
 
+@pytest.mark.slow  # ~14 s near idle (make test-slow, with the 30-architecture version)
 @needs_csv
 def test_flops_rank_agrees_with_naslib_fast(reference: dict[str, list[benchmark.Record]]) -> None:
     for space in transnas.SPACES:
