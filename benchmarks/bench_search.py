@@ -16,6 +16,7 @@ from segnas.data.synthetic import SyntheticDataModule
 from segnas.models import build_network
 from segnas.search.algorithms import run_nsga2
 from segnas.search.archive import Archive
+from segnas.search.costs import agreement
 from segnas.search.evaluator import Evaluator
 from segnas.search.objectives import (
     MeasuredLatency,
@@ -26,7 +27,7 @@ from segnas.search.objectives import (
 )
 from segnas.search.problem import Goal, SearchProblem
 from segnas.spaces import get_space
-from segnas.spaces.hyctas.latency_table import LatencyTable, agreement, calibration_genotypes
+from segnas.spaces.hyctas.latency_table import LatencyTable, calibration_genotypes
 from segnas.spaces.hyctas.supernet import HyCTASSupernet
 
 GPU = torch.cuda.is_available()

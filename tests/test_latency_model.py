@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from segnas.metrics import measure_latency
+from segnas.search.costs import agreement
 from segnas.spaces import get_space
-from segnas.spaces.hyctas.latency_table import LatencyTable, agreement, calibration_genotypes, fit_correction
+from segnas.spaces.hyctas.latency_table import LatencyTable, calibration_genotypes, fit_correction
 
 INPUT = (1, 3, 32, 48)
 FAST = {"duration_s": 0.0, "min_iters": 2, "warmup": 1, "evict_mb": 1.0}

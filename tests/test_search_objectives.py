@@ -17,6 +17,7 @@ from segnas.data.synthetic import SyntheticDataModule
 from segnas.metrics import count_macs, count_params
 from segnas.models import build_network
 from segnas.search.archive import Archive
+from segnas.search.costs import agreement
 from segnas.search.evaluator import Evaluator, InvalidScore
 from segnas.search.objectives import (
     ActivationMemory,
@@ -38,7 +39,7 @@ from segnas.spaces.hyctas.ablation import (
     searched_per_branch_count,
     table8_variants,
 )
-from segnas.spaces.hyctas.latency_table import LatencyTable, agreement
+from segnas.spaces.hyctas.latency_table import LatencyTable
 from segnas.spaces.hyctas.network import HyCTASNet
 from segnas.spaces.hyctas.supernet import HyCTASSupernet
 

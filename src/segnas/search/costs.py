@@ -4,13 +4,16 @@ space estimates it, training activation memory, all of the network that will be 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from segnas.metrics import rank_correlations
 from segnas.models import build_network
 from segnas.search.distributed import Ranks
 from segnas.search.evaluator import Objective
@@ -70,3 +73,25 @@ def build_costs(space: SearchSpace, num_classes: int, network: Mapping[str, Any]
     if hasattr(space, "memory_mb"):
         objectives["memory_mb"] = ActivationMemory(space.memory_mb)
     return CostModels(objectives, table, measured)
+
+
+def agreement(
+    table: Callable[[Any], float],
+    measured: Callable[[Any], float],
+    genotypes: Sequence[Any],
+) -> dict[str, Any]:
+    """Pearson r and Kendall tau between the table's and the measured latency of ``genotypes``, and the share
+    (%) of them whose table latency is within 10 % and 5 % of the measured one."""
+    predicted = [table(g) for g in genotypes]
+    actual = [measured(g) for g in genotypes]
+    corr = rank_correlations(predicted, actual)
+    error = np.abs(np.asarray(predicted) / np.asarray(actual) - 1.0)
+    return {
+        "pearson": corr["pearson"],
+        "kendall": corr["kendall"],
+        "within_10": float(100 * np.mean(error <= 0.10)) if len(error) else math.nan,
+        "within_5": float(100 * np.mean(error <= 0.05)) if len(error) else math.nan,
+        "n": len(genotypes),
+        "lut_ms": predicted,
+        "measured_ms": actual,
+    }

@@ -15,12 +15,12 @@ import numpy as np
 from segnas.callbacks.history import write_rows_csv
 from segnas.search import report
 from segnas.search.algorithms import GenerationCallback, RandomSearch, SearchAlgorithm, unique
+from segnas.search.costs import agreement
 from segnas.search.goal import RelativeLatencyBudget
 from segnas.search.pareto import hypervolume
 from segnas.search.plot import plot_search
 from segnas.search.problem import Evaluated, SearchProblem
 from segnas.search.warm_start import warm_start
-from segnas.spaces.hyctas.latency_table import agreement
 
 log = logging.getLogger(__name__)
 

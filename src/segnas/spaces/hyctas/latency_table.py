@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from segnas.metrics import measure_latency, rank_correlations
+from segnas.metrics import measure_latency
 from segnas.nn import AggregationHead, FuseEdge, Stem
 from segnas.spaces.hyctas.genotype import HyCTASGenotype
 from segnas.spaces.hyctas.network import HyCTASNet, build_cell
@@ -266,25 +266,3 @@ class LatencyTable:
                 total += self._edge(nodes[u].out_stride, nodes[t].out_stride, nodes[u].c_out, nodes[t].c_out)
         total += self._head(plan.head, plan.out_channels)
         return total
-
-
-def agreement(
-    table: Callable[[HyCTASGenotype], float],
-    measured: Callable[[HyCTASGenotype], float],
-    genotypes: Sequence[HyCTASGenotype],
-) -> dict[str, Any]:
-    """Pearson r and Kendall tau between the table's and the measured latency of ``genotypes``, and the share
-    (%) of them whose table latency is within 10 % and 5 % of the measured one."""
-    predicted = [table(g) for g in genotypes]
-    actual = [measured(g) for g in genotypes]
-    corr = rank_correlations(predicted, actual)
-    error = np.abs(np.asarray(predicted) / np.asarray(actual) - 1.0)
-    return {
-        "pearson": corr["pearson"],
-        "kendall": corr["kendall"],
-        "within_10": float(100 * np.mean(error <= 0.10)) if len(error) else math.nan,
-        "within_5": float(100 * np.mean(error <= 0.05)) if len(error) else math.nan,
-        "n": len(genotypes),
-        "lut_ms": predicted,
-        "measured_ms": actual,
-    }
