@@ -9,7 +9,7 @@ from segnas.spaces.hyctas import Branch, HyCTASGenotype, HyCTASNet, HyCTASWithAu
 from segnas.spaces.hyctas.network import last_node_at
 from segnas.stages import run_stage
 
-from conftest import TINY_TRAIN, compose_config
+from conftest import compose_config
 
 
 def aux_net(genotype: str | HyCTASGenotype) -> HyCTASWithAux:
@@ -105,7 +105,7 @@ def test_retrain_of_a_single_branch_net_logs_both_aux_losses(tmp_path):
     overrides = [
         "stage=retrain",
         "arch=hyctas_m",
-        *TINY_TRAIN,
+        "debug=tiny",  # arch= selects model=hyctas (not TINY_TRAIN's DeepLab)
         "stage.filter_multiplier=2",
         "optim.top_k_percent=0.5",
         "trainer.limit_train_batches=1",

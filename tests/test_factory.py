@@ -66,7 +66,7 @@ def test_aux_heads_train_only_and_deploy_without_them(space):
 
 def test_unknown_option_and_unknown_space_are_named():
     assert network_options("fasterseg") == ["aux_heads", "init"]
-    assert network_options("hyctas") == ["filter_multiplier", "output_stride", "drop_path_rate", "aux_heads"]
+    assert network_options("hyctas") == ["filter_multiplier", "output_stride", "drop_path_rate", "aux_heads", "head"]
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['filter_multiplier'\] for a fasterseg"):
         build_network("pkg://fasterseg", 3, filter_multiplier=4)
     with pytest.raises(TypeError, match="drop_path"):

@@ -39,7 +39,7 @@ def test_profile_stage_reports_table2_and_arch(tmp_path: Path) -> None:
     assert arch["name"] == "hyctas_s" and arch["input"] == [1, 3, 128, 256]
     assert arch["macs_g"] > 0 and arch["params_m"] > 0 and arch["paper_params_m"] == 1.5
     table = (tmp_path / "profile.md").read_text()
-    assert "| conv | 1.209 | 1.2 | 0.5903 | 0.59 |" in table and "| hyctas_s | 4 | 8 |" in table
+    assert "| conv | 1.209 | 1.2 | 0.5903 | 0.59 |" in table and "| hyctas_s | segnas | 4 | 8 |" in table
 
 
 def test_supernet_stage_trains_and_resumes_exactly(tmp_path: Path) -> None:

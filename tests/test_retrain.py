@@ -17,10 +17,10 @@ from segnas.spaces.hyctas.network import HyCTASNet
 from segnas.stages import run_stage
 from segnas.stages.retrain import net_config
 
-from conftest import TINY_TRAIN, compose_config
+from conftest import compose_config
 
-TINY_RETRAIN = [
-    *TINY_TRAIN,
+TINY_RETRAIN = [  # arch= selects model=hyctas: TINY_TRAIN's DeepLab settings do not apply
+    "debug=tiny",
     "stage.filter_multiplier=4",
     "optim.top_k_percent=0.5",
 ]

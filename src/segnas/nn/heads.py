@@ -47,14 +47,15 @@ class Stem(nn.Module):
     """Output-stride-8 stem that also returns its stride-4 feature.
 
     3x3 s2 conv (3 -> 4F) -> 3x3 s2 conv (4F -> 8F) -> 3x3 conv = stride-4 feature (8F channels);
-    3x3 s2 conv -> 3x3 conv = stride-8 feature (8F channels). Every conv is conv-BN-ReLU.
+    3x3 s2 conv -> 3x3 conv = stride-8 feature (8F channels). Every conv is conv-BN-ReLU, except the first
+    one without ReLU when ``first_act=False`` (the reference code's stem).
     """
 
-    def __init__(self, filter_multiplier: int, in_channels: int = 3) -> None:
+    def __init__(self, filter_multiplier: int, in_channels: int = 3, first_act: bool = True) -> None:
         super().__init__()
         c = 8 * filter_multiplier
         self.stem4 = nn.Sequential(
-            ConvBNAct(in_channels, 4 * filter_multiplier, 3, 2),
+            ConvBNAct(in_channels, 4 * filter_multiplier, 3, 2, act=first_act),
             ConvBNAct(4 * filter_multiplier, c, 3, 2),
             ConvBNAct(c, c, 3),
         )

@@ -193,7 +193,9 @@ class SelfAttentionReference(nn.Module):
     to 0); 2x2 average pooling at stride 2; BN-ReLU; 1x1 conv-BN. Shortcut: identity (stride 1, same
     width), 1x1 conv-BN-ReLU (width change) or 3x3 stride-2 conv-BN-ReLU (stride 2). Output
     ``ReLU(main + shortcut)``. ``project=True`` builds the shortcut conv even at ``c_in == c_out``
-    (a supernet op whose slices change width).
+    (a supernet op whose slices change width). ``half_resolution=True`` is the reference's head variant
+    (``SAHead``): the attention (and the BN-ReLU after it) runs on the embedding bilinearly resized to
+    ``(H // 2, W // 2)``, resized back to ``H x W`` before the last 1x1 conv.
 
     Precision: the logits stay unscaled as in the reference (which trains in fp32), so fp32 outputs are the
     reference's and are unchanged; instead, fp16/bf16 q/k/v (autocast) are attended in fp32 (logits, softmax,
@@ -201,9 +203,13 @@ class SelfAttentionReference(nn.Module):
     few hundred, which an SDPA kernel reducing in fp16 turns into NaN; bf16 would round them coarsely.
     """
 
-    def __init__(self, c_in: int, c_out: int, stride: int = 1, project: bool | None = None) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, stride: int = 1, project: bool | None = None, half_resolution: bool = False
+    ) -> None:
         super().__init__()
-        self.c_out, self.stride = c_out, stride
+        if half_resolution and stride != 1:
+            raise ValueError("half_resolution (the reference head's SAHead) is a stride-1 operator")
+        self.c_out, self.stride, self.half_resolution = c_out, stride, half_resolution
         if project is None:
             project = stride != 1 or c_in != c_out
         self.shortcut = ConvBNAct(c_in, c_out, 3 if stride == 2 else 1, stride) if project else None
@@ -231,6 +237,9 @@ class SelfAttentionReference(nn.Module):
         else:
             identity = self.shortcut(x, c_out)
         z = self.embed(x, c_out)
+        size = z.shape[-2:]
+        if self.half_resolution:
+            z = F.interpolate(z, size=(size[0] // 2, size[1] // 2), mode="bilinear", align_corners=False)
         c_qk = self.qk_width(c_out)
         q, k, v = (
             to_tokens(lin(z, c)).unsqueeze(1) for lin, c in ((self.q, c_qk), (self.k, c_qk), (self.v, c_out))
@@ -239,7 +248,10 @@ class SelfAttentionReference(nn.Module):
         z = z + self.gamma * to_map(attn, z.shape[-2:])
         if self.stride == 2:
             z = pool2(z)
-        z = self.expand(F.relu(self.norm(z)), c_out)
+        z = F.relu(self.norm(z))
+        if self.half_resolution:
+            z = F.interpolate(z, size=size, mode="bilinear", align_corners=False)
+        z = self.expand(z, c_out)
         return F.relu(self.drop_path(z) + identity)
 
 

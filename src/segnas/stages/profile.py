@@ -2,7 +2,8 @@
 
 (a) Each operator at ``op_input`` (paper Table 2: 1x256x32x64) and at ``scale**2`` times the pixels,
 beside the paper's figures, the operators of ``stride2_ops`` also as a downsampling cell (row
-``NAME/s2``); (b) with ``arch=NAME`` the whole network at ``arch_input`` (1024x2048) beside Table 3.
+``NAME/s2``); (b) with ``arch=NAME`` the whole network at ``arch_input`` (1024x2048) beside Table 3 and the
+reference code's counts (``model.head=reference``: the network as the reference code builds it).
 The measurements are :mod:`segnas.spaces.hyctas.profile`'s. Writes ``results.json`` (via the stage
 runner) and ``profile.md``.
 """
@@ -13,7 +14,7 @@ import logging
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from segnas.spaces import load_genotype
 from segnas.spaces.hyctas.profile import Timing, markdown, profile_arch, profile_ops
@@ -42,7 +43,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         arch = cfg.arch
         genotype = load_genotype(arch.genotype)
         results["arch"] = profile_arch(arch.name, genotype, stage.num_classes, arch.filter_multiplier,
-                                       arch.output_stride, stage.arch_input, device, timing)
+                                       arch.output_stride, stage.arch_input, device, timing,
+                                       head=OmegaConf.select(cfg, "model.head", default="segnas"))
     table = markdown(results)
     (output_dir(cfg) / "profile.md").write_text(table)
     log.info("\n%s", table)

@@ -39,6 +39,8 @@ def net_config(stage: DictConfig) -> dict[str, Any]:
         "output_stride": int(stage.output_stride),
         "aux_heads": stage.aux_weight > 0,
     }
+    if stage.get("head", "segnas") != "segnas":  # the reference code's network (HyCTAS model.head=reference)
+        wanted["head"] = stage.head
     accepted = network_options(genotype.space_name)
     ignored = sorted(set(wanted) - set(accepted))
     if ignored:

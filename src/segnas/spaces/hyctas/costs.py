@@ -103,11 +103,15 @@ def _fuse_edge(t: Tally, x: Shape, c_out: int, size: Sequence[int]) -> None:
 
 
 def network_costs(t: Tally, genotype: HyCTASGenotype, num_classes: int, x: Shape, filter_multiplier: int = 16,
-                  output_stride: int = 8, drop_path_rate: float = 0.0, aux_heads: bool = False) -> None:
+                  output_stride: int = 8, drop_path_rate: float = 0.0, aux_heads: bool = False,
+                  head: str = "segnas") -> None:
     """Add the costs of :class:`~segnas.spaces.hyctas.network.HyCTASNet` on an input of shape ``x`` to ``t``
-    (drop path is the identity in eval mode); the options are those of the registered builder."""
+    (drop path is the identity in eval mode); the options are those of the registered builder (the reference
+    network, ``head="reference"``, is traced instead)."""
     if aux_heads:
         raise Unsupported("aux_heads=True (the auxiliary heads' parameters)")
+    if head != "segnas":
+        raise Unsupported(f"head={head!r} (no cost formulas for the reference code's network)")
     if output_stride not in (4, 8) or not 0.0 <= drop_path_rate < 1.0:
         raise Unsupported(f"output_stride={output_stride}, drop_path_rate={drop_path_rate}")
     plan = build_plan(genotype, filter_multiplier)

@@ -12,6 +12,7 @@ from segnas.nn import AggregationHead, DropPath, FuseEdge, IdentitySkip, Stem, b
 from segnas.spaces.hyctas.genotype import HyCTASGenotype
 from segnas.spaces.hyctas.plan import Node, Plan, build_plan
 
+STEM_TAP = (-1, 0)  # the ``(layer, node)`` of the stem's stride-8 output in :meth:`HyCTASNet.features`
 CellFn = Callable[[int, int, Node, Tensor], Tensor]
 EdgeFn = Callable[[int, int, int, Tensor, Sequence[int]], Tensor]
 
@@ -74,7 +75,7 @@ class HyCTASNet(nn.Module):
         output_stride: 8, or 4 to fuse the stem's stride-4 feature in the head.
         drop_path_rate: drop probability of the residual branch of every cell that has one: the main
             branch of an operator with a bypass, or the operator of a cell with an identity skip
-            (training only; change it later through :attr:`drop_path_rate`).
+            (training only; change it later through :attr:`drop_path_rate`); heads are never dropped.
         in_channels: input image channels.
     """
 
@@ -94,8 +95,8 @@ class HyCTASNet(nn.Module):
         self.genotype = genotype
         self.filter_multiplier = filter_multiplier
         self.plan = build_plan(genotype, filter_multiplier)
-        self.stem = Stem(filter_multiplier, in_channels)
-        self.cells = nn.ModuleList(nn.ModuleList(build_cell(n) for n in nodes) for nodes in self.plan.layers)
+        self.stem = self.build_stem(in_channels)
+        self.cells = nn.ModuleList(nn.ModuleList(self.build_cell(n) for n in nodes) for nodes in self.plan.layers)
         self.fuse = nn.ModuleList(
             nn.ModuleDict(
                 {
@@ -105,11 +106,21 @@ class HyCTASNet(nn.Module):
             )
             for layer, nodes in enumerate(self.plan.layers)
         )
-        width = self.stem.out_channels
-        self.head = AggregationHead(
-            self.plan.out_channels, width, num_classes, output_stride, low_channels=width
-        )
+        self.head = self.build_head(num_classes, output_stride)
         self.drop_path_rate = drop_path_rate
+
+    def build_stem(self, in_channels: int) -> Stem:
+        """The stem (a subclass may build another)."""
+        return Stem(self.filter_multiplier, in_channels)
+
+    def build_cell(self, node: Node) -> nn.Module:
+        """The module of a plan node (:func:`build_cell`)."""
+        return build_cell(node)
+
+    def build_head(self, num_classes: int, output_stride: int) -> nn.Module:
+        """The paper's aggregation head ``F_theta`` of the branch outputs (:class:`AggregationHead`)."""
+        width = self.stem.out_channels
+        return AggregationHead(self.plan.out_channels, width, num_classes, output_stride, low_channels=width)
 
     @property
     def drop_path_rate(self) -> float:
@@ -120,7 +131,7 @@ class HyCTASNet(nn.Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {p}")
         self._drop_path_rate = p
-        for m in self.modules():
+        for m in self.cells.modules():
             if isinstance(m, DropPath):
                 m.p = p
 
@@ -128,10 +139,11 @@ class HyCTASNet(nn.Module):
         self, x: Tensor, taps: Sequence[tuple[int, int]] = ()
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """The stem's stride-4 feature, the branch outputs (ordered by stride) and the outputs (after
-        fusion) of the nodes ``taps`` (``(layer, node)`` pairs, e.g. from :func:`last_node_at`)."""
+        fusion) of the nodes ``taps`` (``(layer, node)`` pairs, e.g. from :func:`last_node_at`; ``(-1, 0)``
+        is the stem's stride-8 output)."""
         x4, x8 = self.stem(x)
         outs = [x8]
-        tapped: dict[tuple[int, int], Tensor] = {}
+        tapped: dict[tuple[int, int], Tensor] = {STEM_TAP: x8}
         layers = plan_layers(
             self.plan,
             x8,

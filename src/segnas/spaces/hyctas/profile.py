@@ -18,8 +18,8 @@ from torch import nn
 
 from segnas.metrics import attention_macs, count_macs_params, measure_latency, peak_memory_mb
 from segnas.nn import build_op
+from segnas.spaces.hyctas import build
 from segnas.spaces.hyctas.genotype import HyCTASGenotype
-from segnas.spaces.hyctas.network import HyCTASNet
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,19 @@ PAPER_TABLE2 = {  # operator: (GMACs, M params) at 1x256x32x64; both self-attent
     "self_attention_reference": (0.6, 0.81),
 }
 PAPER_TABLE3 = {"hyctas_s": (13.0, 1.5), "hyctas_m": (29.4, 2.4), "hyctas_l": (527.0, 43.2)}
+# The reference code's own counts at 1x3x1024x2048 (../shared/research/hyctas.md §6.2): (arch, F, output stride)
+# -> (thop GMACs: convs, BN, pools; GMACs of the attention matmuls, which thop leaves out; M params).
+REFERENCE_TABLE3 = {
+    ("hyctas_s", 12, 4): (60.59, 8.76, 8.103),
+    ("hyctas_s", 12, 8): (44.65, 8.76, 8.052),
+    ("hyctas_s", 16, 4): (106.05, 11.68, 14.383),
+    ("hyctas_s", 16, 8): (78.96, 11.68, 14.316),
+    ("hyctas_m", 12, 4): (70.65, 24.16, 6.343),
+    ("hyctas_m", 16, 4): (123.89, 32.21, 11.243),
+    ("hyctas_m", 16, 8): (96.80, 32.21, 11.175),
+    ("hyctas_l", 12, 4): (212.43, 154.01, 25.226),
+    ("hyctas_l", 16, 4): (375.35, 205.35, 44.794),
+}
 
 
 @dataclass(frozen=True)
@@ -111,22 +124,29 @@ def profile_arch(
     shape: Sequence[int],
     device: torch.device,
     timing: Timing | None = None,
+    head: str = "segnas",
 ) -> dict[str, Any]:
-    """The row of the standalone network of ``genotype`` (called ``name``), with the paper's Table 3
-    figures."""
-    net = HyCTASNet(genotype, num_classes=num_classes, filter_multiplier=filter_multiplier,
-                    output_stride=output_stride)
+    """The row of the standalone network of ``genotype`` (called ``name``; ``head``: segnas's network or the
+    reference code's, see :func:`segnas.spaces.hyctas.build`), with the paper's Table 3 figures and, where
+    known, the reference code's own counts (:data:`REFERENCE_TABLE3`)."""
+    net = build(genotype, num_classes, filter_multiplier=filter_multiplier, output_stride=output_stride, head=head)
     row = profile_model(net, list(shape), device, timing)
     paper = PAPER_TABLE3.get(name)
+    ref = REFERENCE_TABLE3.get((name, filter_multiplier, output_stride))
     row.update(
         name=name,
+        head=head,
         filter_multiplier=filter_multiplier,
         output_stride=output_stride,
         num_branches=genotype.num_branches,
+        macs_g_no_attn=row["macs_g"] - attention_macs(net, list(shape)) / 1e9,
         paper_macs_g=paper and paper[0],
         paper_params_m=paper and paper[1],
+        reference_macs_g_no_attn=ref and ref[0],
+        reference_macs_g=ref and round(ref[0] + ref[1], 2),
+        reference_params_m=ref and ref[2],
     )
-    log.info("%s: %.2f GMACs, %.3f M params", name, row["macs_g"], row["params_m"])
+    log.info("%s (head %s): %.2f GMACs, %.3f M params", name, head, row["macs_g"], row["params_m"])
     return row
 
 
@@ -154,10 +174,13 @@ def markdown(results: dict[str, Any]) -> str:
         a = results["arch"]
         lines += [
             "",
-            "| arch | F | OS | input | GMACs | paper GMACs | M params | paper M params | latency ms | FPS |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-            f"| {a['name']} | {a['filter_multiplier']} | {a['output_stride']} | {'x'.join(map(str, a['input']))} "
-            f"| {a['macs_g']:.2f} | {_fmt(a['paper_macs_g'], 1)} | {a['params_m']:.3f} "
+            "| arch | head | F | OS | input | GMACs | w/o attention matmuls | reference code GMACs (w/o) "
+            "| paper GMACs | M params | reference code M params | paper M params | latency ms | FPS |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            f"| {a['name']} | {a['head']} | {a['filter_multiplier']} | {a['output_stride']} "
+            f"| {'x'.join(map(str, a['input']))} | {a['macs_g']:.2f} | {a['macs_g_no_attn']:.2f} "
+            f"| {_fmt(a['reference_macs_g'], 2)} ({_fmt(a['reference_macs_g_no_attn'], 2)}) "
+            f"| {_fmt(a['paper_macs_g'], 1)} | {a['params_m']:.3f} | {_fmt(a['reference_params_m'], 3)} "
             f"| {_fmt(a['paper_params_m'], 1)} | {_fmt(a.get('latency_ms'), 2)} | {_fmt(a.get('fps'), 1)} |",
         ]
     return "\n".join(lines) + "\n"
