@@ -11,19 +11,25 @@ import functools
 import gc
 import logging
 import os
+import random
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from registry import Table, benchmark
 from torch import nn
 
 from segnas.proxies import AvtRanges, ProxyResult, available, evaluate
+from segnas.proxies.proxy_file import load_proxy_file
 from segnas.proxies.stats import default_loss
+from segnas.search.scoring import proxy_file_objective
 from segnas.spaces import load_genotype, transnas
 from segnas.spaces.fasterseg import FasterSegNet
+from segnas.spaces.transnas import TransNASMacroGenotype, TransNASMicroGenotype
 
 GPU = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if GPU else "cpu")
@@ -208,3 +214,65 @@ def proxy_saswot_overhead() -> Table:
     logging.getLogger("segnas.proxies.registry").setLevel(logging.ERROR)
     settings = [s for s in _tnb_settings() if s.arch in OVERHEAD_TNB] + [_fasterseg_setting()]
     return [_overhead_row(s) for s in settings]
+
+
+BEST_PROXY = Path(__file__).resolve().parents[1] / "experiments" / "saswot_proxy_evolution" / "best_proxy.yaml"
+FILE_ARCHS_PER_SPACE = 2 if QUICK else 6
+FILE_REPEATS = 1 if QUICK else 2
+
+
+def _file_paths(genotype: Any) -> dict[str, Callable[[], float]]:
+    """best_proxy.yaml's score of ``genotype``'s network by the former path (build, then
+    ``ProxyFile.score``: a copy for the pass, flops traced) and by :class:`ProxyFileScore`; and the build alone."""
+    objective = proxy_file_objective(load_proxy_file(BEST_PROXY), {})
+
+    def old() -> float:
+        torch.manual_seed(objective.file.protocol.seed)
+        return objective.file.score(objective.build(genotype), objective.inputs, objective.targets)
+
+    def build() -> float:
+        torch.manual_seed(objective.file.protocol.seed)
+        objective.build(genotype)
+        return 0.0
+
+    return {"old": old, "new": lambda: objective(genotype), "build": build}
+
+
+def _file_row(arch: str, genotype: Any) -> dict[str, object]:
+    paths = _file_paths(genotype)
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    values: dict[str, float] = {}
+    for repeat in range(FILE_REPEATS):  # interleaved, the order alternating, so load changes hit both alike
+        for key in (("old", "new", "build") if repeat % 2 == 0 else ("new", "old", "build")):
+            start = _now()
+            values[key] = paths[key]()
+            times[key].append(_now() - start)
+        _release()
+    old, new = (statistics.median(times[k]) for k in ("old", "new"))
+    return {"arch": arch, "old s": f"{old:.3f}", "new s": f"{new:.3f}", "speed-up": f"{old / new:.2f}",
+            "build s": f"{statistics.median(times['build']):.3f}",
+            "abs diff": f"{abs(values['old'] - values['new']):.1e}"}
+
+
+@benchmark
+def proxy_file_scoring() -> Table:
+    """Seconds per network of best_proxy.yaml (six terms: flops, nwot, jacov, params, snip, grad_norm; batch
+    8x3x64x64, seed 0) as `score=proxy score.proxy=...best_proxy.yaml` scores a TNB-101 network, old path vs
+    new, interleaved on the same networks (order alternating; median of 2 repeats; random dev-space archs,
+    `random.Random(0)`). Old: build, then `ProxyFile.score` (deep copy for the shared pass, gradients of every
+    parameter, flops traced by fvcore). New: `ProxyFileScore` (pass on the network built for it, gradients of
+    the scored weights only, flops from the analytic cost model). `build s`: the seeded network construction
+    alone (RNG-bound, part of both). `abs diff`: |old - new| of the score (NaN: jacov undefined on that net).
+    Load: the 1-minute load average before and after (2 shared cores)."""
+    logging.getLogger("segnas.proxies").setLevel(logging.ERROR)  # jacov undefined on a few micro nets
+    rng = random.Random(0)
+    genotypes = {transnas.sample(rng, s): s for s in ("micro", "macro") for _ in range(FILE_ARCHS_PER_SPACE)}
+    classes = {"micro": TransNASMicroGenotype, "macro": TransNASMacroGenotype}
+    _file_paths(classes["micro"]("64-41414-2_02_020"))["new"]()  # warm-up
+    load_before = os.getloadavg()[0]
+    rows = [_file_row(arch, classes[space](arch)) for arch, space in genotypes.items()]
+    total = {k: sum(float(r[k]) for r in rows) / len(rows) for k in ("old s", "new s", "build s")}
+    rows.append({"arch": f"mean of {len(rows)}", **{k: f"{v:.3f}" for k, v in total.items()},
+                 "speed-up": f"{total['old s'] / total['new s']:.2f}",
+                 "abs diff": f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}"})
+    return rows

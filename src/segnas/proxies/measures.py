@@ -44,7 +44,7 @@ def grad_norm(ctx: Context) -> float:
 def snip(ctx: Context) -> float:
     """Connection sensitivity ``sum |W * dL/dW|``."""
     stats = ctx.require_stats()
-    return float(sum((w * g).abs().sum() for w, g in zip(stats.weights, stats.grads, strict=True)))
+    return float(sum((w * g).abs_().sum() for w, g in zip(stats.weights, stats.grads, strict=True)))
 
 
 @register("plain", needs=[WEIGHT_GRADS])

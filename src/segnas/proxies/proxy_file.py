@@ -111,10 +111,22 @@ class ProxyFile:
     definition: Combination | Expression
     protocol: Protocol
 
-    def score(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
-        """The proxy's score of ``model`` on the protocol's batch ``(inputs, targets)``; NaN when invalid."""
+    def score(
+        self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, disposable: bool = False,
+        known: Mapping[str, float] | None = None,
+    ) -> float:
+        """The proxy's score of ``model`` on the protocol's batch ``(inputs, targets)``; NaN when invalid.
+
+        A combination's leaves share one pass (:func:`~segnas.proxies.registry.compute`); ``disposable``: the
+        model was built only for this score, the pass runs on it rather than on a copy (same values);
+        ``known``: leaves whose raw scores the caller already has (e.g. ``flops`` from an analytic cost model
+        equal to the traced count), not computed again.
+        """
         if isinstance(self.definition, Combination):
-            return self.definition.combine(compute(self.definition.proxies, model, inputs, targets))
+            known = dict(known or {})
+            missing = [p for p in self.definition.proxies if p not in known]
+            return self.definition.combine({**compute(missing, model, inputs, targets, disposable=disposable),
+                                            **known})
         try:
             pool = self.definition.activation_pool
             return self.definition.score(layer_statistics(model, inputs, targets, activation_pool=pool))

@@ -137,31 +137,39 @@ def evaluate(
     loss_fn: LossFn | None = None,
     *,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    disposable: bool = False,
 ) -> dict[str, ProxyResult]:
     """Score ``model`` with the proxies ``names``; shared statistics are collected in one pass.
 
     ``options[name]`` are keyword arguments of that proxy (e.g. ``{"saswot": {"ranges": ...}}``).
+    ``disposable``: ``model`` was built only to be scored, so the pass runs on it rather than on a copy
+    (:func:`segnas.proxies.stats.scoring_net`, same values); the proxies that read the model itself score it
+    before that pass changes it (train mode, BN buffers, which weights require gradients), so a network with
+    random layers (dropout) sees the global generator in another order than without.
     """
     specs = [get(n) for n in names]
     options = options or {}
     loss_fn = loss_fn or default_loss()
+    results = {}
+    if disposable:
+        bare = Context(model, inputs, targets, loss_fn, None)
+        results = {s.name: _run(s, bare, options.get(s.name, {})) for s in specs if not s.needs}
     needs = frozenset().union(*(s.needs for s in specs))
     stats, failure = None, None
     if needs:
         try:
-            stats = collect(model, inputs, targets, loss_fn, needs)
+            stats = collect(model, inputs, targets, loss_fn, needs, disposable)
         except Exception as exc:  # reported per dependent proxy below
             failure = f"statistics pass failed: {type(exc).__name__}: {exc}"
     ctx = Context(model, inputs, targets, loss_fn, stats)
-    results = {}
     for spec in specs:
-        if spec.needs and failure:
-            results[spec.name] = ProxyResult(math.nan, failure)
-        else:
-            results[spec.name] = _run(spec, ctx, options.get(spec.name, {}))
-        if not results[spec.name].valid:
-            log.warning("proxy %s invalid: %s", spec.name, results[spec.name].reason)
-    return results
+        if spec.name not in results:
+            failed = ProxyResult(math.nan, failure) if spec.needs and failure else None
+            results[spec.name] = failed or _run(spec, ctx, options.get(spec.name, {}))
+    for name, result in results.items():
+        if not result.valid:
+            log.warning("proxy %s invalid: %s", name, result.reason)
+    return {spec.name: results[spec.name] for spec in specs}
 
 
 def compute(
@@ -172,7 +180,8 @@ def compute(
     loss_fn: LossFn | None = None,
     *,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    disposable: bool = False,
 ) -> dict[str, float]:
     """Like :func:`evaluate` but plain floats; invalid scores are NaN."""
-    results = evaluate(names, model, inputs, targets, loss_fn, options=options)
+    results = evaluate(names, model, inputs, targets, loss_fn, options=options, disposable=disposable)
     return {name: r.value for name, r in results.items()}

@@ -14,7 +14,9 @@ proxies costs one forward pass and one loss backward:
   same forward graph).
 
 The pass runs on a deep copy of the model in train mode (BN uses batch statistics), so the caller's
-model, its gradients and BN buffers are left untouched.
+model, its gradients and BN buffers are left untouched; with ``disposable=True`` (a network built only to be
+scored) it runs on the model itself, and only the scored layers' weights get gradients: the same values
+(gradients of the other parameters are never read), without the copy and those other gradients.
 """
 
 from __future__ import annotations
@@ -58,6 +60,20 @@ def training_copy(model: nn.Module) -> nn.Module:
     clone.train()
     clone.zero_grad(set_to_none=True)
     return clone
+
+
+def scoring_net(model: nn.Module, disposable: bool) -> nn.Module:
+    """The network a pass runs on: :func:`training_copy`, or with ``disposable`` ``model`` itself in train
+    mode with no gradients, where only the scored layers' weights require one (the rest of the backward
+    computes nothing the statistics read)."""
+    if not disposable:
+        return training_copy(model)
+    model.train()
+    model.zero_grad(set_to_none=True)
+    scored = {id(layer.weight) for layer in scored_layers(model)}
+    for param in model.parameters():
+        param.requires_grad_(id(param) in scored)
+    return model
 
 
 @dataclass
@@ -144,14 +160,16 @@ def collect(
     targets: torch.Tensor,
     loss_fn: LossFn | None,
     needs: Iterable[str],
+    disposable: bool = False,
 ) -> PassStats:
-    """Run one forward (and the backward passes ``needs`` asks for) on a copy of ``model``."""
+    """Run one forward (and the backward passes ``needs`` asks for) on a copy of ``model`` (on ``model``
+    itself when ``disposable``: :func:`scoring_net`)."""
     needs = frozenset(needs)
     unknown = needs - STATISTICS
     if unknown:
         raise ValueError(f"unknown statistics {sorted(unknown)}; known: {sorted(STATISTICS)}")
     loss_fn = loss_fn or default_loss()
-    net = training_copy(model)
+    net = scoring_net(model, disposable)
     layers = scored_layers(net)
     hooks: list[torch.utils.hooks.RemovableHandle] = []
     grad_hooks: list[torch.utils.hooks.RemovableHandle] = []
