@@ -293,7 +293,7 @@ def _search_cfg(**overrides: Any) -> DictConfig:
     """``search=topk`` with stage=proxy_evolution's settings, as composed, and ``overrides``."""
     topk = OmegaConf.load(ROOT / "conf/search/topk.yaml")
     topk.pop("defaults")
-    return OmegaConf.merge(topk, OmegaConf.load(ROOT / "conf/stage/proxy_evolution.yaml").search, overrides)
+    return OmegaConf.merge(topk, OmegaConf.load(ROOT / "conf/stage_search/proxy_evolution_topk.yaml"), overrides)
 
 
 def _stage_cfg(out: Path, sketch: int | None = None, **stage_overrides: Any) -> DictConfig:
@@ -417,3 +417,31 @@ def test_hydra_config_composes_search_topk_and_keeps_the_old_keys() -> None:
     assert algorithm.clear_pool is False
     assert aliased.stage.iterations == 7 and aliased.search.mutation_prob == 0.3
     assert aliased.search.population == 12 and aliased.search.clear_pool is True
+
+
+def test_search_random_composes_without_topk_keys_at_the_same_budget() -> None:
+    """``stage=proxy_evolution search=random``: random expressions at top-k's budget, in batches of one top-k
+    iteration (10 children + 1 newcomer), none of top-k's settings left over."""
+    from hydra import compose, initialize_config_dir
+
+    from segnas.search import RandomSearch, build_algorithm
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["stage=proxy_evolution", "search=random", "seed=3"])
+    algorithm = build_algorithm(cfg)
+    assert isinstance(algorithm, RandomSearch) and algorithm.seed == 3
+    assert (algorithm.num_evals, algorithm.batch) == (570, 11) and "population" not in cfg.search
+
+
+def test_search_history_of_a_search_without_its_own() -> None:
+    """Random search reports no history: one row per batch (generation) from its evaluations."""
+    from segnas.proxies.evolution import search_history
+    from segnas.search.algorithms import SearchResult
+    from segnas.search.problem import Evaluated
+
+    values = [(0, 0.1), (0, math.nan), (1, 0.05), (1, 0.3), (2, math.nan)]
+    result = SearchResult([Evaluated(None, {"kendall": v}, g, "random") for g, v in values])
+    rows = search_history(result)
+    assert [r["best"] for r in rows] == [0.1, 0.3, 0.3] and [r["evaluated"] for r in rows] == [2, 4, 5]
+    assert rows[1]["population_mean"] == pytest.approx(0.175) and math.isnan(rows[2]["population_best"])
+    assert search_history(SearchResult([], {"history": [{"generation": 1}]})) == [{"generation": 1}]

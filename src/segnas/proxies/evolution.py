@@ -17,6 +17,7 @@ held-out archs beside hand-designed proxies and SasWOT's expression (:func:`held
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import random
@@ -296,6 +297,24 @@ def heldout(best: Expression, saswot_expr: Expression, hand: list[str], archs: B
     return HeldOut(table["_evolved"], table["_saswot_expression"], rows, best_hand)
 
 
+def search_history(result: SearchResult, metric: str = "kendall") -> list[dict[str, float]]:
+    """One row per generation: the algorithm's own (top-k's ``history``), else from the evaluations'
+    generations (random search's batches): the best so far, the generation's best and mean over its valid
+    candidates, and the number evaluated so far."""
+    if "history" in result.extra:
+        return list(result.extra["history"])
+    rows: list[dict[str, float]] = []
+    best, count = -math.inf, 0
+    for generation, group in itertools.groupby(result.evaluated, key=lambda e: e.generation):
+        values = [e.metrics[metric] for e in group]
+        finite = [v for v in values if math.isfinite(v)]
+        count, best = count + len(values), max([best, *finite])
+        rows.append({"generation": generation, "best": best if math.isfinite(best) else math.nan,
+                     "population_best": max(finite, default=math.nan),
+                     "population_mean": float(np.mean(finite)) if finite else math.nan, "evaluated": count})
+    return rows
+
+
 def search_summary(result: SearchResult, saswot_search: float, archive: Path) -> dict[str, Any]:
     """The ``search`` entry of ``results.json``: its best candidate, SasWOT's expression's fitness, how many
     candidates it evaluated and rejected (NaN), its resets and iterations (top-k) and the archive."""
@@ -307,7 +326,7 @@ def search_summary(result: SearchResult, saswot_search: float, archive: Path) ->
         "evaluated": len(result.evaluated),
         "rejected": sum(not math.isfinite(e.metrics["kendall"]) for e in result.evaluated),
         "resets": result.extra.get("resets", 0),
-        "iterations": len(result.extra.get("history", [])),
+        "iterations": len(search_history(result)),
         "archive": str(archive),
     }
 

@@ -3,7 +3,8 @@
 The expression space (:class:`~segnas.proxies.expression_space.ExpressionSpace`) + a Kendall score
 (:class:`~segnas.proxies.evolution.TrainFitness`: mean over ``stage.spaces`` of Kendall tau on cached
 statistics of ``train_archs`` archs per space, exact or sketched) + the ``search=`` group's algorithm
-(``search=topk``, keys under ``search.``); with ``fitness: per_space`` one search per space, in ``<space>/``
+(``search=topk``, keys under ``search.``; ``search=random``: as many random expressions, SasWOT's Figure 4
+baseline; the stage's settings of each in ``conf/stage_search/``); with ``fitness: per_space`` one search per space, in ``<space>/``
 subfolders. Fitnesses go to ``archive.jsonl`` under a context naming what they depend on (benchmark file,
 split, batch, sketch): a killed run re-run in the same folder replays the search from the archive, computing
 only what is missing (``n_computed_this_run``); other such settings there are refused. The best candidate
@@ -109,7 +110,7 @@ def _evolve(cfg: DictConfig) -> dict[str, Any]:
     t3 = time.perf_counter()
     held = evo.heldout(chosen.best, saswot_expr, list(stage.hand_proxies), archs)
     t4 = time.perf_counter()
-    evo.write_outputs(out, chosen, held, result.extra["history"])
+    evo.write_outputs(out, chosen, held, evo.search_history(result))
     live.finish(held.summary(chosen.train_kendall), images={"search_curve": out / "search_curve.png"})
     search_seconds = t2 - t1 - fitness.seconds
     return {
