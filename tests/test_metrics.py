@@ -147,3 +147,22 @@ def test_metrics_is_a_leaf_package():
                 imported.update(alias.name for alias in node.names)
     segnas = {m for m in imported if m == "segnas" or m.startswith("segnas.")}
     assert segnas and all(m.startswith("segnas.metrics") for m in segnas), sorted(segnas)
+
+
+def test_ranking_report_against_the_mean_truth_with_the_seeds_agreement_and_strata() -> None:
+    from segnas.metrics.correlation import correlation_report, ranking_report
+
+    rng = np.random.default_rng(1)
+    quality = rng.normal(size=12)
+    truths = {"0": quality + rng.normal(scale=0.3, size=12), "1": quality + rng.normal(scale=0.3, size=12)}
+    score = quality + rng.normal(scale=1.0, size=12)
+    groups = {"a": list(range(6)), "b": list(range(6, 12))}
+    report = ranking_report({"supernet": score}, truths, groups, seed=0)
+    mean = (truths["0"] + truths["1"]) / 2
+    assert report["scores"]["supernet"] == correlation_report(score, mean, seed=0)
+    assert report["seed_agreement"] == {"0-1": correlation_report(truths["0"], truths["1"], seed=0)}
+    assert report["seed_agreement"]["0-1"]["kendall"] > report["scores"]["supernet"]["kendall"]  # noisier score
+    within = report["strata"]["b"]
+    assert within["scores"]["supernet"] == correlation_report(score[6:], mean[6:], seed=0)
+    assert within["seed_agreement"]["0-1"]["n"] == 6
+    assert ranking_report({"s": score}, {"0": truths["0"]})["seed_agreement"] == {}  # one seed: no ceiling

@@ -124,6 +124,23 @@ def test_correlate_stage(tiny_supernet: Path, tmp_path: Path) -> None:
     assert "| supernet_miou | 3 |" in table and "| proxy_saswot | 3 |" in table
     assert (tmp_path / "correlation.png").is_file() and len(_read_csv(tmp_path / "correlation.csv")) == 3
     assert run_stage(cfg)["n_computed_this_run"] == 0
+    assert set(out["strata"]) == {"1branch", "2branch", "3branch"} and out["seed_agreement"] == {}
+
+
+def test_correlate_shares_a_two_seed_ground_truth_between_runs(tiny_supernet: Path, tmp_path: Path) -> None:
+    truth = tmp_path / "truth"
+    common = ["stage=correlate", "debug=tiny", f"score.supernet.ckpt={tiny_supernet}", "stage.proxies=[]",
+              "stage.train_seeds=[0,1]", f"stage.truth_dir={truth}"]
+    first = run_stage(compose_config(common, tmp_path / "a"))
+    assert first["n_trained_this_run"] == 6 and sorted(p.name for p in truth.iterdir()) == ["seed_0", "seed_1"]
+    rows = first["networks"]
+    assert all(r["standalone_miou"] == pytest.approx((r["standalone_miou_seed0"] + r["standalone_miou_seed1"]) / 2)
+               for r in rows)
+    assert rows[0]["standalone_miou_seed0"] != rows[0]["standalone_miou_seed1"]  # seeds differ
+    assert set(first["seed_agreement"]) == {"0-1"} and "seed 0-1" in (tmp_path / "a" / "correlation.md").read_text()
+    other = run_stage(compose_config([*common, "score.evaluation.val_images=4"], tmp_path / "b"))  # another score
+    assert other["n_trained_this_run"] == 0 and other["n_computed_this_run"] == 3
+    assert [r["standalone_miou"] for r in other["networks"]] == [r["standalone_miou"] for r in rows]
 
 
 def test_ablate_stage(tmp_path: Path) -> None:
@@ -176,6 +193,19 @@ def test_another_supernet_in_the_same_folder_is_refused(tiny_search, tiny_supern
     torch.save(ckpt, other)
     with pytest.raises(ValueError, match="supernet_weights_sha1"):
         run_stage(compose_config([*common, f"score.supernet.ckpt={other}"], tmp_path))
+
+
+def test_a_rebuilt_latency_table_of_the_same_name_is_refused(tiny_search, tmp_path: Path) -> None:
+    common = [*tiny_search, *BUDGET, "search.generations=1", "search.random_baseline=false",
+              f"stage.latency.lut_dir={tmp_path / 'lut'}"]
+    first = run_stage(compose_config(common, tmp_path / "run"))
+    context = json.loads((tmp_path / "run" / "archive.jsonl").read_text().splitlines()[0])["context"]
+    assert context["latency_table"] == {"file": Path(first["latency_table"]["path"]).name,
+                                        "id": first["latency_table"]["id"]}
+    assert run_stage(compose_config(common, tmp_path / "run"))["n_computed_this_run"] == 0  # same table: resumes
+    run_stage(compose_config([*common, "stage.latency.rebuild=true"], tmp_path / "rebuilt"))  # same name, new id
+    with pytest.raises(ValueError, match="latency_table"):
+        run_stage(compose_config(common, tmp_path / "run"))
 
 
 def test_ablate_takes_table7_searched_networks_from_a_search(first_search, tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -91,3 +92,29 @@ def correlation_table(reports: dict[str, dict[str, Any]]) -> str:
             f"[{r['kendall_ci'][0]:+.2f}, {r['kendall_ci'][1]:+.2f}] | {r['spearman']:+.3f} ({r['spearman_p']:.3f}) | "
             f"{r['pearson']:+.3f} ({r['pearson_p']:.3f}) [{r['pearson_ci'][0]:+.2f}, {r['pearson_ci'][1]:+.2f}] |")
     return "\n".join(lines) + "\n"
+
+
+def ranking_report(scores: Mapping[str, Sequence[float]], truths: Mapping[str, Sequence[float]],
+                   groups: Mapping[str, Sequence[int]] | None = None, seed: int = 0) -> dict[str, Any]:
+    """How well each score ranks the ground truth, next to how well the ground truth ranks itself.
+
+    ``truths`` maps a replicate (a training seed) to its values per network; the ground truth is their mean.
+    Returns ``scores`` (name -> :func:`correlation_report` against the mean), ``seed_agreement`` (``"a-b"`` ->
+    the report of replicate ``a`` against ``b``: the ceiling a single-replicate ground truth puts on any
+    score's correlation) and, per group of network indices in ``groups`` (e.g. a branch count), both again
+    within the group (``strata``)."""
+    names = list(truths)
+    mean = np.mean([np.asarray(truths[n], dtype=float) for n in names], axis=0)
+
+    def within(idx: np.ndarray) -> dict[str, Any]:
+        return {
+            "scores": {k: correlation_report(np.asarray(v, dtype=float)[idx], mean[idx], seed=seed)
+                       for k, v in scores.items()},
+            "seed_agreement": {f"{a}-{b}": correlation_report(np.asarray(truths[a], dtype=float)[idx],
+                                                              np.asarray(truths[b], dtype=float)[idx], seed=seed)
+                               for a, b in combinations(names, 2)},
+        }
+
+    report = within(np.arange(len(mean)))
+    report["strata"] = {g: within(np.asarray(idx, dtype=int)) for g, idx in (groups or {}).items()}
+    return report

@@ -315,13 +315,19 @@ def prepare_supernet(cfg: DictConfig, settings: Mapping[str, Any], ckpt: str | N
     return module, trainer
 
 
+SAMPLING_KEYS = ("sampling", "sandwich_random", "inplace_distill")
+
+
 def build_supernet_module(cfg: DictConfig, settings: Mapping[str, Any], metadata: dict[str, Any]) -> SupernetModule:
-    """The supernet LightningModule of ``cfg.space`` merged with ``settings["space_overrides"]`` and trained
-    with ``settings["module"]``."""
+    """The supernet LightningModule of ``cfg.space`` merged with ``settings["space_overrides"]``, trained with
+    ``settings["module"]`` and the path sampling of ``settings`` (``sampling``, ``sandwich_random``,
+    ``inplace_distill``)."""
     overrides = settings.get("space_overrides") or {}
     space_config = {**plain(cfg.space), **overrides}
+    sampling = {k: settings[k] for k in SAMPLING_KEYS if k in settings}
     return SupernetModule(space_config=space_config, num_classes=metadata["num_classes"],
-                          ignore_index=metadata["ignore_index"], seed=int(cfg.seed), **dict(settings["module"]))
+                          ignore_index=metadata["ignore_index"], seed=int(cfg.seed), **dict(settings["module"]),
+                          **sampling)
 
 
 def supernet_miou(module: SupernetModule, datamodule: SegmentationDataModule, evaluation: Mapping[str, Any],

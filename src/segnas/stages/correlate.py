@@ -2,24 +2,31 @@
 
 Samples ``stage.num_archs`` genotypes of the supernet's space (``stage.stratified``: in turn from each
 stratum, HyCTAS: branch count), scores each with the ``score=supernet`` component (BN recalibration +
-validation subset, as ``stage=search``), with the zero-cost ``stage.proxies`` (the network at initialisation
-on the ``stage.batch`` batch) and trains each from scratch for ``stage.train_epochs``. Reports Kendall,
-Spearman and Pearson against the standalone mIoU with p-values and bootstrap intervals in ``results.json``
-and ``correlation.md``, with ``correlation.csv`` and ``correlation.png``. Every score is kept in
-``correlation.jsonl`` as it is computed, so a re-run in the same folder skips finished networks.
+validation subset, as ``stage=search``) and with the zero-cost ``stage.proxies`` (the network at initialisation
+on the ``stage.batch`` batch), kept in ``correlation.jsonl``; and trains each from scratch for
+``stage.train_epochs`` once per seed of ``stage.train_seeds`` (the ground truth: their mean). Each seed's
+standalone results are an archive of their own, ``<stage.truth_dir>/seed_<S>/standalone.jsonl`` (default
+``truth_dir``: the run folder's ``ground_truth/``), keyed by what they depend on and not by the supernet, so
+runs that compare supernets share one ground truth (a lock serialises its writers). Reports Kendall, Spearman
+and Pearson against the ground truth with p-values and bootstrap intervals, overall and within each stratum,
+beside the seeds' agreement with each other (the ceiling), in ``results.json`` and ``correlation.md``, with
+``correlation.csv`` and ``correlation.png``. A re-run skips every finished score.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
+from filelock import FileLock
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
 
 from segnas.callbacks.history import write_rows_csv
 from segnas.lit.fitting import instantiate_unwrapped
-from segnas.metrics.correlation import correlation_report, correlation_table
+from segnas.metrics.correlation import correlation_table, ranking_report
 from segnas.proxies import available
 from segnas.search.archive import Archive
 from segnas.search.distributed import Ranks
@@ -39,8 +46,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     unknown = sorted(set(stage.proxies) - set(available()))
     if unknown:
         raise ValueError(f"stage.proxies: {unknown} are not zero-cost proxies; choose from {available()}")
+    seeds = [int(s) for s in stage.train_seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"stage.train_seeds: need one or more distinct seeds, got {seeds}")
     setup = RunSetup(cfg, output_dir(cfg), Ranks(), device_of(str(stage.device)))
-    space, evaluator = _evaluator(cfg, setup)
+    space, network, evaluator = _scores(cfg, setup)
     rng = np.random.default_rng([int(cfg.seed), 7])
     n = int(stage.num_archs)
     genotypes = space.draw_stratified(rng, n) if stage.stratified else space.draw_unique(rng, n)
@@ -48,27 +58,24 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(f"stage.num_archs={n}: the space has fewer distinct genotypes (found {len(genotypes)})")
     rows = []
     for i, g in enumerate(genotypes):
-        evaluator(g, [m for m in evaluator.objectives if m != "standalone_miou"], index=i)  # cheap scores first
         metrics = evaluator(g, index=i)
         rows.append({"index": i, "num_branches": g.num_branches, "head": "_".join(map(str, g.head)),
                      "depth": g.depth, **metrics})
-        log.info("network %d/%d: supernet %.2f, standalone %.2f", i + 1, n, metrics["supernet_miou"],
-                 metrics["standalone_miou"])
-    truth = [r["standalone_miou"] for r in rows]
-    reports = {name: correlation_report([r[name] for r in rows], truth, seed=int(cfg.seed))
-               for name in ["supernet_miou", *(m for m in evaluator.objectives if m.startswith("proxy_"))]}
-    corr = reports["supernet_miou"]
-    write_rows_csv(setup.out / "correlation.csv", rows)
-    (setup.out / "correlation.md").write_text(correlation_table(reports))
-    plot_correlation(rows, corr, setup.out / "correlation.png")
-    log.info("Kendall tau %.3f (p %.3g), Pearson %.3f over %d networks", corr["kendall"], corr["kendall_p"],
-             corr["pearson"], len(rows))
-    return {**corr, "train_epochs": int(stage.train_epochs), "scores": reports, "networks": rows,
-            "n_computed_this_run": evaluator.n_computed}
+    truth_dir = Path(to_absolute_path(str(stage.truth_dir))) if stage.truth_dir else setup.out / "ground_truth"
+    trained = 0
+    for s in seeds:
+        values, computed = _ground_truth(cfg, setup, space, network, s, truth_dir / f"seed_{s}", genotypes)
+        trained += computed
+        for row, value in zip(rows, values, strict=True):
+            row[f"standalone_miou_seed{s}"] = value
+    for row in rows:
+        row["standalone_miou"] = float(np.mean([row[f"standalone_miou_seed{s}"] for s in seeds]))
+    results = _report(cfg, setup, space, genotypes, rows, seeds, truth_dir)
+    return {**results, "n_computed_this_run": evaluator.n_computed + trained, "n_trained_this_run": trained}
 
 
-def _evaluator(cfg: DictConfig, setup: RunSetup) -> tuple[SearchSpace, Evaluator]:
-    """The supernet's space and an evaluator of ``proxy_<name>``, ``supernet_miou`` and ``standalone_miou``
+def _scores(cfg: DictConfig, setup: RunSetup) -> tuple[SearchSpace, dict[str, Any], Evaluator]:
+    """The supernet's space, its networks' options and an evaluator of ``proxy_<name>`` and ``supernet_miou``
     over ``correlation.jsonl``."""
     stage = cfg.stage
     supernet = instantiate_unwrapped(cfg.score, _convert_="all")
@@ -78,9 +85,52 @@ def _evaluator(cfg: DictConfig, setup: RunSetup) -> tuple[SearchSpace, Evaluator
     objectives = {f"proxy_{p}": proxy_objective(str(p), {}, str(stage.normalize), batch, setup, space,
                                                 network, {}, {}) for p in stage.proxies}
     objectives["supernet_miou"] = supernet.objective(setup, space, network, {}, {})
-    standalone = StandaloneScoring(int(stage.train_epochs))
-    objectives["standalone_miou"] = standalone.objective(setup, space, network, {}, {})
-    context = {**supernet.context(setup), **standalone.context(setup), "data": to_container(cfg.data),
-               "train_epochs": int(stage.train_epochs), "seed": int(cfg.seed), "network": network,
+    context = {**supernet.context(setup), "data": to_container(cfg.data), "seed": int(cfg.seed), "network": network,
                "proxy_batch": {**batch, "normalize": str(stage.normalize)} if stage.proxies else None}
-    return space, Evaluator(objectives, Archive(setup.out / "correlation.jsonl", key=space.key, context=context))
+    return space, network, Evaluator(objectives, Archive(setup.out / "correlation.jsonl", key=space.key,
+                                                         context=context))
+
+
+def _ground_truth(cfg: DictConfig, setup: RunSetup, space: SearchSpace, network: dict[str, Any], seed: int,
+                  folder: Path, genotypes: list[Any]) -> tuple[list[float], int]:
+    """Each genotype's standalone mIoU trained with ``seed`` (the run's config with ``seed`` replaced: weights and
+    data order), computed where ``folder``'s archive lacks it, under ``folder``'s lock; and how many were
+    trained now."""
+    seeded = OmegaConf.merge(cfg, {"seed": seed})
+    run = RunSetup(seeded, folder, setup.ranks, setup.device)
+    standalone = StandaloneScoring(int(cfg.stage.train_epochs))
+    context = {**standalone.context(run), "data": to_container(seeded.data), "train_epochs": standalone.epochs,
+               "seed": seed, "network": network}
+    folder.mkdir(parents=True, exist_ok=True)
+    log.info("ground truth, seed %d: %s", seed, folder)
+    with FileLock(folder / ".segnas.lock"):  # another run sharing this ground truth waits here
+        archive = Archive(folder / "standalone.jsonl", key=space.key, context=context)
+        evaluator = Evaluator({"standalone_miou": standalone.objective(run, space, network, {}, {})}, archive)
+        values = []
+        for i, g in enumerate(genotypes):
+            values.append(evaluator(g)["standalone_miou"])
+            log.info("network %d/%d, seed %d: standalone %.2f", i + 1, len(genotypes), seed, values[-1])
+    return values, evaluator.n_computed
+
+
+def _report(cfg: DictConfig, setup: RunSetup, space: SearchSpace, genotypes: list[Any], rows: list[dict[str, Any]],
+            seeds: list[int], truth_dir: Path) -> dict[str, Any]:
+    """Correlations overall and per stratum, against the seeds' agreement; the table, CSV and plot."""
+    names = ["supernet_miou", *(f"proxy_{p}" for p in cfg.stage.proxies)]
+    groups = {name: [i for i, g in enumerate(genotypes) if sub.is_valid(g)] for name, sub in space.strata()}
+    report = ranking_report({m: [r[m] for r in rows] for m in names},
+                            {str(s): [r[f"standalone_miou_seed{s}"] for r in rows] for s in seeds},
+                            {k: v for k, v in groups.items() if v}, seed=int(cfg.seed))
+    corr = report["scores"]["supernet_miou"]
+    write_rows_csv(setup.out / "correlation.csv", rows)
+    tables = [correlation_table({**report["scores"], **{f"seed {k}": v for k, v in report["seed_agreement"].items()}})]
+    tables += [f"\n{name} ({len(groups[name])} networks)\n\n" + correlation_table(
+        {**part["scores"], **{f"seed {k}": v for k, v in part["seed_agreement"].items()}})
+        for name, part in report["strata"].items()]
+    (setup.out / "correlation.md").write_text("".join(tables))
+    plot_correlation(rows, corr, setup.out / "correlation.png")
+    log.info("Kendall tau %.3f (p %.3g), Pearson %.3f over %d networks", corr["kendall"], corr["kendall_p"],
+             corr["pearson"], len(rows))
+    return {**corr, "train_epochs": int(cfg.stage.train_epochs), "train_seeds": seeds, "truth_dir": str(truth_dir),
+            "scores": report["scores"], "seed_agreement": report["seed_agreement"], "strata": report["strata"],
+            "networks": rows}

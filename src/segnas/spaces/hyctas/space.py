@@ -350,6 +350,19 @@ class HyCTASSpace(SearchSpace):
             ))
         ]
 
+    def smallest(self) -> list[HyCTASGenotype]:
+        """Candidates for the smallest network whose cells all compute (the sandwich rule's smallest path): one
+        stride-8 branch of the shallowest depth, every cell at the narrowest width, gates off, one candidate per
+        non-skip operator (the caller keeps the cheapest)."""
+        depth, width = self.min_layers, min(self.width_mults)
+        return [
+            genotype
+            for op in self._down_ops
+            if not self.violations(genotype := HyCTASGenotype(
+                (Branch((op,) * depth, (width,) * depth, (0,) * depth),), (0,) * (depth - 1),
+            ))
+        ]
+
     def build_options(self) -> dict[str, int]:
         """The network's channel multiplier ``F`` and output stride (8: the searched networks'; a supernet's
         own output stride replaces it for the networks scored on it)."""
