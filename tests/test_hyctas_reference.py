@@ -1,4 +1,5 @@
-"""``model.head=reference``: HyCTAS-S/M/L as the public reference code builds them (issue 25 item 1).
+"""``model.head=reference``: HyCTAS-S/M/L as the public reference code builds them (issue 25 item 1), and
+Table 2's Transformer at the paper's width beside the explained self-attention row (item 2).
 
 The parameter counts are the reference code's own (``../shared/research/hyctas.md`` §6.2), built without any
 forward pass; the forward checks run at a tiny filter multiplier and input.
@@ -14,7 +15,7 @@ from segnas.metrics import attention_macs, count_params
 from segnas.models import build_network
 from segnas.nn import IdentitySkip, LightweightConv2x, SelfAttention, SelfAttentionReference
 from segnas.spaces.hyctas import HyCTASReferenceNet, HyCTASReferenceWithAux
-from segnas.spaces.hyctas.profile import REFERENCE_TABLE3
+from segnas.spaces.hyctas.profile import PAPER_TRANSFORMER, REFERENCE_TABLE3, profile_ops
 from segnas.stages.retrain import net_config
 
 from conftest import compose_config
@@ -93,3 +94,15 @@ def test_model_head_reaches_profile_and_retrain() -> None:
     retrain = compose_config(["stage=retrain", "arch=hyctas_m", "model.head=reference"])
     assert net_config(retrain.stage)["head"] == "reference"
     assert "head" not in net_config(compose_config(["stage=retrain", "arch=hyctas_m"]).stage)
+
+
+def test_table2_transformer_at_the_paper_width_and_the_explained_sa_row() -> None:
+    rows = profile_ops([], ["self_attention_reference"], [1, 256, 32, 64], 2, torch.device("cpu"),
+                       paper_transformer={"patch": 2, "num_heads": 8, "mlp_ratio": 4.0})
+    paper = rows[PAPER_TRANSFORMER]
+    assert paper["params_m"] == pytest.approx(12.5962, abs=1e-4)  # paper: 12.62
+    assert paper["macs_g_no_mhsa"] == pytest.approx(4.300, abs=1e-3)  # paper: 4.3 (thop: no MHSA rule)
+    assert paper["macs_g"] == pytest.approx(6.985, abs=1e-3)
+    mesa = rows["self_attention_reference/s2"]
+    assert (round(mesa["params_m"], 2), round(mesa["macs_g_no_attn"], 1)) == (0.81, 0.6)  # the paper's row
+    assert "MESA" in mesa["note"] and "width" in paper["note"]

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segnas.metrics.complexity import flop_analysis
-from segnas.nn import ConvBNAct, MultiHeadSelfAttention, build_op
+from segnas.nn import ConvBNAct, MultiHeadSelfAttention, PatchTransformer, build_op
 from segnas.nn.ops import pool2, to_map, to_tokens
 
 INPUT = (1, 256, 32, 64)
@@ -65,25 +65,6 @@ class BottleneckAttention(nn.Module):
             z = F.interpolate(z, size=size, mode="bilinear", align_corners=False)
         y = self.expand(z)
         return F.relu(y + self.bypass(x) if self.bypass is not None else y)
-
-
-class PatchTransformer(nn.Module):
-    """A standard pre-LN encoder layer (MHSA + GELU MLP, width ``4 * c``) on 2x2 patches flattened without a
-    projection (``pixel_unshuffle``: 512 tokens of 1024 features at Table 2's input), folded back after."""
-
-    def __init__(self, c: int, heads: int = 8, mlp_ratio: int = 4) -> None:
-        super().__init__()
-        d = 4 * c
-        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.attn = MultiHeadSelfAttention(d, d, heads)
-        self.mlp = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d))
-
-    def forward(self, x: Tensor) -> Tensor:
-        z = F.pixel_unshuffle(x, 2)
-        t = to_tokens(z)
-        t = t + self.attn(self.norm1(t))
-        t = t + self.mlp(self.norm2(t))
-        return F.pixel_shuffle(to_map(t, z.shape[-2:]), 2)
 
 
 class HalfResolution(nn.Module):

@@ -295,6 +295,30 @@ class TransformerBlock(nn.Module):
         return to_map(t, z.shape[-2:])
 
 
+class PatchTransformer(nn.Module):
+    """A standard pre-LN transformer encoder layer (MHSA + GELU MLP) of width ``patch**2 * c`` on
+    ``patch x patch`` patches flattened without a projection (``pixel_unshuffle``), folded back after.
+
+    Not a cell operator: the Transformer row of the paper's Table 2 at the paper's width (at 1x256x32x64:
+    width 1024, 512 tokens, 12.60 M params, the paper's 12.62 M; see ``experiments/hyctas_fidelity``).
+    """
+
+    def __init__(self, c: int, patch: int = 2, num_heads: int = 8, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        d = patch * patch * c
+        self.patch = patch
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = MultiHeadSelfAttention(d, d, num_heads)
+        self.mlp = nn.Sequential(nn.Linear(d, round(mlp_ratio * d)), nn.GELU(), nn.Linear(round(mlp_ratio * d), d))
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = F.pixel_unshuffle(x, self.patch)
+        t = to_tokens(z)
+        t = t + self.attn(self.norm1(t))
+        t = t + self.mlp(self.norm2(t))
+        return F.pixel_shuffle(to_map(t, z.shape[-2:]), self.patch)
+
+
 OPS: dict[str, Callable[..., nn.Module]] = {
     "skip": Skip,
     "conv": Conv3x3,

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from segnas.spaces import load_genotype
 from segnas.spaces.hyctas.profile import Timing, markdown, profile_arch, profile_ops
+from segnas.utils.config import to_container
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     timing = Timing(stage.latency_warmup, stage.latency_duration_s, stage.latency_min_iters) \
         if stage.latency else None
     results: dict[str, Any] = {
-        "ops": profile_ops(stage.ops, stage.stride2_ops, stage.op_input, stage.scale, device, timing),
+        "ops": profile_ops(stage.ops, stage.stride2_ops, stage.op_input, stage.scale, device, timing,
+                           to_container(stage.paper_transformer) if stage.get("paper_transformer") else None),
         "op_input": list(stage.op_input),
     }
     if cfg.get("arch"):

@@ -9,7 +9,7 @@ matmuls (:func:`~segnas.metrics.count_macs_params`); operator rows also give the
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from segnas.metrics import attention_macs, count_macs_params, measure_latency, peak_memory_mb
-from segnas.nn import build_op
+from segnas.metrics.complexity import flop_analysis
+from segnas.nn import MultiHeadSelfAttention, PatchTransformer, build_op
 from segnas.spaces.hyctas import build
 from segnas.spaces.hyctas.genotype import HyCTASGenotype
 
@@ -29,6 +30,17 @@ PAPER_TABLE2 = {  # operator: (GMACs, M params) at 1x256x32x64; both self-attent
     "transformer": (4.3, 12.62),
     "self_attention": (0.6, 0.81),
     "self_attention_reference": (0.6, 0.81),
+    "transformer@paper": (4.3, 12.62),
+}
+PAPER_TRANSFORMER = "transformer@paper"  # row of Table 2's Transformer at the paper's width (PatchTransformer)
+TABLE2_NOTES = {  # what each row is, against the paper's Table 2 (experiments/hyctas_fidelity)
+    "self_attention": "segnas's reading of §3.3: 1x1 reduce to C/4, 2-head MHSA, 1x1 expand, 1x1 bypass",
+    "self_attention_reference": "reference op as the caption reads (C -> C, stride 1: identity shortcut)",
+    "self_attention_reference/s2": "the paper's MESA row: reference op as a stride-2 cell (its 3x3 s2 shortcut "
+    "is 0.59 of the 0.81 M) counted by thop (no attention matmuls)",
+    "transformer": "segnas cell op at the cell's width C (0.86 M)",
+    PAPER_TRANSFORMER: "the paper's width: encoder layer of width 4C = 1024 (8 heads, MLP 4x) on 2x2 patches; "
+    "the paper's 4.3 G is it without the attention module (thop has no rule for nn.MultiheadAttention)",
 }
 PAPER_TABLE3 = {"hyctas_s": (13.0, 1.5), "hyctas_m": (29.4, 2.4), "hyctas_l": (527.0, 43.2)}
 # The reference code's own counts at 1x3x1024x2048 (../shared/research/hyctas.md §6.2): (arch, F, output stride)
@@ -69,6 +81,16 @@ def profile_model(
     return out
 
 
+def mhsa_macs(model: nn.Module, shape: Sequence[int]) -> int:
+    """MACs inside the :class:`~segnas.nn.MultiHeadSelfAttention` modules of ``model`` (projections and
+    matmuls: what thop 0.0.31 leaves out of an ``nn.MultiheadAttention``) on a random input of ``shape``."""
+    param = next(model.parameters())
+    model.eval()
+    with torch.no_grad():
+        by_module = flop_analysis(model, (torch.randn(*shape, device=param.device),)).by_module()
+    return sum(int(by_module[n]) for n, m in model.named_modules() if isinstance(m, MultiHeadSelfAttention))
+
+
 def profile_op(
     name: str,
     stride: int,
@@ -76,17 +98,19 @@ def profile_op(
     scale: int,
     device: torch.device,
     timing: Timing | None = None,
+    op: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """The row of operator ``name`` (``C -> C`` channels, ``stride``) at ``shape`` and at ``scale`` times
-    each side, with the paper's Table 2 figures."""
+    """The row of operator ``name`` (``C -> C`` channels, ``stride``; or the module ``op``) at ``shape`` and at
+    ``scale`` times each side, with the paper's Table 2 figures."""
     n, c, h, w = shape
     big = [n, c, h * scale, w * scale]
-    op = build_op(name, c, c, stride)
+    op = build_op(name, c, c, stride) if op is None else op
     row = profile_model(op, list(shape), device, timing)
     scaled = profile_model(op, big, device, timing)
     row.update(
         stride=stride,
         macs_g_no_attn=row["macs_g"] - attention_macs(op, list(shape)) / 1e9,
+        macs_g_no_mhsa=row["macs_g"] - mhsa_macs(op, list(shape)) / 1e9,
         macs_g_scaled=scaled["macs_g"],
         macs_ratio_scaled=scaled["macs_g"] / row["macs_g"],
         latency_ms_scaled=scaled.get("latency_ms"),
@@ -105,12 +129,19 @@ def profile_ops(
     scale: int,
     device: torch.device,
     timing: Timing | None = None,
+    paper_transformer: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Rows of every operator of ``ops`` (and of ``stride2_ops`` at stride 2, as ``NAME/s2``)."""
+    """Rows of every operator of ``ops`` (and of ``stride2_ops`` at stride 2, as ``NAME/s2``) and, with
+    ``paper_transformer`` (:class:`~segnas.nn.PatchTransformer` settings), Table 2's Transformer at the
+    paper's width (row :data:`PAPER_TRANSFORMER`); each row with its :data:`TABLE2_NOTES` note."""
     results = {}
-    for name, stride in [(name, 1) for name in ops] + [(name, 2) for name in stride2_ops]:
-        key = name if stride == 1 else f"{name}/s2"
-        results[key] = row = profile_op(name, stride, shape, scale, device, timing)
+    rows: list[tuple[str, str, int, nn.Module | None]] = [(name, name, 1, None) for name in ops]
+    rows += [(f"{name}/s2", name, 2, None) for name in stride2_ops]
+    if paper_transformer is not None:
+        rows.append((PAPER_TRANSFORMER, PAPER_TRANSFORMER, 1, PatchTransformer(shape[1], **paper_transformer)))
+    for key, name, stride, op in rows:
+        results[key] = row = profile_op(name, stride, shape, scale, device, timing, op)
+        row["note"] = TABLE2_NOTES.get(key)
         log.info("%s: %.3f GMACs, %.4f M params", key, row["macs_g"], row["params_m"])
     return results
 
@@ -159,16 +190,17 @@ def markdown(results: dict[str, Any]) -> str:
     when present), the paper's values alongside."""
     lines = [
         "| operator | GMACs | paper GMACs | M params | paper M params | GMACs w/o attention matmuls "
-        "| GMACs at 4x pixels (ratio) | latency ms | latency ms at 4x | peak MB | peak MB at 4x |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| GMACs w/o MHSA modules | GMACs at 4x pixels (ratio) | latency ms | latency ms at 4x | peak MB "
+        "| peak MB at 4x | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["ops"].items():
         lines.append(
             f"| {name} | {r['macs_g']:.3f} | {_fmt(r['paper_macs_g'], 1)} | {r['params_m']:.4f} "
-            f"| {_fmt(r['paper_params_m'], 2)} | {r['macs_g_no_attn']:.3f} "
+            f"| {_fmt(r['paper_params_m'], 2)} | {r['macs_g_no_attn']:.3f} | {r['macs_g_no_mhsa']:.3f} "
             f"| {r['macs_g_scaled']:.3f} ({r['macs_ratio_scaled']:.2f}x) "
             f"| {_fmt(r.get('latency_ms'), 3)} | {_fmt(r.get('latency_ms_scaled'), 3)} "
-            f"| {_fmt(r['peak_memory_mb'], 1)} | {_fmt(r['peak_memory_mb_scaled'], 1)} |"
+            f"| {_fmt(r['peak_memory_mb'], 1)} | {_fmt(r['peak_memory_mb_scaled'], 1)} | {r['note'] or ''} |"
         )
     if "arch" in results:
         a = results["arch"]
