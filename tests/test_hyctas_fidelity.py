@@ -146,6 +146,19 @@ def test_retrain_presets_compose_from_the_s_preset(experiment: str, arch: str) -
     assert {k: v for k, v in this.items() if k != "arch"} == {k: v for k, v in base.items() if k != "arch"}
 
 
+@pytest.mark.parametrize(("row", "steps", "drop_path"), [(1, 186000, 0.0), (2, 186000, 0.1), (3, 186000, 0.2),
+                                                       (4, 372000, 0.2)])
+def test_table9_presets_differ_from_the_s_preset_in_their_two_settings(row: int, steps: int, drop_path: float) -> None:
+    cfg = compose_config([f"experiment=hyctas_s_table9_{row}"])
+    assert (cfg.trainer.max_steps, cfg.stage.drop_path_rate) == (steps, drop_path)
+    base = OmegaConf.to_container(compose_config(["experiment=hyctas_s_cityscapes"]), resolve=False)
+    this = OmegaConf.to_container(cfg, resolve=False)
+    for key in ("trainer", "stage"):
+        base[key].pop("max_steps" if key == "trainer" else "drop_path_rate")
+        this[key].pop("max_steps" if key == "trainer" else "drop_path_rate")
+    assert this == base
+
+
 @pytest.mark.parametrize(("experiment", "stage"), [("hyctas_cityscapes", "search"), ("hyctas_supernet_cityscapes", "supernet")])
 def test_search_presets_compose_without_colour_jitter(experiment: str, stage: str) -> None:
     cfg = compose_config([f"stage={stage}", f"experiment={experiment}"])
