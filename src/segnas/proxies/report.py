@@ -97,7 +97,7 @@ def file_scorer(pf: ProxyFile) -> Callable[[str], float]:
 
     def score(arch: str) -> float:
         model = transnas.build(arch, seed=protocol.seed, bn_quirk=protocol.bn_quirk)
-        return pf.score(model, images, labels)
+        return pf.score(model, images, labels, disposable=True)  # built for this score: no copy, same value
 
     return score
 
@@ -115,7 +115,7 @@ def arch_scorer(
 
     def score(arch: str) -> dict[str, float]:
         model = transnas.build(arch, seed=seed, bn_quirk=bn_quirk)
-        values = compute(list(registered), model, *batch, options=dict(options))
+        values = compute(list(registered), model, *batch, options=dict(options), disposable=True)
         return {**values, **{name: scorer(arch) for name, scorer in files.items()}}
 
     return score
