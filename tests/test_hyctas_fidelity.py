@@ -87,7 +87,7 @@ def test_reference_attention_is_a_known_operator_of_the_space() -> None:
 def test_profile_reports_both_attention_variants_beside_the_paper(tmp_path: Path) -> None:
     cfg = compose_config(
         ["stage=profile", "stage.latency=false", "stage.scale=1", f"stage.ops=[self_attention,{REF}]",
-         f"stage.stride2_ops=[{REF}]"],
+         f"stage.stride2_ops=[{REF}]", "stage.paper_transformer=null"],
         tmp_path,
     )
     run_stage(cfg)
