@@ -35,6 +35,7 @@ from segnas.spaces.hyctas import HyCTASGenotype, build_plan
 from segnas.spaces.hyctas.ablation import (
     CONVS,
     SA,
+    ablation_networks,
     random_architectures,
     searched_per_branch_count,
     table8_variants,
@@ -205,14 +206,39 @@ def test_table8_has_all_four_distortions_of_the_released_models(name: str) -> No
 def test_searched_per_branch_count_takes_the_best_of_each() -> None:
     rng = np.random.default_rng(0)
     space = get_space("hyctas", layers=5, filter_multiplier=4)
-    records = [{"genotype": g.to_dict(), "metrics": {"miou": float(i)}}
+    records = [{"genotype": g.to_dict(), "metrics": {"miou": float(i)}, "search": f"nsga2_{g.num_branches}branch"}
                for i, g in enumerate(space.sample(rng) for _ in range(40))]
-    records.append({"genotype": records[0]["genotype"], "metrics": {"miou": float("nan")}})
+    records.append({"genotype": records[0]["genotype"], "metrics": {"miou": float("nan")}, "search": "nsga2"})
     best = searched_per_branch_count(records)
     for n, g in best.items():
         same = [r for r in records if HyCTASGenotype.from_dict(r["genotype"]).num_branches == n
                 and np.isfinite(r["metrics"]["miou"])]
         assert g.to_dict() == max(same, key=lambda r: r["metrics"]["miou"])["genotype"]
+
+
+def test_table7_takes_nsga2_networks_only_never_the_random_baselines() -> None:
+    rng = np.random.default_rng(1)
+    space = get_space("hyctas", layers=5, filter_multiplier=4).with_branches(2)
+    searched, lucky, warm = space.draw_unique(rng, 3)
+    records = [{"genotype": searched.to_dict(), "metrics": {"miou": 40.0}, "search": "nsga2_2branch"},
+               {"genotype": lucky.to_dict(), "metrics": {"miou": 90.0}, "search": "random"},  # the random baseline
+               {"genotype": warm.to_dict(), "metrics": {"miou": 80.0}, "search": "warm_start"}]
+    assert searched_per_branch_count(records) == {2: searched}
+    assert searched_per_branch_count(records[1:]) == {}
+
+
+def test_table7_random_networks_keep_their_own_sampled_depth() -> None:
+    def space_of_depth(depth: int | None):
+        return get_space("hyctas", layers=depth or 8, min_layers=depth or 4, filter_multiplier=2)
+
+    rng = np.random.default_rng(0)
+    genotype = space_of_depth(5).sample(rng)
+    searched = {n: space_of_depth(8).with_branches(n).sample(rng) for n in (1, 2, 3)}  # all 8 cells deep
+    networks, _ = ablation_networks(genotype, space_of_depth, searched, 4, rng)
+    randoms = [g for group, g in networks.values() if group.startswith("random")]
+    assert len(randoms) == 12 and len({g.depth for g in randoms}) > 1  # not the last searched network's 8
+    assert all(4 <= g.depth <= 8 and not space_of_depth(None).violations(g) for g in randoms)
+    assert all(networks[f"searched{n}"] == ("table7", g) for n, g in searched.items())
 
 
 def test_variants_that_do_not_apply_are_none_and_random_architectures(space) -> None:

@@ -3,8 +3,10 @@
 For the genotype ``stage.genotype`` (a YAML path or ``pkg://NAME``; null: a random genotype of the
 space with self-attention and convolution cells), its Table 8 distortions (all SA -> conv, all conv ->
 SA, SA shifted to another position, SA shifted to another branch at the same stride) and Table 7's
-``stage.random_per_branch_count`` random architectures with 1, 2 and 3 branches are each trained
-from scratch for ``stage.train_epochs`` (:mod:`segnas.spaces.hyctas.ablation`); MACs and params at
+``stage.random_per_branch_count`` random architectures with 1, 2 and 3 branches (each of its own sampled
+depth), beside the best network NSGA-II found per branch count in ``stage.search_dir`` (never one of its
+random baseline), are each trained from scratch for ``stage.train_epochs``
+(:mod:`segnas.spaces.hyctas.ablation`); MACs and params at
 ``stage.cost_input``. Writes ``ablation.csv`` (one row per network), ``ablation.md`` (Table 7/8 layout, random
 rows as mean ± std) and ``ablation.jsonl`` (results as they finish; a re-run in the same folder skips
 finished networks).
@@ -48,7 +50,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     rng = np.random.default_rng([int(cfg.seed), 8])
     space_of_depth = functools.partial(_space, cfg)
     genotype = load_genotype(stage.genotype) if stage.genotype else default_genotype(_space(cfg), rng)
-    networks, skipped = ablation_networks(genotype, space_of_depth, _searched(stage.search_dir, genotype),
+    networks, skipped = ablation_networks(genotype, space_of_depth, _searched(stage.search_dir),
                                           int(stage.random_per_branch_count), rng)
     evaluator = _evaluator(cfg, setup, genotype)
     rows = []
@@ -65,21 +67,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _space(cfg: DictConfig, depth: int | None = None) -> HyCTASSpace:
-    """The ``space`` group with ``stage.space_overrides`` (and, given a depth, of that depth only)."""
+    """The ``space`` group with ``stage.space_overrides`` (and, given a depth, of that depth only; without
+    one, the depth range the random architectures of Table 7 are drawn from)."""
     config = {**plain(cfg.space), **to_container(cfg.stage.space_overrides)}
     if depth is not None:
         config["layers"] = config["min_layers"] = depth
     return space_from_config(**config)
 
 
-def _searched(search_dir: str | None, genotype: HyCTASGenotype) -> dict[int, HyCTASGenotype]:
-    """Table 7's best searched network per branch count of a ``stage=search`` folder (none without one)."""
+def _searched(search_dir: str | None) -> dict[int, HyCTASGenotype]:
+    """Table 7's best network per branch count that NSGA-II evaluated in a ``stage=search`` folder (none
+    without one; never its random baseline's networks)."""
     if not search_dir:
         return {}
     archive = Path(search_dir) / "archive.jsonl"
     if not archive.is_file():
         raise FileNotFoundError(f"stage.search_dir={search_dir}: no archive.jsonl (a stage=search folder)")
-    return searched_per_branch_count(Archive(archive, key=HyCTASSpace().key))
+    searched = searched_per_branch_count(Archive(archive, key=HyCTASSpace().key).log)
+    if not searched:
+        raise ValueError(f"stage.search_dir={search_dir}: no NSGA-II evaluation with a score in archive.jsonl "
+                         "(Table 7 compares NSGA-II's networks with random ones: use a search=nsga2 folder)")
+    return searched
 
 
 def _evaluator(cfg: DictConfig, setup: RunSetup, genotype: HyCTASGenotype) -> Evaluator:

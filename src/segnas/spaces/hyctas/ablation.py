@@ -6,8 +6,8 @@ convs) -> self-attention; every self-attention cell moved to another position of
 self-attention cell moved "to a random position on the same stride" (the paper's definition of the branch
 shift: any other cell, of any branch, whose input stride is the cell's). The moves swap operators and keep
 widths and downsampling, and are redrawn until the variant violates no constraint.
-Table 7: the best searched network of every branch count (:func:`searched_per_branch_count`) against
-random architectures with 1, 2 and 3 branches.
+Table 7: the best network NSGA-II found for every branch count (:func:`searched_per_branch_count`) against
+random architectures with 1, 2 and 3 branches, each of its own sampled depth.
 """
 
 from __future__ import annotations
@@ -122,14 +122,17 @@ def random_architectures(space: HyCTASSpace, per_branch_count: int, rng: np.rand
 
 
 def searched_per_branch_count(
-    records: Iterable[Mapping[str, Any]], score: str = "miou"
+    records: Iterable[Mapping[str, Any]], score: str = "miou", search: str = "nsga2"
 ) -> dict[int, HyCTASGenotype]:
-    """Table 7's Searched-n: per branch count, the highest-``score`` genotype among a search's archive
-    records (the best-score point of a front is always on it)."""
+    """Table 7's Searched-n: per branch count, the highest-``score`` genotype that NSGA-II evaluated, among a
+    search folder's archive lines (its ``archive.jsonl`` read line by line: each line names the search that
+    computed its metrics). Only lines whose search label starts with ``search`` count, never the random
+    baseline's (``random``) or the warm start's; the best score of a branch count's NSGA-II evaluations lies
+    on that branch count's NSGA-II front."""
     best: dict[int, tuple[float, HyCTASGenotype]] = {}
     for record in records:
         value = record.get("metrics", {}).get(score)
-        if value is None or not np.isfinite(value):
+        if value is None or not np.isfinite(value) or not str(record.get("search", "")).startswith(search):
             continue
         genotype = HyCTASGenotype.from_dict(record["genotype"])
         n = genotype.num_branches
@@ -158,13 +161,14 @@ def default_genotype(space: HyCTASSpace, rng: np.random.Generator) -> HyCTASGeno
 
 
 def ablation_networks(
-    genotype: HyCTASGenotype, space_of_depth: Callable[[int], HyCTASSpace],
+    genotype: HyCTASGenotype, space_of_depth: Callable[[int | None], HyCTASSpace],
     searched: Mapping[int, HyCTASGenotype], per_branch_count: int, rng: np.random.Generator,
 ) -> tuple[dict[str, tuple[str, HyCTASGenotype]], list[str]]:
     """Every network of the ablation as ``name -> (group, genotype)``: the genotype and its Table 8 variants
     (``table8``), the ``searched`` best network per branch count (``table7``) and ``per_branch_count`` random
-    networks of each branch count (``random1``..``random3``, of the depth of the last searched network, else
-    of the genotype's); and the Table 8 variants that do not apply to the genotype."""
+    networks of each branch count (``random1``..``random3``) drawn from ``space_of_depth(None)``, each with its
+    own sampled depth (the paper samples them "from the search space"); and the Table 8 variants that do not
+    apply to the genotype. ``space_of_depth(d)`` is the space of depth ``d`` only."""
     space = space_of_depth(genotype.depth)
     if space.violations(genotype):
         raise ValueError(f"stage.genotype does not fit the space: {space.violations(genotype)}")
@@ -177,8 +181,7 @@ def ablation_networks(
             networks[name] = ("table8", variant)
     for n, g in searched.items():
         networks[f"searched{n}"] = ("table7", g)
-        space = space_of_depth(g.depth)  # the random architectures match the searched networks' depth
-    for name, g in random_architectures(space, per_branch_count, rng).items():
+    for name, g in random_architectures(space_of_depth(None), per_branch_count, rng).items():
         networks[name] = (name.split("_")[0], g)
     return networks, skipped
 
