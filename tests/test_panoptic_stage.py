@@ -11,6 +11,7 @@ from PIL import Image
 from segnas.data import SyntheticDataModule
 from segnas.lit.panoptic import PanopticModule, dataset_categories, panoptic_genotype, panoptic_losses
 from segnas.metrics import pq_compute
+from segnas.metrics.instance_ap import instance_ap
 from segnas.metrics.panoptic import rgb2id
 from segnas.models.panoptic_deeplab import build_panoptic_hyctas
 from segnas.stages import run_stage
@@ -46,6 +47,7 @@ def test_stage_writes_coco_panoptic_predictions_and_pq_in_percent(panoptic_run):
         assert on_disk[key] == pytest.approx(results[key])
     pred = json.loads((out / "panoptic_pred.json").read_text())
     assert len(pred["annotations"]) == 6
+    things = {c["id"] for c in pred["categories"] if c["isthing"]}
     assert {c["name"] for c in pred["categories"] if c["isthing"]} == {
         "disc_0",
         "box_1",
@@ -62,6 +64,10 @@ def test_stage_writes_coco_panoptic_predictions_and_pq_in_percent(panoptic_run):
     )
     assert on_disk["PQ"] == pytest.approx(100 * again["All"]["pq"])
     assert on_disk["PQ_th"] == pytest.approx(100 * again["Things"]["pq"])
+    # instance AP (%) of the scored thing segments, alongside PQ, is the one of the written files
+    ap = instance_ap(out / "panoptic_gt.json", out / "panoptic_gt", out / "panoptic_pred.json", out / "panoptic_pred")
+    assert 0.0 <= on_disk["AP"] <= 100.0 and on_disk["AP"] == pytest.approx(ap["AP"])
+    assert all("score" in s for a in pred["annotations"] for s in a["segments_info"] if s["category_id"] in things)
     # the written ground truth is complete: against itself it scores 100
     truth = pq_compute(
         out / "panoptic_gt.json", out / "panoptic_gt", out / "panoptic_gt.json", out / "panoptic_gt"

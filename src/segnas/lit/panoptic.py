@@ -5,6 +5,7 @@ need nothing special): :func:`segments_from_labels` gives segments, :class:`Pano
 the semantic/center/offset targets and weights. Losses (Panoptic-DeepLab): semantic top-k CE weighted by
 the small-instance pixel weights, center MSE x 200 and offset L1 x 0.01, both normalised by their weight
 sums. Validation post-processes every image and accumulates PQ (panopticapi rules) and mIoU.
+Predicted thing segments carry Panoptic-DeepLab's instance score, for instance AP on the written files.
 :func:`write_predictions` writes a trained module's predictions and the ground truth in COCO panoptic format.
 """
 
@@ -29,6 +30,7 @@ from segnas.metrics.segmentation import SegmentationMetric, miou
 from segnas.models.panoptic_postprocess import (
     PanopticPostProcessor,
     PanopticPredictionWriter,
+    instance_scores,
     panoptic_to_segments,
 )
 from segnas.spaces import HyCTASGenotype, as_genotype
@@ -166,11 +168,13 @@ class PanopticModule(L.LightningModule):
         return losses["total"]
 
     def predict_panoptic(self, outputs: dict[str, Tensor], index: int) -> tuple[np.ndarray, list[dict]]:
-        """COCO-panoptic prediction (segment ids, segments_info) of image ``index`` of a batch's outputs."""
-        panoptic, _ = self.postprocess(
-            outputs["semantic"][index], outputs["center"][index], outputs["offset"][index]
-        )
-        return panoptic_to_segments(panoptic, self.category_ids, self.hparams.label_divisor)
+        """COCO-panoptic prediction (segment ids, segments_info) of image ``index`` of a batch's outputs;
+        thing segments carry their Panoptic-DeepLab ``score`` (:func:`instance_scores`) for instance AP."""
+        semantic, center = outputs["semantic"][index], outputs["center"][index]
+        panoptic, _ = self.postprocess(semantic, center, outputs["offset"][index])
+        divisor = self.hparams.label_divisor
+        scores = instance_scores(panoptic, semantic, center, self.thing_ids, divisor)
+        return panoptic_to_segments(panoptic, self.category_ids, divisor, scores=scores)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         outputs = self(batch["image"])

@@ -7,6 +7,9 @@ thing pixels and the id ``class * label_divisor + k`` (k = 1, 2, ... per class);
 pixels not covered by instances when their area reaches ``stuff_area``; the rest is ``void_label``.
 Unlike the reference code, ``top_k`` keeps the highest-scoring centers (the reference ranks by
 coordinates) and majority-vote ties go to the smaller class id.
+
+For instance AP, :func:`instance_scores` gives each thing segment Panoptic-DeepLab's confidence
+(paper §3.3, "Score(Objectness) x Score(Class)"), as the authors' detectron2 code computes it.
 """
 
 from __future__ import annotations
@@ -84,6 +87,25 @@ def merge_semantic_and_instance(semantic: torch.Tensor, instance: torch.Tensor, 
     return panoptic
 
 
+def instance_scores(panoptic: torch.Tensor, semantic: torch.Tensor, center: torch.Tensor,
+                    thing_ids: Sequence[int], label_divisor: int = 1000) -> dict[int, float]:
+    """Confidence of every thing segment of a panoptic map (H, W): mean softmax probability of its class
+    over its pixels x center heatmap at its centroid (coordinates truncated), as detectron2's
+    Panoptic-DeepLab ``get_instance_predictions``; ``semantic`` is (C, H, W) logits, ``center`` (1, H, W)."""
+    probs = semantic.float().softmax(dim=0)
+    heat = center.reshape(center.shape[-2:]).float()
+    scores = {}
+    for label in torch.unique(panoptic).tolist():
+        cls = label // label_divisor
+        if label < 0 or cls not in thing_ids:
+            continue
+        mask = panoptic == label
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        centroid_y, centroid_x = int(ys.float().mean()), int(xs.float().mean())
+        scores[label] = float(probs[cls][mask].mean() * heat[centroid_y, centroid_x])
+    return scores
+
+
 @dataclass
 class PanopticPostProcessor:
     """Panoptic-DeepLab inference on one image's head outputs (train ids, label-divisor ids)."""
@@ -117,10 +139,12 @@ class PanopticPostProcessor:
 
 
 def panoptic_to_segments(panoptic: torch.Tensor | np.ndarray, category_ids: Sequence[int],
-                         label_divisor: int = 1000, void_label: int = -1) -> tuple[np.ndarray, list[dict]]:
+                         label_divisor: int = 1000, void_label: int = -1,
+                         scores: Mapping[int, float] | None = None) -> tuple[np.ndarray, list[dict]]:
     """COCO-panoptic form of a label-divisor map: segment ids 1..N (0 = void) and ``segments_info``.
 
-    ``category_ids[train_id]`` is the dataset category id written for each train id.
+    ``category_ids[train_id]`` is the dataset category id written for each train id; a segment whose
+    label-divisor id has an entry in ``scores`` also gets that ``score`` (instance AP).
     """
     pan = panoptic.cpu().numpy() if isinstance(panoptic, torch.Tensor) else np.asarray(panoptic)
     values, inverse, areas = np.unique(pan, return_inverse=True, return_counts=True)
@@ -139,6 +163,8 @@ def panoptic_to_segments(panoptic: torch.Tensor | np.ndarray, category_ids: Sequ
             "area": int(area),
             "bbox": [cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start],
         })
+        if scores is not None and int(value) in scores:
+            segments[-1]["score"] = scores[int(value)]
     return ids, segments
 
 

@@ -1,5 +1,6 @@
 """``stage=panoptic``: Panoptic-DeepLab-style heads on a searched HyCTAS backbone -> fit -> predictions in
-COCO panoptic format (JSON + PNGs) and PQ/SQ/RQ (all, things, stuff, per class) by :func:`pq_compute`."""
+COCO panoptic format (JSON + PNGs), PQ/SQ/RQ (all, things, stuff, per class) by :func:`pq_compute` and the
+instance AP of the thing segments (COCO mask AP, :func:`instance_ap`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from segnas.callbacks.history import write_rows_csv
 from segnas.callbacks.latency import LatencyMonitor
 from segnas.lit.fitting import build_datamodule, build_trainer, checkpoint_paths, fit
 from segnas.lit.panoptic import PanopticModule, dataset_categories, panoptic_genotype, write_predictions
+from segnas.metrics.instance_ap import instance_ap
 from segnas.metrics.panoptic import pq_compute, pq_percent
 from segnas.utils.config import to_container
 from segnas.utils.run import output_dir
@@ -45,7 +47,7 @@ def build_module(cfg: DictConfig, categories: list[dict[str, Any]], ignore_index
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train, write COCO-panoptic predictions of the validation split and return PQ/SQ/RQ in %."""
+    """Train, write COCO-panoptic predictions of the validation split and return PQ/SQ/RQ and AP in %."""
     out = output_dir(cfg)
     stage = cfg.stage
     datamodule = build_datamodule(cfg)
@@ -62,9 +64,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         for k, row in pq["per_class"].items()
     }
     write_rows_csv(out / "per_class_pq.csv", [{"class": k, **v} for k, v in per_class.items()])
+    ap = instance_ap(*files, max_dets=int(stage.instance_max_dets))
     results: dict[str, Any] = {
         **pq_percent(pq),
+        "AP": ap["AP"],
+        "AP50": ap["AP50"],
+        "AP75": ap["AP75"],
         "per_class": per_class,
+        "per_class_ap": {names[k]: v for k, v in ap["per_class"].items()},
         "val/mIoU": float(trainer.callback_metrics.get("val/mIoU", float("nan"))),
         "predictions": {"json": str(files[2]), "folder": str(files[3])},
         "ground_truth": {"json": str(files[0]), "folder": str(files[1])},
@@ -76,12 +83,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if isinstance(callback, LatencyMonitor) and callback.last:
             results["fps"] = callback.last["fps"]
     log.info(
-        "PQ %.2f (things %.2f, stuff %.2f), SQ %.2f, RQ %.2f, mIoU %.2f",
+        "PQ %.2f (things %.2f, stuff %.2f), SQ %.2f, RQ %.2f, AP %.2f, mIoU %.2f",
         results["PQ"],
         results["PQ_th"],
         results["PQ_st"],
         results["SQ"],
         results["RQ"],
+        results["AP"],
         results["val/mIoU"],
     )
     return results
