@@ -74,15 +74,34 @@ def cityscapes_categories() -> list[dict[str, Any]]:
             for name, label_id, category, color, thing in CITYSCAPES_EVAL_LABELS]
 
 
-def list_frames(root: Path, split: str, gt_suffix: str = "labelIds") -> list[tuple[Path, Path]]:
-    """``(image, gtFine_<gt_suffix>.png)`` pairs of ``split``; missing folders or files raise naming them."""
-    image_dir, gt_dir = root / "leftImg8bit" / split, root / "gtFine" / split
-    for folder in (image_dir, gt_dir):
-        if not folder.is_dir():
-            raise FileNotFoundError(f"Cityscapes folder {folder} does not exist; {_layout(root)}")
+def train_to_label_ids(train_ids: np.ndarray, void_id: int = 0) -> np.ndarray:
+    """Cityscapes label ids (uint8, what the benchmark scores) of a train-id map (0..18; other values up to
+    255, e.g. the ignore index, -> ``void_id``, 0 = "unlabeled"); the inverse of :func:`label_to_train_lut`."""
+    train_ids = np.asarray(train_ids)
+    if train_ids.size and (train_ids.min() < 0 or train_ids.max() > 255):
+        raise ValueError(f"train ids must lie in 0..255, got [{train_ids.min()}, {train_ids.max()}]")
+    lut = np.full(256, void_id, dtype=np.uint8)
+    lut[: len(CITYSCAPES_LABEL_IDS)] = CITYSCAPES_LABEL_IDS
+    return lut[train_ids]
+
+
+def list_images(root: Path, split: str) -> list[Path]:
+    """``ROOT/leftImg8bit/{split}/<city>/*_leftImg8bit.png``, sorted; a missing folder or none raises."""
+    image_dir = root / "leftImg8bit" / split
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"Cityscapes folder {image_dir} does not exist; {_layout(root)}")
     images = sorted(image_dir.glob("*/*_leftImg8bit.png"))
     if not images:
         raise FileNotFoundError(f"no */*_leftImg8bit.png images in {image_dir}; {_layout(root)}")
+    return images
+
+
+def list_frames(root: Path, split: str, gt_suffix: str = "labelIds") -> list[tuple[Path, Path]]:
+    """``(image, gtFine_<gt_suffix>.png)`` pairs of ``split``; missing folders or files raise naming them."""
+    images = list_images(root, split)
+    gt_dir = root / "gtFine" / split
+    if not gt_dir.is_dir():
+        raise FileNotFoundError(f"Cityscapes folder {gt_dir} does not exist; {_layout(root)}")
     pairs = []
     for image in images:
         gt = gt_dir / image.parent.name / image.name.replace("_leftImg8bit.png", f"_gtFine_{gt_suffix}.png")
