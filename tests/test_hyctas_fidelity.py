@@ -164,7 +164,7 @@ def test_search_presets_compose_without_colour_jitter(experiment: str, stage: st
     cfg = compose_config([f"stage={stage}", f"experiment={experiment}"])
     assert cfg.data.jitter == 0.0 and list(cfg.data.crop_size) == [256, 512]
     if experiment == "hyctas_cityscapes":
-        assert cfg.space.memory_limit_mb == 18000
+        assert cfg.space.memory_limit_mb == 11600  # a 16 GB V100: binds only near the space's largest networks
         space = instantiate(cfg.space, _convert_="all")
         assert not space.violations(space.sample(np.random.default_rng(0)))
 

@@ -12,6 +12,7 @@ from pymoo.core.population import Population
 from segnas.search.algorithms import PymooProblem, run_nsga2, run_random, unique
 from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator
+from segnas.search.goal import RelativeLatencyBudget, SearchGoal
 from segnas.search.operators import GenotypeDuplicates, RejectInvalid, SpaceSampling
 from segnas.search.pareto import hypervolume, pareto_indices
 from segnas.search.problem import Goal, SearchProblem
@@ -243,6 +244,58 @@ def test_per_branch_search_and_latency_filter(space, tmp_path: Path) -> None:
     assert over and all("miou" not in r["metrics"] for r in over)  # rejected before scoring
     labels = {f"nsga2_{n}branch" for n in (1, 2, 3)}
     assert all(r["search"] in labels and r["generation"] in (0, 1) for r in evaluator.archive)  # who, when
+
+
+def test_sorted_set_reading_of_s_max_rejects_what_is_slower_than_the_sets_slowest(space, tmp_path: Path) -> None:
+    budget = RelativeLatencyBudget(space, toy_cost, 1.0, reading="sorted_set")
+    problem = toy_problem(space, tmp_path / "a.jsonl", budgets={"latency_ms": budget})
+    drawn = sorted(space.draw_unique(np.random.default_rng(0), 12), key=toy_cost)
+    assert all(problem.accepts(g) for g in drawn)  # no sorted set yet (the initial population): no limit
+    problem.sorted_set(drawn[:8])  # S of a generation: its slowest member is drawn[7]
+    assert budget(drawn[0]) == toy_cost(drawn[7]) and problem.accepts(drawn[7])
+    assert not any(problem.accepts(g) for g in drawn[8:] if toy_cost(g) > toy_cost(drawn[7]))
+    assert all("miou" not in problem.evaluator.archive.metrics(genotype_key(g)) for g in drawn[8:])  # unscored
+    problem.sorted_set([])  # a new search
+    assert all(problem.accepts(g) for g in drawn)
+    space_reading = RelativeLatencyBudget(space, toy_cost, 1.0)
+    space_reading.observe([0.0])  # the space reading ignores the sorted set
+    assert space_reading(drawn[-1]) == max(toy_cost(g) for g in space.largest(drawn[-1].num_branches))
+    with pytest.raises(ValueError, match="s_max"):
+        RelativeLatencyBudget(space, toy_cost, 1.0, reading="sorted set")
+
+
+def test_nsga2_with_the_sorted_set_reading_never_exceeds_its_first_generation(space, tmp_path: Path) -> None:
+    budget = RelativeLatencyBudget(space, toy_cost, 1.0, reading="sorted_set")
+    problem = toy_problem(space, tmp_path / "a.jsonl", budgets={"latency_ms": budget})
+    evaluated = run_nsga2(problem, population=8, generations=4, seed=0, progress=False)
+    first = max(e.metrics["latency_ms"] for e in evaluated if e.generation == 0)
+    assert len(budget.sorted_history) == 4 and budget.sorted_history[0] == first
+    assert budget.sorted_history == sorted(budget.sorted_history, reverse=True)  # S_max never grows
+    assert all(e.metrics["latency_ms"] <= first for e in evaluated)
+    assert budget.sorted_ms is None  # emptied when the search ends: the random baseline is not filtered
+    assert budget.describe() == {"fraction": 1.0, "s_max": "sorted_set", "sorted_set_s_max_ms": budget.sorted_history}
+
+
+def test_min_miou_filters_offspring_only_with_filter_initial_false(space, tmp_path: Path) -> None:
+    floor = float(np.median([toy_miou(space.sample(np.random.default_rng(i))) for i in range(30)]))
+    kwargs = {"floors": {"miou": floor}, "reject_below_floors": True}
+    spared = _problem(space, tmp_path / "spared", filter_initial=False, **kwargs)
+    X = SpaceSampling(first_population=True).do(spared, 12, random_state=np.random.default_rng(0)).get("X")
+    assert any(toy_miou(space.decode(x)) < floor for x in X)  # the initial population is not filtered
+    low = next(space.decode(x) for x in X if toy_miou(space.decode(x)) < floor)
+    assert not spared.search.accepts(low)  # an offspring below mIoU_min is
+    assert len(RejectInvalid().do(spared, Population.new(X=X))) < 12
+    filtered = _problem(space, tmp_path / "filtered", **kwargs)  # filter_initial=True (filters_on=all)
+    X = SpaceSampling(first_population=True).do(filtered, 12, random_state=np.random.default_rng(0)).get("X")
+    assert all(toy_miou(space.decode(x)) >= floor for x in X)
+
+
+def test_goal_checks_the_algorithm1_options() -> None:
+    assert SearchGoal(s_max="sorted_set", filters_on="offspring").filters_on == "offspring"
+    with pytest.raises(ValueError, match=r"search\.s_max"):
+        SearchGoal(s_max="sorted set")
+    with pytest.raises(ValueError, match=r"search\.filters_on"):
+        SearchGoal(filters_on="initial")
 
 
 def test_min_miou_is_a_constraint(space, tmp_path: Path) -> None:

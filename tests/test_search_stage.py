@@ -162,6 +162,7 @@ def test_paper_experiment_composes() -> None:
     assert cfg.space.branch_prior == [0.2, 0.3, 0.5] and cfg.space.filter_multiplier == 8
     assert list(cfg.data.crop_size) == [256, 512] and cfg.data.batch_size == 16
     assert cfg.optim.lr == 0.005
+    assert (s.s_max, s.filters_on, s.min_miou_mode, s.objective_weights) == ("sorted_set", "offspring", "reject", None)
     assert compose_config(["stage=search", "search=random"]).search._target_ == "segnas.search.RandomSearch"
 
 

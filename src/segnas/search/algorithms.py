@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2 as PymooNSGA2
 from pymoo.core.problem import Problem
+from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 from pymoo.optimize import minimize
 from tqdm.auto import tqdm
 
@@ -30,7 +31,7 @@ from segnas.search.operators import (
     SpaceSampling,
 )
 from segnas.search.problem import Evaluated, SearchProblem
-from segnas.search.survival import weighted_rank_and_crowding
+from segnas.search.survival import SortedSetSurvival, weighted_rank_and_crowding
 
 # Called after every generation with the search's label, the generation index and every evaluation so far.
 GenerationCallback = Callable[[str, int, list[Evaluated]], None]
@@ -129,8 +130,9 @@ def run_nsga2(
     """NSGA-II for ``generations`` generations of ``population`` (the first: ``initial`` genotypes, then
     random samples, from the space's uniform prior with ``uniform_initial``). With ``stratified`` one search per sub-space of ``space.strata()`` (HyCTAS: per branch
     count; seeds ``seed``, ``seed + 1``, ...; ``initial`` split among them). ``objective_weights`` (one per
-    goal) weight the crowding distance of the survival (None: NSGA-II's equal weights). Returns every
-    evaluation."""
+    goal) weight the crowding distance of the survival (None: NSGA-II's equal weights). Every survival first
+    tells the problem the set it sorts (:meth:`SearchProblem.sorted_set`: Algorithm 1's ``S``), which starts
+    empty for every stratum and is emptied when the search ends. Returns every evaluation."""
     _check_positive(population=population, generations=generations)
     strata = problem.space.strata() if stratified else [("", problem.space)]
     evaluated: list[Evaluated] = []
@@ -138,10 +140,12 @@ def run_nsga2(
         sub = problem.on(space)
         pymoo_problem = PymooProblem(sub, f"{label}_{name}" if name else label, progress, on_generation, generations)
         own = [g for g in initial if not space.violations(g)]
+        sub.sorted_set([])
+        survival = weighted_rank_and_crowding(objective_weights) if objective_weights else RankAndCrowding()
         algorithm = PymooNSGA2(
             pop_size=population,
-            **({"survival": weighted_rank_and_crowding(objective_weights)} if objective_weights else {}),
-            sampling=SpaceSampling(own, uniform_initial),
+            survival=SortedSetSurvival(survival),
+            sampling=SpaceSampling(own, uniform_initial, first_population=True),
             crossover=SpaceCrossover(crossover_prob),
             mutation=SpaceMutation(mutation_prob),
             repair=RejectInvalid(),
@@ -149,6 +153,7 @@ def run_nsga2(
         )
         minimize(pymoo_problem, algorithm, ("n_gen", generations), seed=seed + i, copy_algorithm=False, verbose=False)
         evaluated += pymoo_problem.evaluated
+    problem.sorted_set([])
     return evaluated
 
 

@@ -81,7 +81,7 @@ def build_problem(cfg: DictConfig, out: Path, ranks: Ranks | None = None, archiv
     budgets: dict[str, Any] = goal.fixed_budgets()
     if goal.max_latency_fraction is not None:
         budgets["latency_ms"] = RelativeLatencyBudget(space, costs.objectives["latency_ms"],
-                                                      float(goal.max_latency_fraction))
+                                                      float(goal.max_latency_fraction), goal.s_max)
     wanted = [goal.cost_metric, *budgets, *cfg.stage.get("extra_metrics", [])]
     unknown = sorted(set(wanted) - set(costs.objectives))
     if unknown:
@@ -97,7 +97,8 @@ def build_problem(cfg: DictConfig, out: Path, ranks: Ranks | None = None, archiv
     assembly = Assembly(run, goal, score, costs, num_classes, network, cost_network, cost_input, context,
                         ground_truth)
     return SearchProblem(space, evaluator, goals, budgets, floors,
-                         reject_below_floors=goal.min_miou_mode == "reject", assembly=assembly)
+                         reject_below_floors=goal.min_miou_mode == "reject",
+                         filter_initial=goal.filters_on == "all", assembly=assembly)
 
 
 def build_algorithm(cfg: DictConfig, ranks: Ranks | None = None) -> SearchAlgorithm:

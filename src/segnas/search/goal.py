@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 COSTS = {"latency": "latency_ms", "macs": "macs_g", "params": "params_m"}
 BUDGETS = {"max_latency_ms": "latency_ms", "max_macs_g": "macs_g", "max_params_m": "params_m"}
 WARM_START_SELECTIONS = ("top", "pareto")
+S_MAX_READINGS = ("space", "sorted_set")  # Algorithm 1's S_max: the space's largest network | the sorted set's slowest
+FILTERS_ON = ("all", "offspring")  # where Algorithm 1's filters apply: every candidate | offspring only
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,12 @@ class SearchGoal:
     objective: str = "latency"
     max_latency_ms: float | None = None
     max_latency_fraction: float | None = None
+    s_max: str = "space"
     max_macs_g: float | None = None
     max_params_m: float | None = None
     min_miou: float | None = None
     min_miou_mode: str = "reject"
+    filters_on: str = "all"
     warm_start: str | None = None
     warm_start_pool: int = 48
     warm_start_select: str = "pareto"
@@ -55,6 +60,10 @@ class SearchGoal:
             raise ValueError("set one latency budget: search.max_latency_ms or search.max_latency_fraction")
         if self.min_miou_mode not in ("reject", "constraint"):
             raise ValueError(f"search.min_miou_mode must be 'reject' or 'constraint', got {self.min_miou_mode!r}")
+        if self.s_max not in S_MAX_READINGS:
+            raise ValueError(f"search.s_max must be one of {list(S_MAX_READINGS)}, got {self.s_max!r}")
+        if self.filters_on not in FILTERS_ON:
+            raise ValueError(f"search.filters_on must be one of {list(FILTERS_ON)}, got {self.filters_on!r}")
 
     @property
     def cost_metric(self) -> str:
@@ -79,23 +88,53 @@ def split_search_config(search: DictConfig) -> tuple[SearchGoal, DictConfig]:
 
 
 class RelativeLatencyBudget:
-    """Algorithm 1's latency filter: ``genotype -> fraction x Latency(S_max)``, S_max the slowest of the
-    space's largest networks with the genotype's branch count (timed once per branch count)."""
+    """Algorithm 1's latency filter: ``genotype -> fraction x Latency(S_max)``, with one of two readings of S_max
+    (``reading``, :data:`S_MAX_READINGS`):
 
-    def __init__(self, space: SearchSpace, latency: Callable[[Any], float], fraction: float) -> None:
-        if not hasattr(space, "largest"):
-            raise ValueError(f"search.max_latency_fraction needs a space with largest networks (hyctas), "
-                             f"not {space.name!r}")
-        self.space, self.latency, self.fraction = space, latency, fraction
+    * ``space``: the slowest of the space's largest networks with the genotype's branch count (timed once per
+      branch count). Never binds at fraction 1.0: every member of the space is at most that slow.
+    * ``sorted_set``: the slowest member of the set the current generation's non-dominated sorting returned
+      (Algorithm 1: ``F, S = Non-Dominated-Sorting(R_i)``, ``R_i = P_i ∪ Q_i``), told by the search through
+      :meth:`observe` (NSGA-II does, per branch count when it searches per branch count); no limit before
+      the first sorting (the initial population) nor outside an NSGA-II run (its random baseline, other
+      algorithms). Offspring slower than every member of the generation they are bred from are rejected, so
+      the slowest latency a search holds never grows.
+    """
+
+    def __init__(self, space: SearchSpace, latency: Callable[[Any], float], fraction: float,
+                 reading: str = "space") -> None:
+        if reading not in S_MAX_READINGS:
+            raise ValueError(f"search.s_max must be one of {list(S_MAX_READINGS)}, got {reading!r}")
+        if reading == "space" and not hasattr(space, "largest"):
+            raise ValueError(f"search.max_latency_fraction with search.s_max=space needs a space with largest "
+                             f"networks (hyctas), not {space.name!r}; search.s_max=sorted_set needs none")
+        self.space, self.latency, self.fraction, self.reading = space, latency, fraction, reading
         self.s_max_ms: dict[int, float] = {}
+        self.sorted_ms: float | None = None  # the current sorted set's slowest (reading sorted_set)
+        self.sorted_history: list[float] = []
 
     def __call__(self, genotype: Any) -> float:
+        if self.reading == "sorted_set":
+            return math.inf if self.sorted_ms is None else self.fraction * self.sorted_ms
         n = genotype.num_branches
         if n not in self.s_max_ms:
             self.s_max_ms[n] = max(self.latency(g) for g in self.space.largest(n))
             log.info("Latency(S_max) of %d-branch networks: %.3f ms", n, self.s_max_ms[n])
         return self.fraction * self.s_max_ms[n]
 
+    def observe(self, latencies: Sequence[float]) -> None:
+        """The latencies (ms) of a generation's sorted set; none: a new search starts (no limit yet). Reading
+        ``space`` ignores them."""
+        if self.reading != "sorted_set":
+            return
+        finite = [float(v) for v in latencies if math.isfinite(v)]
+        self.sorted_ms = max(finite) if finite else None
+        if finite:
+            self.sorted_history.append(self.sorted_ms)
+
     def describe(self) -> dict[str, Any]:
-        """The fraction and the S_max latencies (ms) per branch count."""
-        return {"fraction": self.fraction, "s_max_latency_ms": dict(self.s_max_ms)}
+        """The fraction, the reading and the S_max latencies (ms): per branch count (``space``), or the sorted
+        set's slowest at every generation of the run (``sorted_set``)."""
+        if self.reading == "space":
+            return {"fraction": self.fraction, "s_max": self.reading, "s_max_latency_ms": dict(self.s_max_ms)}
+        return {"fraction": self.fraction, "s_max": self.reading, "sorted_set_s_max_ms": list(self.sorted_history)}

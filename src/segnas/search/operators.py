@@ -29,22 +29,23 @@ MAX_DRAWS = 10_000
 class SpaceSampling(Sampling):
     """Unique encodings drawn with the space's :meth:`sample_encoding` (from its :meth:`uniform` prior with
     ``uniform``) that the problem accepts; the ``initial`` genotypes (e.g. a proxy-ranked warm start) come
-    first."""
+    first. ``first_population``: the draws are a search's initial population (accepted as such:
+    :meth:`~segnas.search.problem.SearchProblem.accepts` with ``initial=True``)."""
 
-    def __init__(self, initial: Sequence[Any] = (), uniform: bool = False) -> None:
+    def __init__(self, initial: Sequence[Any] = (), uniform: bool = False, first_population: bool = False) -> None:
         super().__init__()
-        self.initial, self.uniform = list(initial), uniform
+        self.initial, self.uniform, self.first_population = list(initial), uniform, first_population
 
     def _do(self, problem: Problem, n_samples: int, *args, random_state: np.random.Generator, **kwargs):
         search = problem.search
         rows, seen = [], set()
+        accept = functools.partial(search.accepts, initial=self.first_population, **problem.info())
         for genotype in self.initial[:n_samples]:
             key = search.key(genotype)
-            if key not in seen and search.accepts(genotype, **problem.info()):
+            if key not in seen and accept(genotype):
                 seen.add(key)
                 rows.append(search.space.encode(genotype))
         prior = search.space.uniform() if self.uniform else search.space
-        accept = functools.partial(search.accepts, **problem.info())
         drawn = prior.draw_unique(random_state, n_samples - len(rows), accept, MAX_DRAWS, exclude=seen, encoded=True)
         rows += [x for x, _ in drawn]
         if len(rows) < n_samples:

@@ -6,7 +6,9 @@ function of the genotype such as a fraction of the largest network's latency) ar
 cheap metrics, and a genotype over budget is never scored (Algorithm 1's latency filter). Floors
 (``metric >= min``, e.g. mIoU_min) either reject a genotype after it is scored (Algorithm 1: it is not
 added to the population and another is bred) or, with ``reject_below_floors=False``, are constraints
-that rank it behind every feasible one.
+that rank it behind every feasible one. Algorithm 1 filters offspring only: with ``filter_initial=False`` the
+genotype-dependent budgets (its latency filter) and the rejecting floors (its mIoU_min) spare a search's
+initial population ("uniformly generate the populations").
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class SearchProblem:
         floors: ``metric -> min``; rejected below (``reject_below_floors``) or a constraint
             ``min - value <= 0`` that multi-objective search ranks last.
         reject_below_floors: whether floors reject (Algorithm 1) or constrain.
+        filter_initial: whether the genotype-dependent budgets and the rejecting floors also apply to a
+            search's initial population (``accepts(initial=True)``); fixed budgets always do.
     """
 
     space: SearchSpace
@@ -67,6 +71,7 @@ class SearchProblem:
     budgets: Mapping[str, float | Callable[[Any], float]] = field(default_factory=dict)
     floors: Mapping[str, float] = field(default_factory=dict)
     reject_below_floors: bool = False
+    filter_initial: bool = True
     assembly: Any = field(default=None, compare=False)  # what segnas.search.build_problem made beside it
 
     def __post_init__(self) -> None:
@@ -80,7 +85,7 @@ class SearchProblem:
     def on(self, space: SearchSpace) -> SearchProblem:
         """The same problem over another (sub-)space."""
         return SearchProblem(space, self.evaluator, self.goals, self.budgets, self.floors, self.reject_below_floors,
-                             self.assembly)
+                             self.filter_initial, self.assembly)
 
     def key(self, genotype: Any) -> str:
         """The space's canonical key of ``genotype``."""
@@ -91,19 +96,30 @@ class SearchProblem:
         limit = self.budgets[metric]
         return float(limit(genotype) if callable(limit) else limit)
 
-    def accepts(self, genotype: Any, **info: Any) -> bool:
+    def accepts(self, genotype: Any, initial: bool = False, **info: Any) -> bool:
         """No constraint violated, every budget metric (computed through the archive) within its max and,
-        with ``reject_below_floors``, every floor metric (the score: computed now) at or above its min."""
+        with ``reject_below_floors``, every floor metric (the score: computed now) at or above its min. For a
+        member of a search's ``initial`` population without ``filter_initial``, only the fixed budgets apply."""
         if self.space.violations(genotype):
             return False
-        if self.budgets:
-            metrics = self.evaluator(genotype, list(self.budgets), **info)
-            if any(metrics[m] > self.limit(m, genotype) for m in self.budgets):
+        spared = initial and not self.filter_initial
+        budgets = [m for m, limit in self.budgets.items() if not (spared and callable(limit))]
+        if budgets:
+            metrics = self.evaluator(genotype, budgets, **info)
+            if any(metrics[m] > self.limit(m, genotype) for m in budgets):
                 return False
-        if self.reject_below_floors and self.floors:
+        if self.reject_below_floors and self.floors and not spared:
             metrics = self.evaluator(genotype, list(self.floors), **info)
             return all(metrics[m] >= low for m, low in self.floors.items())
         return True
+
+    def sorted_set(self, genotypes: Sequence[Any]) -> None:
+        """Algorithm 1's ``S``: the members of a generation's non-dominated sorting, told to every budget that
+        reads it (one with ``observe``, e.g. :class:`~segnas.search.goal.RelativeLatencyBudget` with
+        ``s_max=sorted_set``) as their values of its metric; none: a new search starts."""
+        for metric, limit in self.budgets.items():
+            if hasattr(limit, "observe"):
+                limit.observe([self.evaluator(g, [metric])[metric] for g in genotypes])
 
     def evaluate_many(
         self, genotypes: Sequence[Any], generation: int, search: str, progress: bool = False, desc: str | None = None

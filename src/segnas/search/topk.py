@@ -57,12 +57,13 @@ class _Pool:
         return self.goal.loss(e.metrics[self.goal.metric])
 
     def admit(self, genotype: Any, generation: int) -> bool:
-        """True for a genotype never seen before that the problem accepts (marked seen either way)."""
+        """True for a genotype never seen before that the problem accepts (marked seen either way; at generation
+        0 as a member of the initial population)."""
         key = self.problem.key(genotype)
         if key in self.seen:
             return False
         self.seen.add(key)
-        return self.problem.accepts(genotype, generation=generation, search=self.label)
+        return self.problem.accepts(genotype, initial=generation == 0, generation=generation, search=self.label)
 
     def score(self, genotypes: Sequence[Any], generation: int) -> list[Evaluated]:
         """Score admitted genotypes as one batch; the valid ones join the pool."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,8 +58,8 @@ def warm_start(problem: SearchProblem, n: int) -> tuple[list[Any], dict[str, Any
                                "proxy_batch": dict(goal.warm_start_batch)}, writable=run.ranks.is_main)
     evaluator = Evaluator({"proxy": score}, archive, run.ranks)
     rng = np.random.default_rng([run.seed, 17])
-    pool = space.draw_unique(rng, pool_size, accept=lambda g: problem.accepts(g, generation=0, search="warm_start"),
-                             max_tries=50 * pool_size)
+    accept = functools.partial(problem.accepts, initial=True, generation=0, search="warm_start")  # P_0's candidates
+    pool = space.draw_unique(rng, pool_size, accept=accept, max_tries=50 * pool_size)
     scores = np.array([m["proxy"] for m in evaluator.evaluate_all(pool)], dtype=float)
     costs = [m[cost] for m in problem.evaluator.evaluate_all(pool, [cost], generation=0, search="warm_start")] \
         if goal.warm_start_select == "pareto" else [0.0] * len(pool)
