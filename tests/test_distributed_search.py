@@ -55,3 +55,22 @@ def test_two_processes_give_the_one_process_archive_and_front(tiny_supernet: Pat
     again = json.loads((tmp_path / "two" / "results.json").read_text())
     assert again["n_computed_this_run"] == len(lines) - 1 - (len(lines) - 1) // 2
     assert again["pareto"] == one["pareto"] and _archive(tmp_path / "two") == b
+
+
+@pytest.mark.slow  # torchrun: 1 + 2 processes (make test-slow)
+def test_two_processes_price_every_candidate_with_rank_zeros_latency_table(tiny_supernet: Path,
+                                                                           tmp_path: Path) -> None:
+    lut = tmp_path / "lut"
+    args = ["stage=search", "debug=tiny", *TINY_EVALUATION, "search.objective=latency", "logger=none",
+            *BUDGETS["nsga2"], f"score.supernet.ckpt={tiny_supernet}", "search.random_baseline=false",
+            f"stage.latency.lut_dir={lut}"]
+    _segnas([*args, f"hydra.run.dir={tmp_path / 'two'}"], processes=2)  # a new table, built while searching
+    _segnas([*args, f"hydra.run.dir={tmp_path / 'one'}"])  # the same table, read
+    assert [p.name for p in lut.iterdir()] == [json.loads((tmp_path / "one" / "results.json").read_text())
+                                               ["latency_table"]["path"].rsplit("/", 1)[1]]  # no per-rank table
+    a, b = _archive(tmp_path / "one"), _archive(tmp_path / "two")
+    assert set(a) == set(b) and all(a[k]["latency_ms"] == b[k]["latency_ms"] for k in a)
+    assert all(abs(a[k]["miou"] - b[k]["miou"]) <= 1e-6 for k in a)
+    contexts = [(tmp_path / name / "archive.jsonl").read_text().splitlines()[0] for name in ("one", "two")]
+    assert contexts[0] == contexts[1]
+    assert (tmp_path / "one" / "pareto.csv").read_text() == (tmp_path / "two" / "pareto.csv").read_text()

@@ -83,3 +83,14 @@ def test_a_table_calibrated_on_a_busy_machine_is_flagged_and_never_cached(tmp_pa
     assert again.path == table.path and again.entries == table.entries and again.fit is None  # calibrated anew
     rebuilt = LatencyTable(tmp_path, INPUT, 2, 5, rebuild=True, **settings)
     assert rebuilt.entries == {} and table.path.with_name(table.path.name + ".stale").is_file()
+
+
+def test_a_table_keeps_its_id_until_it_is_rebuilt(tmp_path: Path) -> None:
+    space = get_space("hyctas", layers=4, min_layers=4, filter_multiplier=2)
+    table = LatencyTable(tmp_path, INPUT, 2, 5, **FAST)
+    table.sum_ms(space.sample(np.random.default_rng(0)))
+    identity = table.identity()
+    assert identity["file"] == table.path.name and len(identity["id"]) == 32
+    assert LatencyTable(tmp_path, INPUT, 2, 5, **FAST).identity() == identity  # reopened: the same table
+    rebuilt = LatencyTable(tmp_path, INPUT, 2, 5, rebuild=True, **FAST).identity()
+    assert rebuilt["file"] == identity["file"] and rebuilt["id"] != identity["id"]

@@ -11,6 +11,7 @@ group's goal, and the evaluator over the run folder's archive keyed by everythin
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ def build_problem(cfg: DictConfig, out: Path, ranks: Ranks | None = None, archiv
         raise ValueError(f"stage.extra_metrics: unknown metrics {unknown}; choose from {sorted(costs.objectives)}")
     objectives = {name: fn for name, fn in costs.objectives.items() if name in wanted}
     objectives[score.metric] = score.objective(run, space, network, costs.objectives, goal.fixed_budgets())
-    context = evaluation_context(cfg, space, score, run, cost_input, cost_network, costs)
+    context = evaluation_context(cfg, space, score, run, cost_input, cost_network, costs, objectives)
     evaluator = Evaluator(objectives, Archive(out / archive, key=space.key, context=context,
                                               writable=ranks.is_main), ranks)
     log.info("Archive %s holds %d architectures", evaluator.archive.path, len(evaluator.archive))
@@ -110,8 +111,9 @@ def build_algorithm(cfg: DictConfig, ranks: Ranks | None = None) -> SearchAlgori
 
 
 def evaluation_context(cfg: DictConfig, space: SearchSpace, score: Any, run: RunSetup, cost_input: list[int],
-                       cost_network: dict[str, Any], costs: CostModels) -> dict[str, Any]:
-    """What the archived metrics depend on: a different context never reuses them."""
+                       cost_network: dict[str, Any], costs: CostModels, metrics: Collection[str]) -> dict[str, Any]:
+    """What the archived ``metrics`` depend on: a different context never reuses them (the latency table's
+    identity only where the latency is one of them)."""
     return {
         "space": {"name": space.name, **{k: v for k, v in vars(space).items()
                                          if isinstance(v, int | float | str | tuple | list | None)}},
@@ -121,7 +123,8 @@ def evaluation_context(cfg: DictConfig, space: SearchSpace, score: Any, run: Run
         "cost_input": cost_input,
         "cost_network": cost_network,
         "latency_model": latency_model(space, str(cfg.stage.latency.model)),
-        "latency_table": costs.table.path.name if costs.table is not None else None,  # device, input, network
+        # file (device, input, network) and id of rank 0's table
+        "latency_table": costs.table_identity if "latency_ms" in metrics else None,
         "seed": int(cfg.seed),
     }
 

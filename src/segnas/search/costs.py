@@ -15,7 +15,7 @@ import torch
 
 from segnas.metrics import rank_correlations
 from segnas.models import build_network
-from segnas.search.distributed import Ranks
+from segnas.search.distributed import Ranks, RankZeroObjective
 from segnas.search.evaluator import Objective
 from segnas.search.objectives import ActivationMemory, Macs, MeasuredLatency, Params
 from segnas.spaces.base import SearchSpace
@@ -35,11 +35,13 @@ def latency_model(space: SearchSpace, model: str) -> str:
 
 @dataclass
 class CostModels:
-    """Cost objectives by metric name, the latency lookup table (None: measured) and the measured latency."""
+    """Cost objectives by metric name, the latency lookup table (rank 0's; None: measured, or another rank), its
+    identity (the same on every rank) and the measured latency."""
 
     objectives: dict[str, Objective]
     table: Any | None
     measured: MeasuredLatency
+    table_identity: dict[str, Any] | None = None
 
     def describe(self) -> dict[str, Any] | None:
         """The lookup table's file, size, content hash, machine load and reliability (None without a table)."""
@@ -50,29 +52,31 @@ def build_costs(space: SearchSpace, num_classes: int, network: Mapping[str, Any]
                 device: torch.device, latency: Mapping[str, Any], ranks: Ranks) -> CostModels:
     """Latency (``latency["model"]``, see :func:`latency_model`: ``lut``, the space's per-operator table
     cached in ``lut_dir``, or ``measured``), MACs and params (exact cost model) of ``build_network(genotype, num_classes, **network)``
-    at ``input_shape``, and the space's activation-memory estimate where it has one."""
+    at ``input_shape``, and the space's activation-memory estimate where it has one. In a job of several ranks
+    only rank 0 opens the table and prices every network with it (:class:`RankZeroObjective`)."""
     model = latency_model(space, str(latency["model"]))
     build = functools.partial(build_network, num_classes=num_classes, **network)
     measured = MeasuredLatency(build, input_shape, device, warmup=int(latency["warmup"]),
                                duration_s=float(latency["duration_s"]))
-    table = None
+    table, identity = None, None
     if model == "lut":
         if not hasattr(space, "latency_table"):
             raise ValueError(f"stage.latency.model=lut needs a space with a latency lookup table (hyctas), not "
                              f"{space.name!r}; use stage.latency.model=measured")
-        lut_dir = Path(latency["lut_dir"]) / ("" if ranks.is_main else f"rank{ranks.rank}")
-        table = space.latency_table(lut_dir, input_shape, network, num_classes, device,
-                                    int(latency["calibration_archs"]), int(latency["warmup"]),
-                                    float(latency["duration_s"]), bool(latency.get("rebuild", False)),
-                                    latency.get("evict_mb"))
+        if ranks.is_main:
+            table = space.latency_table(Path(latency["lut_dir"]), input_shape, network, num_classes, device,
+                                        int(latency["calibration_archs"]), int(latency["warmup"]),
+                                        float(latency["duration_s"]), bool(latency.get("rebuild", False)),
+                                        latency.get("evict_mb"))
+        identity = ranks.broadcast(table.identity() if table is not None else None)
     objectives: dict[str, Objective] = {
-        "latency_ms": table if table is not None else measured,
+        "latency_ms": RankZeroObjective(table, ranks) if model == "lut" else measured,
         "macs_g": Macs(build, input_shape),
         "params_m": Params(build, input_shape),
     }
     if hasattr(space, "memory_mb"):
         objectives["memory_mb"] = ActivationMemory(space.memory_mb)
-    return CostModels(objectives, table, measured)
+    return CostModels(objectives, table, measured, identity)
 
 
 def agreement(

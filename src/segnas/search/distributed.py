@@ -4,13 +4,16 @@ Every rank runs the same search with the same seed (single program, multiple dat
 same decisions; only the expensive part, computing the metrics of a batch of new candidates, is split:
 candidate ``i`` of a batch is computed by rank ``i % world_size`` and the results are gathered on every
 rank. Metrics computed one at a time (budget checks) are computed on rank 0 and broadcast, so that ranks
-never disagree (e.g. on a measured latency). Only rank 0 writes files.
+never disagree (e.g. on a measured latency), and so are the metrics of a :class:`RankZeroObjective` (a latency
+lookup table, which measures its entries lazily: one table, rank 0's, prices every candidate of the job). Only
+rank 0 writes files.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +50,28 @@ class Ranks:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+
+class RankZeroObjective:
+    """An objective that only rank 0 computes (``objective``: None on the other ranks), so every rank of a job
+    gets rank 0's values. A call made by every rank in step (a budget, a calibration draw) returns rank 0's
+    value on all of them; :class:`~segnas.search.evaluator.Evaluator` computes it with :meth:`on_main` on rank
+    0 alone and broadcasts the values with the rest of a round's metrics."""
+
+    def __init__(self, objective: Callable[[Any], float] | None, ranks: Ranks) -> None:
+        if ranks.is_main and objective is None:
+            raise ValueError("rank 0 needs the objective it computes for the other ranks")
+        self.objective, self.ranks = objective, ranks
+
+    def on_main(self, genotype: Any) -> float:
+        """The value, computed here (rank 0 only)."""
+        if self.objective is None:
+            raise RuntimeError(f"rank {self.ranks.rank} asked for a value that only rank 0 computes")
+        return self.objective(genotype)
+
+    def __call__(self, genotype: Any) -> float:
+        """Rank 0's value on every rank (every rank calls this in step)."""
+        return self.ranks.broadcast(self.on_main(genotype) if self.ranks.is_main else None)
 
 
 def init_ranks() -> Ranks:

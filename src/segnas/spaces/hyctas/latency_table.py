@@ -9,8 +9,9 @@ weights. Given calibration networks, the table also fits ``latency = offset + sc
 latency (what the sum misses: per-network overhead, fusion additions, cache effects) and returns the corrected
 value. Entries and the calibration are measured the first time they are needed and cached in a JSON file
 keyed by everything that changes a timing (device, input size, filter multiplier, classes, output stride,
-threads, eviction, calibration networks), so later searches on the same device reuse them. :func:`agreement`
-reports how well the model tracks the latency measured on whole networks.
+threads, eviction, calibration networks), so later searches on the same device reuse them; the file's random
+id (:meth:`LatencyTable.identity`) tells a rebuilt or replaced table from the one an archive was scored with.
+:func:`segnas.search.costs.agreement` reports how well the model tracks the latency measured on whole networks.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import logging
 import math
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -152,6 +154,10 @@ class LatencyTable:
         # calibration: table and measured ms, offset, scale
         self.fit: dict[str, Any] | None = next((r["fit"] for r in self.records if "fit" in r), None)
         self.built_load: dict[str, float] | None = next((r["load"] for r in self.records if "load" in r), None)
+        self.table_id: str = next((r["table_id"] for r in self.records if "table_id" in r), "")
+        if not self.table_id:  # a new table (or one made before tables had an id)
+            self.table_id = uuid.uuid4().hex
+            self.records.append({"table_id": self.table_id})
         self.n_measured = 0
 
     # ----------------------------------------------------------------------------------- pieces
@@ -229,6 +235,12 @@ class LatencyTable:
                 "repeat_spread": spread, "load": machine_load()}
 
     # ---------------------------------------------------------------------------------- public
+    def identity(self) -> dict[str, str]:
+        """What an archive of this table's latencies depends on: its file (device, input, network settings) and
+        its id, drawn when the file was started; entries are measured once and never change, so a table with
+        the id has the same values, and a rebuilt or replaced table of the same name has another id."""
+        return {"file": self.path.name, "id": self.table_id}
+
     def __call__(self, genotype: HyCTASGenotype) -> float:
         """Predicted latency (ms): ``offset + scale x`` :meth:`sum_ms` with calibration networks (fitted and
         cached on first use), else the sum."""
@@ -249,7 +261,7 @@ class LatencyTable:
     def describe(self) -> dict[str, Any]:
         """The table's file, size, content hash, machine load when built and, once calibrated, whether its
         repeated calibration timings agree (``reliable``: median spread <= :data:`MAX_REPEAT_SPREAD`)."""
-        info: dict[str, Any] = {"path": str(self.path), "entries": len(self.entries),
+        info: dict[str, Any] = {"path": str(self.path), "id": self.table_id, "entries": len(self.entries),
                                 "sha1": data_sha1(self.entries), "load_when_built": self.built_load}
         if self.fit is not None:
             info.update(repeat_spread=self.fit.get("repeat_spread"), reliable=self.fit.get("repeat_spread", 0.0)
