@@ -8,12 +8,13 @@ import pytest
 import torch
 from scipy import ndimage
 
+from segnas.config_checks import check_config
 from segnas.data.cityscapes import create_panoptic
 from segnas.metrics.instance_ap import instance_ap
 from segnas.metrics.panoptic import _load_json, read_panoptic_png
 from segnas.models.panoptic_postprocess import PanopticPredictionWriter, instance_scores
 
-from conftest import shared_dataset
+from conftest import compose_config, shared_dataset
 
 CATEGORIES = [{"id": 1, "name": "thing", "isthing": 1}, {"id": 2, "name": "stuff", "isthing": 0},
               {"id": 3, "name": "other", "isthing": 1}]
@@ -212,3 +213,9 @@ def test_matches_an_independent_implementation_on_the_cityscapes_sample(tmp_path
     shutil.copytree(source / "gtFine", root / "gtFine")
     gt_json = create_panoptic(root, "val")
     compare_with_reference(tmp_path, gt_json, gt_json.with_suffix(""))
+
+
+def test_stage_refuses_a_non_positive_detection_limit():
+    check_config(compose_config(["stage=panoptic"]))
+    with pytest.raises(ValueError, match="instance_max_dets"):
+        check_config(compose_config(["stage=panoptic", "stage.instance_max_dets=0"]))

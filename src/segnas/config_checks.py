@@ -163,6 +163,7 @@ RULES: dict[str, Rule] = {
     "stage.instance_width": OPTIONAL_COUNT,
     "stage.grad_clip_norm": OPTIONAL_POSITIVE,
     "stage.postprocess.top_k": COUNT,
+    "stage.instance_max_dets": COUNT,
     "stage.postprocess.nms_kernel": COUNT,
     "stage.postprocess.stuff_area": NON_NEGATIVE,
     "stage.postprocess.label_divisor": COUNT,
