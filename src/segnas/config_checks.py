@@ -89,6 +89,7 @@ RULES: dict[str, Rule] = {
     "data.num_workers": NON_NEGATIVE,
     "data.max_train_samples": OPTIONAL_COUNT,
     "data.max_val_samples": OPTIONAL_COUNT,
+    "data.iters_per_epoch": OPTIONAL_COUNT,
     "data.image_scale": POSITIVE,
     "data.jitter": NON_NEGATIVE_NUMBER,
     "data.num_train": COUNT,
@@ -193,6 +194,7 @@ RULES: dict[str, Rule] = {
 LIST_RULES: dict[str, Rule] = {
     "data.crop_size": COUNT,
     "data.scale_range": POSITIVE,
+    "data.scales": POSITIVE,
     "stage.cost_input": COUNT,
     "stage.input_size": COUNT,
     "score.batch.resolution": COUNT,

@@ -114,12 +114,17 @@ def index_seed(index: int) -> int:
 
 
 class SeededShuffleSampler(Sampler):
-    """Yields ``(index, augmentation_seed)`` pairs; order and seeds depend only on (seed, epoch)."""
+    """Yields ``(index, augmentation_seed)`` pairs; order and seeds depend only on (seed, epoch).
 
-    def __init__(self, num_samples: int, seed: int, shuffle: bool = True) -> None:
+    ``length`` pairs per epoch (default: one pass, ``num_samples``): a longer epoch chains fresh permutations
+    (each index once per pass, the last pass cut short), so an epoch can be a fixed number of iterations
+    whatever the dataset's size (FasterSeg's 1000 iterations per epoch)."""
+
+    def __init__(self, num_samples: int, seed: int, shuffle: bool = True, length: int | None = None) -> None:
         self.num_samples = num_samples
         self.seed = seed
         self.shuffle = shuffle
+        self.length = num_samples if length is None else int(length)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -127,17 +132,24 @@ class SeededShuffleSampler(Sampler):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_samples
+        return self.length
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.num_samples, generator=gen) if self.shuffle else torch.arange(self.num_samples)
-        seeds = torch.randint(0, 2**31 - 1, (self.num_samples,), generator=gen)
+        passes = max(1, -(-self.length // self.num_samples))
+        orders = [torch.randperm(self.num_samples, generator=gen) if self.shuffle else torch.arange(self.num_samples)
+                  for _ in range(passes)]
+        order = torch.cat(orders)[: self.length]
+        seeds = torch.randint(0, 2**31 - 1, (len(order),), generator=gen)
         yield from zip(order.tolist(), seeds.tolist(), strict=True)
 
 
 class SegmentationDataModule(L.LightningDataModule, ABC):
-    """Common loaders, transforms and metadata; subclasses implement :meth:`build_dataset`."""
+    """Common loaders, transforms and metadata; subclasses implement :meth:`build_dataset`.
+
+    Training augmentation resizes by a factor uniform in ``scale_range`` or, given ``scales``, by one of those
+    factors; an epoch is one pass over the training split or, given ``iters_per_epoch``, that many batches.
+    """
 
     num_classes: int
     class_names: Sequence[str]
@@ -158,6 +170,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         max_train_samples: int | None = None,
         max_val_samples: int | None = None,
         seed: int = 0,
+        scales: Sequence[float] | None = None,
+        iters_per_epoch: int | None = None,
     ) -> None:
         super().__init__()
         self.batch_size = batch_size
@@ -173,6 +187,10 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         self.max_train_samples = max_train_samples
         self.max_val_samples = max_val_samples
         self.seed = seed
+        self.scales = tuple(float(v) for v in scales) if scales else None
+        if iters_per_epoch is not None and int(iters_per_epoch) < 1:
+            raise ValueError(f"data.iters_per_epoch must be a positive integer or null, got {iters_per_epoch}")
+        self.iters_per_epoch = None if iters_per_epoch is None else int(iters_per_epoch)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
@@ -181,7 +199,8 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         """The dataset of ``split`` with ``transform``."""
 
     def train_transform(self) -> A.Compose:
-        return train_transform(self.crop_size, self.scale_range, self.hflip, self.jitter, self.ignore_index)
+        return train_transform(self.crop_size, self.scale_range, self.hflip, self.jitter, self.ignore_index,
+                               scales=self.scales)
 
     def eval_transform(self) -> A.Compose:
         return eval_transform()
@@ -211,9 +230,15 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches: one pass over the split per epoch or, with ``iters_per_epoch``, that many
+        batches per process (FasterSeg's fixed-length epoch: its 800 "epochs" and 0.992 decay per epoch)."""
         assert self.train_set is not None, "call setup('fit') first"
-        sampler = SeededShuffleSampler(len(self.train_set), self.seed, shuffle=True)
-        return self._loader(self.train_set, self.batch_size, sampler, drop_last=len(self.train_set) > self.batch_size)
+        length = None
+        if self.iters_per_epoch is not None:
+            world = self.trainer.world_size if self.trainer is not None else 1
+            length = self.iters_per_epoch * self.batch_size * world  # shared out over the processes
+        sampler = SeededShuffleSampler(len(self.train_set), self.seed, shuffle=True, length=length)
+        return self._loader(self.train_set, self.batch_size, sampler, drop_last=len(sampler) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_set is not None, "call setup() first"

@@ -50,11 +50,20 @@ def ohem_ce(
     return kept.mean()
 
 
-def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Pixel-wise KL(teacher || student) on softened class distributions, scaled by ``T^2``."""
+KD_REDUCTIONS = ("pixel", "element")
+
+
+def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
+                    reduction: str = "pixel") -> torch.Tensor:
+    """Pixel-wise KL(teacher || student) on softened class distributions, scaled by ``T^2``: summed over the
+    classes and averaged over the pixels (``pixel``: a per-pixel KL), or averaged over every element, N x C x H
+    x W (``element``: ``nn.KLDivLoss()``'s default ``mean``, FasterSeg's, i.e. the ``pixel`` value / C)."""
+    if reduction not in KD_REDUCTIONS:
+        raise ValueError(f"the distillation reduction must be one of {list(KD_REDUCTIONS)}, got {reduction!r}")
     if teacher_logits.shape[-2:] != student_logits.shape[-2:]:
         teacher_logits = F.interpolate(teacher_logits, size=student_logits.shape[-2:], mode="bilinear", align_corners=False)
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)
     log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
-    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1)
-    return kl.mean() * temperature**2
+    kl = log_p_teacher.exp() * (log_p_teacher - log_p_student)
+    per_pixel = kl.sum(dim=1) if reduction == "pixel" else kl
+    return per_pixel.mean() * temperature**2

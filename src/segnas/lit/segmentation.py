@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric
 
-from segnas.lit.losses import distillation_kl, hard_pixel_ce, ohem_ce
+from segnas.lit.losses import KD_REDUCTIONS, distillation_kl, hard_pixel_ce, ohem_ce
 from segnas.lit.optim import exponential_scheduler, poly_scheduler, sgd
 from segnas.metrics.segmentation import SegmentationMetric, miou, pixel_accuracy
 from segnas.models.deeplab import DeepLabV3Plus
@@ -55,7 +55,8 @@ class SegmentationModule(L.LightningModule):
 
     The network is built from ``net_config`` (a ``_target_`` dict), which is stored in the checkpoint with
     its genotype inlined (never a path), so :meth:`load_from_checkpoint` rebuilds the model without any
-    other config or file. An optional ``teacher`` adds a pixel-wise KL distillation term.
+    other config or file. An optional ``teacher`` adds a pixel-wise KL distillation term, reduced as
+    ``distill_reduction`` says (:func:`~segnas.lit.losses.distillation_kl`: ``pixel`` or FasterSeg's ``element``).
     """
 
     def __init__(
@@ -78,9 +79,12 @@ class SegmentationModule(L.LightningModule):
         lr_gamma: float = 0.992,
         distill_weight: float = 0.0,
         distill_temperature: float = 1.0,
+        distill_reduction: str = "pixel",
         teacher: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        if distill_reduction not in KD_REDUCTIONS:
+            raise ValueError(f"optim.distill_reduction must be one of {list(KD_REDUCTIONS)}, got {distill_reduction!r}")
         self.save_hyperparameters(ignore=["teacher"])
         self.hparams.net_config = inline_genotype(net_config)
         self.net = build_net(self.hparams.net_config, num_classes)
@@ -103,7 +107,8 @@ class SegmentationModule(L.LightningModule):
         if self.teacher is not None and hp.distill_weight > 0:
             with torch.no_grad():
                 teacher_logits = self.teacher(batch["image"])
-            losses["kd"] = hp.distill_weight * distillation_kl(logits, teacher_logits, hp.distill_temperature)
+            losses["kd"] = hp.distill_weight * distillation_kl(logits, teacher_logits, hp.distill_temperature,
+                                                               hp.distill_reduction)
         losses["total"] = sum(losses.values())
         return losses
 
