@@ -209,19 +209,6 @@ def test_a_rebuilt_latency_table_of_the_same_name_is_refused(tiny_search, tmp_pa
         run_stage(compose_config(common, tmp_path / "run"))
 
 
-def test_a_rebuilt_latency_table_of_the_same_name_is_refused(tiny_search, tmp_path: Path) -> None:
-    common = [*tiny_search, *BUDGET, "search.generations=1", "search.random_baseline=false",
-              f"stage.latency.lut_dir={tmp_path / 'lut'}"]
-    first = run_stage(compose_config(common, tmp_path / "run"))
-    context = json.loads((tmp_path / "run" / "archive.jsonl").read_text().splitlines()[0])["context"]
-    assert context["latency_table"] == {"file": Path(first["latency_table"]["path"]).name,
-                                        "id": first["latency_table"]["id"]}
-    assert run_stage(compose_config(common, tmp_path / "run"))["n_computed_this_run"] == 0  # same table: resumes
-    run_stage(compose_config([*common, "stage.latency.rebuild=true"], tmp_path / "rebuilt"))  # same name, new id
-    with pytest.raises(ValueError, match="latency_table"):
-        run_stage(compose_config(common, tmp_path / "run"))
-
-
 def test_ablate_takes_table7_searched_networks_from_a_search(first_search, tmp_path: Path) -> None:
     out, _ = first_search
     cfg = compose_config(["stage=ablate", "debug=tiny", f"stage.search_dir={out}"], tmp_path)
