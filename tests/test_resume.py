@@ -62,3 +62,25 @@ def test_killed_and_resumed_training_matches_uninterrupted(tmp_path):
     rows = _metric_rows(resumed_dir)
     assert rows[: len(killed_rows)] == killed_rows
     assert [r[:2] for r in rows] == [r[:2] for r in _metric_rows(tmp_path / "straight")]
+
+
+def test_a_run_resumed_with_another_schedule_length_is_refused_naming_the_key(tmp_path):
+    overrides = [*TINY_TRAIN, "trainer.max_epochs=1"]
+    first = run_stage(compose_config(overrides, tmp_path))
+    assert torch.load(first["last_ckpt"], map_location="cpu", weights_only=True)["segnas_schedule"]["max_epochs"] == 1
+    weights = _weights(first["last_ckpt"])
+    with pytest.raises(ValueError, match=r"trainer.max_epochs=2 \(it was trained with 1\)"):
+        run_stage(compose_config([*TINY_TRAIN, "trainer.max_epochs=2"], tmp_path))
+    after = _weights(tmp_path / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(weights[k], after[k]) for k in weights)  # nothing trained
+    assert run_stage(compose_config(overrides, tmp_path))["epochs"] == 1  # the same settings still resume
+
+
+def test_an_exponential_schedule_trained_further_is_the_uninterrupted_longer_run(tmp_path):
+    overrides = [*TINY_TRAIN, "optim.lr_schedule=exponential"]
+    straight = run_stage(compose_config([*overrides, "trainer.max_epochs=2"], tmp_path / "straight"))
+    run_stage(compose_config([*overrides, "trainer.max_epochs=1"], tmp_path / "further"))
+    further = run_stage(compose_config([*overrides, "trainer.max_epochs=2"], tmp_path / "further"))
+    assert further["global_step"] == straight["global_step"] and further["epochs"] == 2
+    a, b = _weights(straight["last_ckpt"]), _weights(further["last_ckpt"])
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)

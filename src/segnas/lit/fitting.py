@@ -46,10 +46,51 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(node, _convert_="all") for node in group.values() if node is not None and "_target_" in node]
 
 
+# The trainer settings that fix a run's length in optimizer steps; a checkpoint records them, and a run with
+# other values never resumes it where its learning-rate schedule was laid out over that length (a poly decay).
+SCHEDULE_KEY = "segnas_schedule"
+SCHEDULE_SETTINGS = ("max_epochs", "max_steps", "limit_train_batches", "accumulate_grad_batches")
+
+
+def schedule_settings(trainer: L.Trainer) -> dict[str, Any]:
+    """The trainer's :data:`SCHEDULE_SETTINGS`."""
+    return {key: getattr(trainer, key) for key in SCHEDULE_SETTINGS}
+
+
+class RecordSchedule(L.Callback):
+    """Saves :func:`schedule_settings` in every checkpoint (under :data:`SCHEDULE_KEY`)."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[SCHEDULE_KEY] = schedule_settings(trainer)
+
+
+def _has_length(state: Any) -> bool:
+    """Whether a learning-rate scheduler's state (nested for a sequence of schedulers) has a total length."""
+    if isinstance(state, dict):
+        return "total_iters" in state or any(_has_length(v) for v in state.values())
+    return isinstance(state, list | tuple) and any(_has_length(v) for v in state)
+
+
+def check_schedule(checkpoint: dict[str, Any], trainer: L.Trainer, ckpt: str) -> None:
+    """Refuse to resume ``ckpt`` (read as ``checkpoint``) with other :data:`SCHEDULE_SETTINGS` than it recorded
+    when its learning-rate schedule has a length (a poly decay: its learning rate reached 0 at the old end, so
+    training it further gives no run of the new length); the message names the keys. A schedule without a length
+    (a per-epoch exponential decay) continues: a longer run is the uninterrupted run of the new length."""
+    saved = checkpoint.get(SCHEDULE_KEY)
+    if saved is None or not _has_length(checkpoint.get("lr_schedulers")):
+        return
+    changed = {k: v for k, v in schedule_settings(trainer).items() if saved.get(k, v) != v}
+    if changed:
+        given = ", ".join(f"trainer.{k}={v} (it was trained with {saved[k]})" for k, v in changed.items())
+        raise ValueError(f"cannot resume {ckpt} with {given}: its learning-rate schedule decays over its own "
+                         "length, so the result would match no uninterrupted run. Train the new length from the "
+                         "start (another hydra.run.dir, or resume=false), or keep the old settings")
+
+
 def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None, **overrides: Any) -> L.Trainer:
     """The Lightning trainer of ``cfg.trainer`` with ``cfg.callbacks`` and ``cfg.logger`` (a CSV logger
-    continues the run folder's ``metrics.csv`` when the run resumes)."""
-    callbacks = _instantiate_group(cfg.get("callbacks")) + list(extra_callbacks or [])
+    continues the run folder's ``metrics.csv`` when the run resumes) and :class:`RecordSchedule`."""
+    callbacks = _instantiate_group(cfg.get("callbacks")) + list(extra_callbacks or []) + [RecordSchedule()]
     loggers = [ResumingCSVLogger.continuing(lg) if type(lg) is CSVLogger else lg for lg in build_loggers(cfg)]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all", **overrides)
 
@@ -71,11 +112,11 @@ def resolve_ckpt(cfg: DictConfig, out_dir: Path) -> str | None:
 def fit(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule,
         out_dir: Path, kind: str) -> None:  # fmt: skip
     """``trainer.fit`` resumed from :func:`resolve_ckpt` (checked to be a ``kind`` checkpoint, loaded with
-    ``weights_only=True``); a fit that leaves non-finite weights fails whatever the callbacks; when the fit ran no validation (the checkpoint had already reached the budget),
+    ``weights_only=True``; refused with other schedule settings, :func:`check_schedule`); a fit that leaves non-finite weights fails whatever the callbacks; when the fit ran no validation (the checkpoint had already reached the budget),
     the final weights are validated, so the metrics a stage reports are theirs."""
     ckpt = resolve_ckpt(cfg, out_dir)
     if ckpt is not None:
-        read_checkpoint(ckpt, kind, resumable=True)
+        check_schedule(read_checkpoint(ckpt, kind, resumable=True), trainer, ckpt)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     bad = non_finite(module.state_dict())
     if bad:
