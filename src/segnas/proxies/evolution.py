@@ -173,12 +173,17 @@ def _finite_kendall(x: list[float], y: list[float]) -> float:
 def cached_statistics(
     build: Callable[[], Statistics], path: Path | None, context: dict[str, Any]
 ) -> Statistics:
-    """``build()``, or its copy saved at ``path`` under the same ``context`` (saved there when built)."""
+    """``build()``, or its copy saved at ``path`` under the same ``context`` (saved there when built); a file
+    that does not load (torn, corrupt, another format) is rebuilt with a warning naming it."""
     if path is not None and path.is_file():
-        saved = torch.load(path)
-        if saved["context"] == context:
-            return [[LayerStats(*layer) for layer in layers] for layers in saved["stats"]]
-        log.warning("%s was computed in another context; rebuilding it", path)
+        try:
+            saved = torch.load(path, weights_only=True)
+            if saved["context"] == context:
+                return [[LayerStats(*layer) for layer in layers] for layers in saved["stats"]]
+            log.warning("%s was computed in another context; rebuilding it", path)
+        except Exception as error:  # any unreadable cache is rebuilt, never trusted
+            log.warning("%s is unreadable (%s: %s); rebuilding it", path, type(error).__name__,
+                        str(error).partition("\n")[0][:120])
     stats = build()
     if path is not None:
         plain = [

@@ -1,0 +1,49 @@
+"""Reliability (issue 23 items 5 and 7): the partial cases of the user trial, each reproduced on a tiny run."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from segnas.proxies.evolution import cached_statistics
+from segnas.proxies.expression import LayerStats
+
+
+class _Unsafe:
+    """An object a ``weights_only`` load refuses (a pickled class, i.e. code to run)."""
+
+
+def _stats() -> list[list[LayerStats]]:
+    """One architecture of one layer of statistics."""
+    return [[LayerStats(torch.ones(2, 3), torch.ones(3, 3), torch.ones(3, 3), 1.0)]]
+
+
+@pytest.mark.parametrize("content", ["text", "torn", "other", "unsafe"])
+def test_a_corrupt_statistics_cache_is_rebuilt_with_a_warning_naming_it(
+    tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, context, calls = tmp_path / "train_statistics.pt", {"batch_size": 2}, []
+
+    def build() -> list[list[LayerStats]]:
+        calls.append(1)
+        return _stats()
+
+    cached_statistics(build, path, context)
+    whole = path.read_bytes()
+    if content == "text":
+        path.write_text("not a torch file at all\n")
+    elif content == "torn":
+        path.write_bytes(whole[: len(whole) // 2])
+    elif content == "other":
+        torch.save({"format": 2}, path)
+    else:
+        torch.save({"context": context, "stats": _Unsafe()}, path)
+    with caplog.at_level(logging.WARNING):
+        rebuilt = cached_statistics(build, path, context)
+    assert len(calls) == 2 and torch.equal(rebuilt[0][0].weight, _stats()[0][0].weight)
+    assert any(str(path) in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
+    cached_statistics(build, path, context)  # the rebuilt file is good again
+    assert len(calls) == 2
