@@ -10,6 +10,13 @@ import torch
 
 from segnas.proxies.evolution import cached_statistics
 from segnas.proxies.expression import LayerStats
+from segnas.search import ArchiveMismatch
+from segnas.stages import run_stage
+from segnas.utils import Refused
+
+from conftest import TINY_TRAIN, TINY_ZERO_SHOT, compose_config
+
+ZERO_SHOT = [*TINY_ZERO_SHOT, "search.max_macs_g=0.02"]
 
 
 class _Unsafe:
@@ -47,3 +54,28 @@ def test_a_corrupt_statistics_cache_is_rebuilt_with_a_warning_naming_it(
     assert any(str(path) in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
     cached_statistics(build, path, context)  # the rebuilt file is good again
     assert len(calls) == 2
+
+
+# ------------------------------------------------------------------- a refused re-run changes nothing
+
+def _folder(folder: Path) -> dict[str, bytes]:
+    """Every file of ``folder`` with its contents."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+REFUSED = {  # a first run, and a re-run its folder refuses (another archive context, another schedule length)
+    "search": (ZERO_SHOT, ["score.proxy=synflow"], ArchiveMismatch, "score"),
+    "train": ([*TINY_TRAIN, "trainer.max_epochs=1"], ["trainer.max_epochs=2"], Refused, "max_epochs=2"),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(REFUSED))
+def test_a_refused_rerun_leaves_the_folder_as_it_was(tmp_path: Path, stage: str) -> None:
+    first, other, error, match = REFUSED[stage]
+    run_stage(compose_config(first, tmp_path))
+    before = _folder(tmp_path)
+    with pytest.raises(error, match=match):
+        run_stage(compose_config([*first, *other], tmp_path))
+    after = _folder(tmp_path)
+    assert {k: v for k, v in after.items() if not k.endswith(".log")} == \
+        {k: v for k, v in before.items() if not k.endswith(".log")}

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from segnas.callbacks.csv_log import ResumingCSVLogger
 from segnas.data.base import SegmentationDataModule
 from segnas.lit.inference import read_checkpoint
+from segnas.utils import Refused
 from segnas.utils.integrity import non_finite
 from segnas.utils.loggers import build_loggers
 
@@ -82,9 +83,9 @@ def check_schedule(checkpoint: dict[str, Any], trainer: L.Trainer, ckpt: str) ->
     changed = {k: v for k, v in schedule_settings(trainer).items() if saved.get(k, v) != v}
     if changed:
         given = ", ".join(f"trainer.{k}={v} (it was trained with {saved[k]})" for k, v in changed.items())
-        raise ValueError(f"cannot resume {ckpt} with {given}: its learning-rate schedule decays over its own "
-                         "length, so the result would match no uninterrupted run. Train the new length from the "
-                         "start (another hydra.run.dir, or resume=false), or keep the old settings")
+        raise Refused(f"cannot resume {ckpt} with {given}: its learning-rate schedule decays over its own "
+                      "length, so the result would match no uninterrupted run. Train the new length from the "
+                      "start (another hydra.run.dir, or resume=false), or keep the old settings")
 
 
 def build_trainer(cfg: DictConfig, extra_callbacks: list[L.Callback] | None = None, **overrides: Any) -> L.Trainer:

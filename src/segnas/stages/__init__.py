@@ -4,7 +4,8 @@ Each stage is a module with ``run(cfg) -> dict`` named by ``cfg.stage._target_``
 checks the config's budgets (:mod:`segnas.config_checks`), starts an attempt in the output folder
 (:func:`segnas.utils.run.prepare_run`: config recorded, ``resume=false`` moves earlier outputs aside),
 seeds everything, calls the stage and writes ``results.json``, holding the folder's lock
-(:mod:`segnas.utils.lock`: a second process in the same folder fails at once).
+(:mod:`segnas.utils.lock`: a second process in the same folder fails at once); an attempt the folder refuses is
+undone (:func:`segnas.utils.run.undone_when_refused`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from omegaconf import DictConfig
 
 from segnas.config_checks import check_config
 from segnas.utils.lock import run_folder_lock
-from segnas.utils.run import finish_loggers, finished_results, prepare_run, write_results
+from segnas.utils.run import finish_loggers, finished_results, prepare_run, undone_when_refused, write_results
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ def run_stage(cfg: DictConfig, **kwargs: Any) -> dict[str, Any]:
             log.info("%s already holds the results of this config: nothing to do (resume=false starts over)",
                      cfg.paths.output_dir)
             return finished
-    with run_folder_lock(Path(cfg.paths.output_dir), rank_zero_only.rank):  # one writer per folder
+    out = Path(cfg.paths.output_dir)
+    with run_folder_lock(out, rank_zero_only.rank), undone_when_refused(out):  # one writer per folder
         out_dir = prepare_run(cfg)
         stage_fn = get_method(cfg.stage._target_)
         try:

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from segnas.utils import Refused
+
 log = logging.getLogger(__name__)
 
 CRC_KEY = "_crc32"
@@ -38,7 +40,7 @@ def _checked(record: dict[str, Any], where: str) -> dict[str, Any]:
     return record
 
 
-class ContextMismatch(ValueError):
+class ContextMismatch(Refused):
     """A record file was written in another context than the one it is opened with."""
 
 

@@ -4,7 +4,8 @@ A run folder may be written by several attempts (a killed run re-run in the same
 attempt records its resolved config as ``configs/attempt_N.yaml`` and ``config.yaml`` (the latest), and
 ``results.json`` beside ``config.yaml`` is always that attempt's: a results file left by an earlier attempt
 moves to ``previous/attempt_N/`` when a new attempt starts. With ``resume=false`` everything earlier attempts
-left moves there, so the new attempt starts from an empty folder; nothing is ever deleted.
+left moves there, so the new attempt starts from an empty folder; nothing is ever deleted. An attempt refused
+by what the folder holds (:class:`~segnas.utils.Refused`) is undone (:func:`undone_when_refused`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import logging
 import math
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,8 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+
+from segnas.utils import Refused
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +97,39 @@ def start_attempt(cfg: DictConfig, out: Path) -> None:
     (out / "configs").mkdir(exist_ok=True)
     (out / "configs" / f"attempt_{attempt}.yaml").write_text(text)
     (out / "config.yaml").write_text(text)
+
+
+def _entries(folder: Path) -> set[Path]:
+    """The entries of ``folder`` (none when it does not exist)."""
+    return set(folder.iterdir()) if folder.is_dir() else set()
+
+
+@contextmanager
+def undone_when_refused(out: Path) -> Iterator[None]:
+    """Undo the attempt started in the block when it raises :class:`~segnas.utils.Refused` (rank 0): what it
+    moved to ``previous/`` comes back, ``config.yaml`` is restored and its ``configs/attempt_N.yaml`` removed,
+    so a refused re-run leaves the earlier attempt's results and config as they were."""
+    config = out / "config.yaml"
+    text = config.read_text() if config.is_file() else None
+    moved, recorded = _entries(out / "previous"), _entries(out / "configs")
+    try:
+        yield
+    except Refused:
+        if rank_zero_only.rank == 0:
+            for folder in _entries(out / "previous") - moved:
+                for entry in folder.iterdir():
+                    if not (out / entry.name).exists():
+                        shutil.move(entry, out / entry.name)
+                if not any(folder.iterdir()):
+                    folder.rmdir()
+            for extra in _entries(out / "configs") - recorded:
+                extra.unlink()
+            if text is None:
+                config.unlink(missing_ok=True)
+            else:
+                config.write_text(text)
+            log.info("the refused attempt was undone: %s holds the earlier attempt's results and config", out)
+        raise
 
 
 def prepare_run(cfg: DictConfig) -> Path:
