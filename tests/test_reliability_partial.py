@@ -79,3 +79,11 @@ def test_a_refused_rerun_leaves_the_folder_as_it_was(tmp_path: Path, stage: str)
     after = _folder(tmp_path)
     assert {k: v for k, v in after.items() if not k.endswith(".log")} == \
         {k: v for k, v in before.items() if not k.endswith(".log")}
+
+
+def test_a_rerun_without_the_random_baseline_leaves_no_random_genotypes(tmp_path: Path) -> None:
+    first = run_stage(compose_config(ZERO_SHOT, tmp_path))
+    assert first["random_picks"] and list((tmp_path / "genotypes").glob("random_*.yaml"))
+    again = run_stage(compose_config([*ZERO_SHOT, "search.random_baseline=false"], tmp_path))
+    assert "random_picks" not in again and not list((tmp_path / "genotypes").glob("random_*.yaml"))
+    assert list((tmp_path / "genotypes").glob("arch_*.yaml"))

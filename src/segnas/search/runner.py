@@ -114,6 +114,7 @@ def write_outputs(out: Path, problem: SearchProblem, algorithm: SearchAlgorithm,
         results["ground_truth"] = setup.ground_truth.picks(keys, top_n)
     if outcome.warm is not None:
         results["warm_start"] = outcome.warm
+    random_picks = report.write_genotypes(out, baseline[:top_n], "random", retrain, measured_on)  # none: stale gone
     if baseline:
         random_front = report.front_of(baseline, score, cost, goal.min_miou)
         results["n_evaluated_random"] = len(baseline)
@@ -122,7 +123,7 @@ def write_outputs(out: Path, problem: SearchProblem, algorithm: SearchAlgorithm,
         results["beats_random"] = bool(results["hypervolume"] > results["hypervolume_random"])
         results["best_score_beats_random"] = bool(results["summary"]["best_score"]
                                                   > results["summary_random"]["best_score"])
-        results["random_picks"] = report.write_genotypes(out, baseline[:top_n], "random", retrain, measured_on)
+        results["random_picks"] = random_picks
     if setup.costs.table is not None:
         results["latency_table"] = setup.costs.describe()
         if check_archs > 0:
