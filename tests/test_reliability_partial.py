@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from segnas.config_checks import ConfigError
 from segnas.proxies.evolution import cached_statistics
 from segnas.proxies.expression import LayerStats
 from segnas.search import ArchiveMismatch
@@ -87,3 +88,11 @@ def test_a_rerun_without_the_random_baseline_leaves_no_random_genotypes(tmp_path
     again = run_stage(compose_config([*ZERO_SHOT, "search.random_baseline=false"], tmp_path))
     assert "random_picks" not in again and not list((tmp_path / "genotypes").glob("random_*.yaml"))
     assert list((tmp_path / "genotypes").glob("arch_*.yaml"))
+
+
+def test_a_warm_start_pool_smaller_than_the_population_fails_before_the_supernet_trains(tmp_path: Path) -> None:
+    cfg = compose_config(["stage=search", "debug=tiny", "search.warm_start=proxy", "search.population=4",
+                          "search.warm_start_pool=3"], tmp_path)
+    with pytest.raises(ConfigError, match=r"search.warm_start_pool \(3\).*search.population=4"):
+        run_stage(cfg)
+    assert not list(tmp_path.iterdir())  # no supernet trained, no attempt started

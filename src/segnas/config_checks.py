@@ -228,9 +228,22 @@ def problems(cfg: DictConfig) -> list[str]:
             if not all(listed.accepts(v) for v in items):
                 shown = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
                 found.append(f"every element of {key} must be {listed.describe()}, got {shown!r}")
+    return found + _relations(cfg)
+
+
+def _relations(cfg: DictConfig) -> list[str]:
+    """One message per pair of keys that are valid alone but not together."""
+    found = []
     trainer = cfg.get("trainer")
     if trainer is not None and trainer.get("max_epochs") == -1 and trainer.get("max_steps", -1) == -1:
         found.append("trainer.max_epochs=-1 (no epoch limit) needs a step limit: trainer.max_steps >= 1")
+    search = cfg.get("search")
+    if search is not None and search.get("warm_start"):  # the warm start picks the first population from its pool
+        key = "population" if "population" in search else "batch"
+        first, pool = search.get(key), search.get("warm_start_pool")
+        if isinstance(first, int) and isinstance(pool, int) and pool < first:
+            found.append(f"search.warm_start_pool ({pool}) must be at least the first population "
+                         f"(search.{key}={first})")
     return found
 
 
