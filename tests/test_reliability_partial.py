@@ -12,10 +12,11 @@ from segnas.config_checks import ConfigError
 from segnas.proxies.evolution import cached_statistics
 from segnas.proxies.expression import LayerStats
 from segnas.search import ArchiveMismatch
+from segnas.search.problem import MAX_REJECTED_FIRST
 from segnas.stages import run_stage
 from segnas.utils import Refused
 
-from conftest import TINY_TRAIN, TINY_ZERO_SHOT, compose_config
+from conftest import TINY_PROXY_SEARCH, TINY_TRAIN, TINY_ZERO_SHOT, compose_config
 
 ZERO_SHOT = [*TINY_ZERO_SHOT, "search.max_macs_g=0.02"]
 
@@ -96,3 +97,9 @@ def test_a_warm_start_pool_smaller_than_the_population_fails_before_the_supernet
     with pytest.raises(ConfigError, match=r"search.warm_start_pool \(3\).*search.population=4"):
         run_stage(cfg)
     assert not list(tmp_path.iterdir())  # no supernet trained, no attempt started
+
+
+def test_a_budget_no_network_meets_fails_fast(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match=r"none of the first 500 candidates .*params_m.*1e-06"):
+        run_stage(compose_config([*TINY_PROXY_SEARCH, "search.max_params_m=0.000001"], tmp_path))
+    assert len((tmp_path / "archive.jsonl").read_text().splitlines()) <= 1 + MAX_REJECTED_FIRST  # was 10,000

@@ -23,6 +23,13 @@ from tqdm.auto import tqdm
 from segnas.search.evaluator import Evaluator
 from segnas.spaces.base import SearchSpace
 
+MAX_REJECTED_FIRST = 500  # candidates rejected before any is accepted: the budgets cannot be met
+
+
+def _shown(limit: float | Callable[[Any], float]) -> Any:
+    """A budget as a number or, when it depends on the genotype, its fraction of S_max."""
+    return f"{limit.fraction} x S_max" if hasattr(limit, "fraction") else limit
+
 
 @dataclass(frozen=True)
 class Goal:
@@ -73,6 +80,7 @@ class SearchProblem:
     reject_below_floors: bool = False
     filter_initial: bool = True
     assembly: Any = field(default=None, compare=False)  # what segnas.search.build_problem made beside it
+    rejected_first: int = field(default=0, compare=False)  # candidates rejected before the first accepted; -1: none
 
     def __post_init__(self) -> None:
         if not self.goals:
@@ -99,7 +107,25 @@ class SearchProblem:
     def accepts(self, genotype: Any, initial: bool = False, **info: Any) -> bool:
         """No constraint violated, every budget metric (computed through the archive) within its max and,
         with ``reject_below_floors``, every floor metric (the score: computed now) at or above its min. For a
-        member of a search's ``initial`` population without ``filter_initial``, only the fixed budgets apply."""
+        member of a search's ``initial`` population without ``filter_initial``, only the fixed budgets apply.
+        Fails when the first :data:`MAX_REJECTED_FIRST` candidates are all rejected (a budget no network of
+        the space meets: it would otherwise archive thousands of rejected candidates first)."""
+        if self._accepts(genotype, initial, **info):
+            self.rejected_first = -1  # one was accepted: the budgets can be met
+            return True
+        if self.rejected_first >= 0:
+            self.rejected_first += 1
+            if self.rejected_first >= MAX_REJECTED_FIRST:
+                raise RuntimeError(
+                    f"none of the first {MAX_REJECTED_FIRST} candidates is within the budgets "
+                    f"{ {m: _shown(limit) for m, limit in self.budgets.items()} } or above the floors "
+                    f"{dict(self.floors)}: "
+                    "raise the budget (search.max_latency_ms, max_latency_fraction, max_macs_g, max_params_m) or "
+                    "lower search.min_miou")
+        return False
+
+    def _accepts(self, genotype: Any, initial: bool, **info: Any) -> bool:
+        """:meth:`accepts` for one candidate."""
         if self.space.violations(genotype):
             return False
         spared = initial and not self.filter_initial
