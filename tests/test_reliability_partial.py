@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,23 @@ def test_a_budget_no_network_meets_fails_fast(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"none of the first 500 candidates .*params_m.*1e-06"):
         run_stage(compose_config([*TINY_PROXY_SEARCH, "search.max_params_m=0.000001"], tmp_path))
     assert len((tmp_path / "archive.jsonl").read_text().splitlines()) <= 1 + MAX_REJECTED_FIRST  # was 10,000
+
+
+@pytest.mark.parametrize("stage, override", [
+    ("supernet", "stage.module.lr=-1"),
+    ("supernet", "stage.module.lr=abc"),
+    ("supernet", "stage.module.momentum=2"),
+    ("supernet", "stage.module.lr_gamma=0"),
+    ("supernet", "stage.sandwich_random=-1"),
+    ("search", "score.supernet.module.lr=0"),
+    ("search", "score.supernet.module.weight_decay=-1"),
+    ("search", "score.supernet.space_overrides.min_layers=0"),
+    ("search", "search.warm_start_batch.batch_size=0"),
+    ("correlate", "stage.batch.num_classes=0"),
+    ("train", "model.output_stride=0"),
+    ("panoptic", "stage.targets.sigma=0"),
+])
+def test_keys_without_a_range_check_before_fail_naming_the_key(tmp_path: Path, stage: str, override: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(override.split("=")[0])):
+        run_stage(compose_config([f"stage={stage}", "debug=tiny", override], tmp_path))
+    assert not list(tmp_path.iterdir())  # before any work

@@ -73,10 +73,40 @@ OPTIONAL_NON_NEGATIVE_NUMBER = Rule(integer=False, low=0, nullable=True)
 PROBABILITY = Rule(integer=False, low=0, high=1)
 FRACTION = Rule(integer=False, low=0, high=1, low_open=True)  # in (0, 1]
 
+# The supernet group's keys, under ``stage.`` (stage=supernet) and ``score.supernet.`` (the search stages).
+SUPERNET_RULES: dict[str, Rule] = {
+    "module.lr": POSITIVE,
+    "module.momentum": PROBABILITY,
+    "module.weight_decay": NON_NEGATIVE_NUMBER,
+    "module.lr_gamma": FRACTION,
+    "module.top_k_percent": FRACTION,
+    "module.output_stride": COUNT,
+    "module.val_archs": COUNT,
+    "sandwich_random": NON_NEGATIVE,
+    "space_overrides.layers": OPTIONAL_COUNT,
+    "space_overrides.min_layers": OPTIONAL_COUNT,
+    "space_overrides.filter_multiplier": OPTIONAL_COUNT,
+}
+# A proxy's scoring batch, under ``score.batch.``, ``stage.batch.`` and ``search.warm_start_batch.``.
+BATCH_RULES: dict[str, Rule] = {"batch_size": COUNT, "num_classes": COUNT, "saswot_calibration_archs": COUNT}
+
 RULES: dict[str, Rule] = {
     # run
     "seed": NON_NEGATIVE,
     "num_threads": OPTIONAL_COUNT,
+    # model, space
+    "model.aspp_channels": COUNT,
+    "model.decoder_channels": COUNT,
+    "model.low_level_channels": COUNT,
+    "model.output_stride": COUNT,
+    "space.layers": COUNT,
+    "space.min_layers": COUNT,
+    "space.filter_multiplier": COUNT,
+    "space.min_depth": COUNT,
+    "space.max_depth": COUNT,
+    "space.fch": COUNT,
+    "space.width": POSITIVE,
+    "space.stem_head_width": POSITIVE,
     # trainer
     "trainer.max_epochs": Rule(low=1, nullable=True, extra=(-1,)),  # -1: no limit (needs max_steps)
     "trainer.max_steps": Rule(low=1, extra=(-1,)),
@@ -97,6 +127,9 @@ RULES: dict[str, Rule] = {
     "data.height": COUNT,
     "data.width": COUNT,
     "data.max_objects": Rule(low=2),
+    "data.num_classes": COUNT,
+    "data.seed": Rule(low=0, nullable=True),
+    "data.data_seed": Rule(low=0, nullable=True),
     # optim
     "optim.lr": POSITIVE,
     "optim.momentum": PROBABILITY,
@@ -138,17 +171,11 @@ RULES: dict[str, Rule] = {
     "stage.latency.check_archs": NON_NEGATIVE,
     "stage.latency.calibration_archs": NON_NEGATIVE,
     "stage.latency.evict_mb": OPTIONAL_NON_NEGATIVE_NUMBER,
-    "score.batch.batch_size": COUNT,
-    "score.batch.num_classes": COUNT,
-    "score.batch.saswot_calibration_archs": COUNT,
+    **{f"{group}.{key}": rule for group in ("score.batch", "stage.batch", "search.warm_start_batch")
+       for key, rule in BATCH_RULES.items()},
     # supernet (stage=supernet; stage=search/correlate train one when no checkpoint is given)
     "score.supernet.epochs": COUNT,
-    "score.supernet.module.val_archs": COUNT,
-    "score.supernet.space_overrides.layers": OPTIONAL_COUNT,
-    "score.supernet.space_overrides.filter_multiplier": OPTIONAL_COUNT,
-    "stage.module.val_archs": COUNT,
-    "stage.space_overrides.layers": OPTIONAL_COUNT,
-    "stage.space_overrides.filter_multiplier": OPTIONAL_COUNT,
+    **{f"{group}.{key}": rule for group in ("stage", "score.supernet") for key, rule in SUPERNET_RULES.items()},
     "score.evaluation.val_images": COUNT,
     "score.evaluation.recalibration_images": COUNT,
     "score.evaluation.batch_size": COUNT,
@@ -158,6 +185,15 @@ RULES: dict[str, Rule] = {
     "stage.random_per_branch_count": NON_NEGATIVE,
     # retrain, panoptic, evaluate, export, profile
     "stage.filter_multiplier": COUNT,
+    "stage.output_stride": COUNT,
+    "stage.num_classes": COUNT,
+    "stage.opset": COUNT,
+    "stage.loss.center_weight": NON_NEGATIVE_NUMBER,
+    "stage.loss.offset_weight": NON_NEGATIVE_NUMBER,
+    "stage.loss.top_k_percent": FRACTION,
+    "stage.targets.sigma": POSITIVE,
+    "stage.targets.small_instance_weight": NON_NEGATIVE_NUMBER,
+    "stage.postprocess.center_threshold": PROBABILITY,
     "stage.aux_weight": NON_NEGATIVE_NUMBER,
     "stage.drop_path_rate": Rule(integer=False, low=0, high=1, high_open=True),
     "stage.head_width": COUNT,
