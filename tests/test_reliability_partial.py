@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -124,3 +125,19 @@ def test_keys_without_a_range_check_before_fail_naming_the_key(tmp_path: Path, s
     with pytest.raises(ConfigError, match=re.escape(override.split("=")[0])):
         run_stage(compose_config([f"stage={stage}", "debug=tiny", override], tmp_path))
     assert not list(tmp_path.iterdir())  # before any work
+
+
+@pytest.mark.parametrize("kind", ["read-only", "a file"])
+def test_a_checkpoint_folder_that_cannot_hold_checkpoints_fails_before_training_naming_it(
+    tmp_path: Path, kind: str
+) -> None:
+    folder = tmp_path / "checkpoints"
+    if kind == "a file":
+        folder.write_text("not a folder\n")
+    elif os.geteuid() != 0:
+        folder.mkdir(mode=0o555)
+    else:  # root writes into any mode: a folder of a file system where no file can be created
+        folder.symlink_to("/proc/self")
+    with pytest.raises(OSError, match=re.escape(f"checkpoint folder {os.path.realpath(folder)} cannot hold")):
+        run_stage(compose_config([*TINY_TRAIN], tmp_path))
+    assert not (tmp_path / "history.csv").exists()  # not one epoch trained

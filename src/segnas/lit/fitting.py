@@ -4,6 +4,7 @@ a fit that resumes from the run folder's checkpoint (usable by any stage or scri
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,7 @@ def fit(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodu
     ckpt = resolve_ckpt(cfg, out_dir)
     if ckpt is not None:
         check_schedule(read_checkpoint(ckpt, kind, resumable=True), trainer, ckpt)
+    check_checkpoint_folders(trainer)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     bad = non_finite(module.state_dict())
     if bad:
@@ -125,6 +127,20 @@ def fit(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodu
                            "rate); no result is reported")
     if "val/mIoU" not in trainer.callback_metrics:
         trainer.validate(module, datamodule=datamodule, verbose=False)
+
+
+def check_checkpoint_folders(trainer: L.Trainer) -> None:
+    """Create the folders the trainer's checkpoints go to and write a file into each, so a folder that cannot
+    hold them fails before training, naming it (it failed after the first epoch with "No such file")."""
+    for folder in sorted({Path(c.dirpath) for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise OSError(err.errno, f"the checkpoint folder {folder} cannot hold checkpoints ({err.strerror}): "
+                                     "make it a writable folder or use another run folder (hydra.run.dir=...)"
+                          ) from err
 
 
 def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
