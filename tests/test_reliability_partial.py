@@ -141,3 +141,11 @@ def test_a_checkpoint_folder_that_cannot_hold_checkpoints_fails_before_training_
     with pytest.raises(OSError, match=re.escape(f"checkpoint folder {os.path.realpath(folder)} cannot hold")):
         run_stage(compose_config([*TINY_TRAIN], tmp_path))
     assert not (tmp_path / "history.csv").exists()  # not one epoch trained
+
+
+@pytest.mark.parametrize("text", ["this is not a checkpoint", "eeeeeeeeeeeeeeeeeeeeeeee"])
+def test_a_text_file_as_checkpoint_fails_naming_the_file(tmp_path: Path, text: str) -> None:
+    ckpt = tmp_path / "text.ckpt"
+    ckpt.write_text(text)  # 24 bytes of text
+    with pytest.raises(ValueError, match=re.escape(f"checkpoint {ckpt} cannot be read")):
+        run_stage(compose_config(["stage=evaluate", "debug=tiny", f"ckpt_path={ckpt}"], tmp_path / "run"))

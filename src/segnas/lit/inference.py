@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,10 @@ def read_checkpoint(path: str | Path, kind: str, resumable: bool = False) -> dic
         raise FileNotFoundError(f"checkpoint {path} does not exist; {expected}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, UnicodeDecodeError) as err:
+    except Exception as err:  # arbitrary bytes fail anywhere in the unpickler (KeyError, IndexError, ...)
         raise ValueError(f"checkpoint {path} cannot be read (truncated, not a PyTorch file, or holding objects "
-                         f"other than tensors and plain containers): {err}; {expected}") from err
+                         f"other than tensors and plain containers): {type(err).__name__}: {err}; {expected}"
+                         ) from err
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict) or LIGHTNING_KEY not in ckpt:
         raise ValueError(f"checkpoint {path} is not a Lightning checkpoint (no state_dict or {LIGHTNING_KEY}); "
                          f"{expected}")
