@@ -17,6 +17,7 @@ from segnas.search import ArchiveMismatch
 from segnas.search.problem import MAX_REJECTED_FIRST
 from segnas.stages import run_stage
 from segnas.utils import Refused
+from segnas.utils.lock import FolderInUse, run_folder_lock
 
 from conftest import TINY_PROXY_SEARCH, TINY_TRAIN, TINY_ZERO_SHOT, compose_config
 
@@ -149,3 +150,10 @@ def test_a_text_file_as_checkpoint_fails_naming_the_file(tmp_path: Path, text: s
     ckpt.write_text(text)  # 24 bytes of text
     with pytest.raises(ValueError, match=re.escape(f"checkpoint {ckpt} cannot be read")):
         run_stage(compose_config(["stage=evaluate", "debug=tiny", f"ckpt_path={ckpt}"], tmp_path / "run"))
+
+
+def test_an_identical_concurrent_search_computes_nothing(tmp_path: Path) -> None:
+    with run_folder_lock(tmp_path):  # the first search, running (already fixed by the run-folder lock, item 3)
+        with pytest.raises(FolderInUse, match=rf"{tmp_path} is in use"):
+            run_stage(compose_config(ZERO_SHOT, tmp_path))
+        assert not (tmp_path / "archive.jsonl").exists() and not (tmp_path / "config.yaml").exists()
