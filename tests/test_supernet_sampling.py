@@ -122,3 +122,33 @@ def test_sampling_keys_reach_the_module_at_their_addresses(tmp_path) -> None:
     assert compose_config(["stage=correlate"], tmp_path).score.supernet.sampling == "prior"  # the paper's default
     assert translate_aliases(["stage=correlate", "stage.supernet.sampling=sandwich"]) == \
         ["stage=correlate", "score.supernet.sampling=sandwich"]  # the address before the composition issue
+
+
+class _Recorder(L.Callback):
+    """The step losses of each epoch and the train/loss each epoch's validation end reports."""
+
+    def __init__(self) -> None:
+        self.steps: list[list[float]] = []
+        self.reported: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.steps.append([])
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        self.steps[-1].append(float(outputs["loss"]))
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:  # where MetricHistory takes its history.csv row
+            self.reported.append(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_each_epochs_history_row_holds_that_epochs_mean_training_loss() -> None:
+    torch.manual_seed(0)
+    batch = _batch()
+    samples = [{k: v[i] for k, v in batch.items()} for i in range(4)]
+    recorder = _Recorder()
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", callbacks=[recorder], num_sanity_val_steps=0)
+    trainer.fit(_module(), DataLoader(samples, batch_size=2), DataLoader(samples[:2], batch_size=2))
+    assert recorder.reported == pytest.approx([np.mean(s) for s in recorder.steps], rel=1e-6)
+    assert recorder.reported[0] != pytest.approx(recorder.steps[0][-1])  # not the last step's loss

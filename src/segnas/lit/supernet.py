@@ -26,6 +26,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from segnas.lit.losses import distillation_kl, hard_pixel_ce
 from segnas.lit.optim import exponential_scheduler, sgd
@@ -90,6 +91,7 @@ class SupernetModule(L.LightningModule):
         self.val_metrics = nn.ModuleList(
             SegmentationMetric(num_classes, ignore_index) for _ in range(val_archs)
         )
+        self.train_loss = MeanMetric()  # the epoch's mean training loss (all ranks), logged at validation
 
     def sample_genotype(self, step: int, rank: int = 0, world_size: int = 1) -> HyCTASGenotype:
         """The last path trained at ``step`` by ``rank`` (with ``prior`` or ``uniform`` sampling its one random
@@ -138,10 +140,10 @@ class SupernetModule(L.LightningModule):
         losses = self.path_losses(batch, paths)
         loss = torch.stack(losses).sum()
         batch_size = batch["image"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size, sync_dist=True)
+        self.log("train/loss_step", loss, prog_bar=True, batch_size=batch_size)
         if self.hparams.inplace_distill:
-            self.log("train/distill_loss", torch.stack(losses[1:]).mean(), on_step=True, on_epoch=True,
-                     batch_size=batch_size, sync_dist=True)
+            self.log("train/distill_loss_step", torch.stack(losses[1:]).mean(), batch_size=batch_size)
+        self.train_loss.update(loss.detach())
         self.log("train/num_branches", float(np.mean([g.num_branches for g in paths])), on_step=True,
                  batch_size=batch_size)
         self.log("train/depth", float(np.mean([g.depth for g in paths])), on_step=True, batch_size=batch_size)
@@ -160,6 +162,9 @@ class SupernetModule(L.LightningModule):
                 losses.append(distillation_kl(logits, teacher))
         return losses
 
+    def on_train_epoch_start(self) -> None:
+        self.train_loss.reset()
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         for genotype, metric in zip(self.val_genotypes, self.val_metrics, strict=True):
             metric.update(self(batch["image"], genotype), batch["mask"])
@@ -172,6 +177,8 @@ class SupernetModule(L.LightningModule):
             scores.append(score)
             self.log(f"val/mIoU_arch{i}", score, sync_dist=True)
         self.log("val/mIoU", float(np.mean(scores)), prog_bar=True, sync_dist=True)
+        if not self.trainer.sanity_checking and self.train_loss.update_count:
+            self.log("train/loss", self.train_loss.compute())  # this epoch's mean, in this epoch's history row
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
