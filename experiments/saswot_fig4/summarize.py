@@ -125,7 +125,7 @@ def table(runs: dict[int, dict[str, dict[str, Any]]], comparison: dict[str, Any]
 
 def main() -> None:
     runs: dict[int, dict[str, dict[str, Any]]] = {}
-    for folder in sorted((HERE / "runs").glob("topk_s*")):
+    for folder in sorted(p for p in (HERE / "runs").glob("topk_s*") if p.is_dir()):
         seed = int(folder.name.split("_s")[1])
         pair = {a: HERE / "runs" / f"{a}_s{seed}" for a in ALGORITHMS}
         if all((p / "results.json").is_file() for p in pair.values()):
