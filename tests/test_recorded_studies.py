@@ -35,6 +35,10 @@ def test_a_guard_replaces_the_recorded_values_of_its_keys(tmp_path: Path) -> Non
 @pytest.mark.parametrize("path", GUARDS, ids=[p.parent.name for p in GUARDS])
 def test_a_recorded_study_still_gives_its_numbers(path: Path, tmp_path: Path) -> None:
     guard, module = json.loads(path.read_text()), _guard_module()
+    recorded, here = guard["recorded_with"], module.machine()
+    kernels = ("torch", "cpu_capability")
+    if any(recorded[k] != here[k] for k in kernels):  # other kernels give other numbers (see guard.json)
+        pytest.skip(f"recorded with {[recorded[k] for k in kernels]}, this machine has {[here[k] for k in kernels]}")
     moved = module.moved(guard["expected"], module.run_guard(path, tmp_path), guard["tolerance"])
     assert not moved, (f"{path.parent.name} no longer reproduces (recorded with {guard['recorded_with']}, run on "
                        f"{module.machine()}): {moved}. "
