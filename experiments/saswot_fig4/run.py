@@ -7,7 +7,7 @@ statistics (the seed sets all three and the search's generator): the top-k run c
 algorithm), and the copy is deleted once both runs are done (~0.5 GB per seed; never committed). A finished
 run (``results.json``) is skipped, so a killed study resumes.
 
-    OMP_NUM_THREADS=1 python experiments/saswot_fig4/run.py --seeds 0 1 2 3 4
+    OMP_NUM_THREADS=1 python experiments/saswot_fig4/run.py --seeds 0 1 2    # what README.md reports
     python experiments/saswot_fig4/summarize.py        # -> summary.json, results.md, search_curves.png
 """
 
