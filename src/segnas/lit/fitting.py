@@ -131,12 +131,16 @@ def fit(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodu
 
 def check_checkpoint_folders(trainer: L.Trainer) -> None:
     """Create the folders the trainer's checkpoints go to and write a file into each, so a folder that cannot
-    hold them fails before training, naming it (it failed after the first epoch with "No such file")."""
+    hold them fails before training, naming it (it failed after the first epoch with "No such file"); the
+    folders the check created are removed again (a run that fails later, e.g. on its data, leaves none)."""
     for folder in sorted({Path(c.dirpath) for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)}):
         try:
+            created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=folder):
                 pass
+            for path in created:
+                path.rmdir()
         except OSError as err:
             raise OSError(err.errno, f"the checkpoint folder {folder} cannot hold checkpoints ({err.strerror}): "
                                      "make it a writable folder or use another run folder (hydra.run.dir=...)"
