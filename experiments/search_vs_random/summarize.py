@@ -1,7 +1,8 @@
 """Collect NSGA-II and random-search results into experiments/search_vs_random/summary.json.
 
 ``python experiments/search_vs_random/summarize.py synthetic OUT``: the 5-seed synthetic study run by
-``synthetic.sh`` (hypervolumes per seed, paired difference and its standard error).
+``synthetic.sh`` (hypervolumes per seed, paired difference and its standard error); ``synthetic_<name> OUT
+OVERRIDES``: the same study with extra overrides (``KIND=... EXTRA=... synthetic.sh``).
 ``... camvid OUT`` / ``... camvid_zero_shot OUT``: the CamVid studies of ``camvid.sh`` and
 ``camvid_zero_shot.sh`` (searched vs random architectures retrained with one recipe: val mIoU, MACs, latency,
 genotype paths relative to the repository root and the command that retrains each). Other entries are kept.
@@ -37,9 +38,9 @@ def paired(a: list[float], b: list[float]) -> dict[str, float | int]:
             "wins": int((diff > 0).sum()), "n": len(diff)}
 
 
-def synthetic(out: Path) -> dict:
-    """The synthetic entry from the run folders ``OUT/seed_<s>``."""
-    command = json.loads((HERE / "synthetic_command.json").read_text())["command"]
+def synthetic(out: Path, extra: str = "") -> dict:
+    """A synthetic entry from the run folders ``OUT/seed_<s>`` (the recorded command plus ``extra`` overrides)."""
+    command = (json.loads((HERE / "synthetic_command.json").read_text())["command"] + " " + extra).strip()
     runs = sorted(out.glob("seed_*/results.json"), key=lambda p: int(p.parent.name.split("_")[1]))
     results = [json.loads(p.read_text()) for p in runs]
     entry = {
@@ -76,10 +77,10 @@ def camvid(kind: str, out: Path) -> dict:
     return entry
 
 
-def main(kind: str, out: Path) -> None:
+def main(kind: str, out: Path, extra: str = "") -> None:
     summary = json.loads(SUMMARY.read_text()) if SUMMARY.is_file() else {}
-    if kind == "synthetic":
-        summary[kind] = synthetic(out)
+    if kind.startswith("synthetic"):
+        summary[kind] = synthetic(out, extra)
     elif kind in RETRAIN:
         summary[kind] = camvid(kind, out)
     else:
@@ -89,4 +90,4 @@ def main(kind: str, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    main(sys.argv[1], Path(sys.argv[2]), " ".join(sys.argv[3:]))

@@ -6,14 +6,18 @@
 # machine of the same kind. Re-running resumes every unfinished run (nothing is scored twice).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-outputs/search_vs_random/synthetic}
+# KIND=synthetic_sandwich EXTRA="score.supernet.sampling=sandwich": the same study with extra overrides, summarised
+# under its own entry (issue 24: the supernet's sampling in the search study).
+KIND=${KIND:-synthetic}
+EXTRA=${EXTRA:-}
+OUT=${OUT:-outputs/search_vs_random/$KIND}
 PY=${PY:-.venv/bin/python}
 COMMAND=$(python3 -c "import json; print(json.load(open('experiments/search_vs_random/synthetic_command.json'))['command'])")
 for seed in 0 1 2 3 4; do
   cmd=${COMMAND//\{seed\}/$seed}
   cmd=${cmd//\{dir\}/$OUT/seed_$seed}
-  cmd=${cmd/python -m/$PY -m}
+  cmd="${cmd/python -m/$PY -m} $EXTRA"
   echo "$cmd"
   eval "$cmd"
 done
-$PY experiments/search_vs_random/summarize.py synthetic "$OUT"
+$PY experiments/search_vs_random/summarize.py "$KIND" "$OUT" "$EXTRA"
