@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,34 @@ def test_stage_writes_results_tables_and_plot(tmp_path: Path) -> None:
     cfg.stage.update({"bn_quirk": False, "spaces": ["macro"]})  # another setting: scored afresh, elsewhere
     assert run(cfg)["proxies"]["nwot"]["macro"] != results["proxies"]["nwot"]["macro"]
     assert len(list(tmp_path.glob("scores_macro_*.jsonl"))) == 2
+
+
+def test_stage_says_what_it_does_and_how_long(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Before any work a line names the networks, proxies and score files; then a line per network with an ETA."""
+    from segnas.spaces.transnas import all_archs
+    from segnas.stages.proxy_evaluate import run
+
+    table = tmp_path / "tnb.csv"
+    table.write_text("space,tnb_arch_str,valid_acc_final_epoch\n" + "".join(
+        f"micro,{a},{90 + i}\n" for i, a in enumerate(all_archs("micro")[1000:1004])))  # fmt: skip
+    stage = OmegaConf.load(ROOT / "conf/stage/proxy_evaluate.yaml")
+    stage.pop("defaults")
+    stage.update({"spaces": ["micro"], "sample_size": 3, "repeats": 1, "batch_size": 1, "resolution": 64,
+                  "progress": True, "builder_check_archs": 0, "proxies": ["params", "nwot"]})  # fmt: skip
+    benchmark = {"csv": str(table), "target": "valid_acc_final_epoch"}
+    cfg = OmegaConf.create({"seed": 0, "paths": {"output_dir": str(tmp_path)}, "benchmark": benchmark, "stage": stage})
+    with caplog.at_level("INFO"):
+        run(cfg)
+    lines = caplog.messages
+    plan = next(i for i, m in enumerate(lines) if m.startswith("proxy_evaluate: scoring up to 3 networks"))
+    assert "['params', 'nwot']" in lines[plan] and f"{tmp_path}/scores_<space>_<key>.jsonl" in lines[plan]
+    assert any(m.startswith("scores_micro: 3 networks to score, 0 already scored in") for m in lines[plan:])
+    progress = [m for m in lines if re.match(r"scores_micro: network \d of 3 scored \(64-41414-.*\), ETA \d+:\d\d", m)]
+    assert len(progress) == 3 and progress[-1].endswith("ETA 00:00")
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        run(cfg)  # resumed: nothing left to score, and it says so
+    assert any("0 networks to score, 3 already scored in" in m for m in caplog.messages)
 
 
 def test_hydra_config_composes_with_benchmark_override() -> None:

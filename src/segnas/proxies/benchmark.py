@@ -49,7 +49,8 @@ def load(path: str | Path, target: str = DEFAULT_TARGET, space: str | None = Non
             f"TransNAS-Bench-101 CSV {path} not found; pass benchmark.csv=PATH (absolute, or relative to the launch "
             "directory). segnas does not ship it: it is TransNAS-Bench-101's segmentsemantic results as published "
             "by NASLib (github.com/automl/NASLib, naslib/data/zc_transbench101_{micro,macro}.json), one row per "
-            f"architecture with the columns {list(REQUIRED_COLUMNS)}; see conf/benchmark/transnas.yaml"
+            f"architecture with the columns {list(REQUIRED_COLUMNS)}; build it from NASLib's public files with "
+            "python -m segnas.spaces.transnas.build_csv (see its --help and conf/benchmark/transnas.yaml)"
         )
     with path.open(newline="") as f:
         reader = csv.DictReader(f)

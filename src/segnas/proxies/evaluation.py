@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from segnas.metrics.correlation import rank_correlations
 from segnas.utils.hashing import data_sha1
@@ -23,6 +26,7 @@ from segnas.utils.jsonl import RecordLog
 
 COEFFICIENTS = ("kendall", "spearman", "pearson")
 Scores = dict[str, dict[str, float]]  # arch -> proxy -> score
+log = logging.getLogger(__name__)
 
 
 def draw_samples(
@@ -104,15 +108,25 @@ class ScoreFile:
         self.log.append({"arch": arch, "scores": self.scores[arch]})
 
 
+def eta(started: float, done: int, total: int) -> str:
+    """The time left for ``total - done`` more items at the mean time per item since ``started``
+    (:func:`time.monotonic`), as tqdm writes intervals (``h:mm:ss``, like NSGA-II's generation ETA)."""
+    return tqdm.format_interval((time.monotonic() - started) / max(done, 1) * (total - done))
+
+
 def score_all(
     archs: Sequence[str], score_fn: Callable[[str], Mapping[str, float]], store: ScoreFile, progress: bool
 ) -> Scores:
-    """Scores of ``archs`` by ``score_fn``, reusing those already in ``store``."""
+    """Scores of ``archs`` by ``score_fn``, reusing those already in ``store``; logs how many networks are to
+    score and, when ``progress``, a line per network with the ETA."""
     todo = [a for a in dict.fromkeys(archs) if a not in store.scores]
-    if progress:
-        from tqdm import tqdm
-
-        todo = tqdm(todo, desc=store.path.stem, unit="arch")
-    for arch in todo:
+    label = store.path.stem.rsplit("_", 1)[0]
+    log.info("%s: %d networks to score, %d already scored in %s", label, len(todo),
+             len(set(archs)) - len(todo), store.path)  # fmt: skip
+    started = time.monotonic()
+    for done, arch in enumerate(todo, 1):
         store.add(arch, score_fn(arch))
+        if progress:
+            log.info("%s: network %d of %d scored (%s), ETA %s", label, done, len(todo), arch,
+                     eta(started, done, len(todo)))  # fmt: skip
     return {a: store.scores[a] for a in archs}

@@ -34,6 +34,24 @@ from segnas.spaces import transnas
 log = logging.getLogger(__name__)
 
 
+def plan(cfg: DictConfig, names: Sequence[str], shape: Sequence[int], out: Path) -> str:
+    """The line logged before any work: how many networks per space, which proxies on which batch, any
+    calibration first, and where the scores go."""
+    stage = cfg.stage
+    per_space = int(stage.sample_size) * int(stage.repeats)
+    if stage.pool_size is not None:
+        per_space = min(per_space, int(stage.pool_size))
+    calibration = int(stage.saswot.calibration_archs)
+    first = (
+        f"saswot first calibrates on {calibration} random networks per space; " if "saswot" in names else ""
+    )
+    return (
+        f"proxy_evaluate: scoring up to {per_space} networks in each of {list(stage.spaces)} ({int(stage.repeats)} "
+        f"samples of {int(stage.sample_size)}) with {len(names)} proxies {list(names)} on a {stage.inputs} "
+        f"batch {list(shape)}; {first}scores go to {out}/scores_<space>_<key>.jsonl (resumable), tables to {out}"
+    )
+
+
 def proxy_options(cfg: DictConfig, space: str, batch: tuple[torch.Tensor, ...], out: Path) -> dict[str, Any]:
     """Per proxy, its options from ``cfg.stage.saswot``: saswot_minus's reductions and, when ``saswot`` is
     scored, its AVT ranges calibrated on ``calibration_archs`` random archs of ``space`` (cached in

@@ -67,6 +67,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     records = load(csv_path, str(cfg.benchmark.target))
     batch = benchmark_batch(cfg.get("data"), str(stage.inputs), int(stage.batch_size), int(stage.resolution),
                             transnas.NUM_CLASSES, seed)  # fmt: skip
+    log.info(report.plan(cfg, names, batch[0].shape, out))
     rng = random.Random(seed)
     results: dict[str, Any] = {"proxies": {n: {} for n in names}, "builder_check": {}, "naslib_agreement": {},
                                "setup": _setup(cfg, csv_path, batch, files)}  # fmt: skip
