@@ -2,7 +2,7 @@
 
 ``python experiments/supernet_ranking/study.py commands OUT [VARIANT ...]`` prints each variant's command (the
 template of ``variants.json`` filled in). ``... summary OUT`` reads every variant's ``OUT/<name>/results.json``
-and writes ``summary.json`` here: per variant its Kendall (with the 95 % bootstrap interval), Spearman, Pearson,
+and writes ``summary.json`` here (and a copy in ``truth_e<epochs>/``, one per ground truth): per variant its Kendall (with the 95 % bootstrap interval), Spearman, Pearson,
 the same within each branch count, its training compute (epochs x paths per step) and the paired bootstrap
 interval of its Kendall minus that of the paper's sampling at the same compute (``equal_compute_prior``: same
 networks, same resamples); beside them the ground truth's own seed-to-seed agreement (the ceiling).
@@ -132,7 +132,10 @@ def main(argv: list[str]) -> None:
         print("\n".join(commands(argv[1], argv[2:], int(os.environ.get("TRAIN_EPOCHS", SPEC["train_epochs"])))))
         return
     result = summary(Path(argv[1]))
-    (HERE / "summary.json").write_text(json.dumps(result, indent=1) + "\n")
+    text = json.dumps(result, indent=1) + "\n"
+    (HERE / "summary.json").write_text(text)  # the latest ground truth's; each one's kept in truth_e<epochs>/
+    (HERE / f"truth_e{result['train_epochs']}").mkdir(exist_ok=True)
+    (HERE / f"truth_e{result['train_epochs']}" / "summary.json").write_text(text)
     print(table(result), end="")
 
 
