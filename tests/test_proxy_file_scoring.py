@@ -27,6 +27,7 @@ def _genotype(arch: str) -> TransNASMicroGenotype | TransNASMacroGenotype:
     return TransNASMacroGenotype(arch) if arch.endswith("-basic") else TransNASMicroGenotype(arch)
 
 
+@pytest.mark.slow  # ~8 s idle: make test-slow (keeps make test under 6 minutes)
 def test_proxy_file_score_equals_the_definition() -> None:
     """best_proxy.yaml by the search's objective vs building the network and calling ``ProxyFile.score``
     (a copy for the pass, every gradient, flops traced by fvcore): equal to 1e-6, NaN alike."""
@@ -45,6 +46,7 @@ def test_proxy_file_score_equals_the_definition() -> None:
                                                              objective.targets)["flops"]
 
 
+@pytest.mark.slow  # ~5 s idle
 def test_disposable_pass_equals_the_pass_on_a_copy() -> None:
     """Every shared-pass proxy (and the model-reading ones beside them) gives the same value when the pass runs
     on the network itself with only the scored weights' gradients."""

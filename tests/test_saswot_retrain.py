@@ -23,6 +23,7 @@ def test_ohem_keeps_the_hard_pixels_or_the_min_kept_least_confident() -> None:
     assert torch.isfinite(ohem_ce(logits, target, thresh=0.7, min_kept=0.25))
 
 
+@pytest.mark.slow  # ~5 s idle each: make test-slow
 @pytest.mark.parametrize("experiment", ["saswot_cityscapes", "saswot_camvid"])
 def test_saswot_presets_compose_and_train_a_few_steps(experiment: str, tmp_path) -> None:
     cfg = compose_config([f"experiment={experiment}"])

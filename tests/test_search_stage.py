@@ -196,6 +196,7 @@ def test_another_supernet_in_the_same_folder_is_refused(tiny_search, tiny_supern
         run_stage(compose_config([*common, f"score.supernet.ckpt={other}"], tmp_path))
 
 
+@pytest.mark.slow  # ~7 s idle (measures a latency table): make test-slow
 def test_a_rebuilt_latency_table_of_the_same_name_is_refused(tiny_search, tmp_path: Path) -> None:
     common = [*tiny_search, *BUDGET, "search.generations=1", "search.random_baseline=false",
               f"stage.latency.lut_dir={tmp_path / 'lut'}"]
