@@ -35,6 +35,7 @@ from segnas.search.plot import plot_correlation
 from segnas.search.scoring import RunSetup, StandaloneScoring, proxy_objective
 from segnas.spaces.base import SearchSpace
 from segnas.utils.config import device_of, to_container
+from segnas.utils.lock import LOCK_NAME
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def _ground_truth(cfg: DictConfig, setup: RunSetup, space: SearchSpace, network:
                "seed": seed, "network": network}
     folder.mkdir(parents=True, exist_ok=True)
     log.info("ground truth, seed %d: %s", seed, folder)
-    with FileLock(folder / ".segnas.lock"):  # another run sharing this ground truth waits here
+    with FileLock(folder / LOCK_NAME):  # another run sharing this ground truth waits here
         archive = Archive(folder / "standalone.jsonl", key=space.key, context=context)
         evaluator = Evaluator({"standalone_miou": standalone.objective(run, space, network, {}, {})}, archive)
         values = []
@@ -123,10 +124,12 @@ def _report(cfg: DictConfig, setup: RunSetup, space: SearchSpace, genotypes: lis
                             {k: v for k, v in groups.items() if v}, seed=int(cfg.seed))
     corr = report["scores"]["supernet_miou"]
     write_rows_csv(setup.out / "correlation.csv", rows)
-    tables = [correlation_table({**report["scores"], **{f"seed {k}": v for k, v in report["seed_agreement"].items()}})]
-    tables += [f"\n{name} ({len(groups[name])} networks)\n\n" + correlation_table(
-        {**part["scores"], **{f"seed {k}": v for k, v in part["seed_agreement"].items()}})
-        for name, part in report["strata"].items()]
+
+    def table(part: dict[str, Any]) -> str:  # the scores, then the seeds' agreement
+        return correlation_table({**part["scores"], **{f"seed {k}": v for k, v in part["seed_agreement"].items()}})
+
+    tables = [table(report), *(f"\n{name} ({len(groups[name])} networks)\n\n{table(part)}"
+                               for name, part in report["strata"].items())]
     (setup.out / "correlation.md").write_text("".join(tables))
     plot_correlation(rows, corr, setup.out / "correlation.png")
     log.info("Kendall tau %.3f (p %.3g), Pearson %.3f over %d networks", corr["kendall"], corr["kendall_p"],
