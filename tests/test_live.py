@@ -106,7 +106,8 @@ def test_proxy_evolution_logs_the_best_kendall_per_iteration_to_tensorboard(tmp_
     topk = OmegaConf.load(REPO / "conf/search/topk.yaml")
     topk.pop("defaults")
     # 19 scored expressions: the first pool (4 valid of 11 drawn) and 2 iterations of 3 children + 1 random
-    search = OmegaConf.merge(topk, conf.search, {"population": 4, "num_evals": 19, "children": 3, "top_k": 2})
+    settings = OmegaConf.load(REPO / "conf/stage_search/proxy_evolution_topk.yaml")  # the stage's top-k settings
+    search = OmegaConf.merge(topk, settings, {"population": 4, "num_evals": 19, "children": 3, "top_k": 2})
     logger = {"tensorboard": {"_target_": "lightning.pytorch.loggers.TensorBoardLogger", "save_dir": str(tmp_path),
                               "name": "tensorboard", "version": ""}}  # fmt: skip
     cfg = OmegaConf.create({"seed": 0, "paths": {"output_dir": str(tmp_path)}, "logger": logger, "stage": stage,

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,3 +93,21 @@ def init_ranks() -> Ranks:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))))
     log.info("rank %d of %d (%s)", rank, world_size, backend)
     return Ranks(rank, world_size)
+
+
+@contextmanager
+def job_ranks() -> Iterator[Ranks]:
+    """:func:`init_ranks` for the length of a ``with`` block: a process group joined here is left at its end,
+    after a barrier on success, so that no rank exits while still in the group (a gloo rank that exits
+    in its group can abort at exit, "terminate called without an active exception")."""
+    joined_here = not (dist.is_available() and dist.is_initialized())
+    ranks = init_ranks()
+    succeeded = False
+    try:
+        yield ranks
+        succeeded = True
+    finally:
+        if joined_here and ranks.world_size > 1:
+            if succeeded:
+                dist.barrier()
+            dist.destroy_process_group()

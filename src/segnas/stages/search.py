@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from segnas.search import build_algorithm, build_problem
-from segnas.search.distributed import init_ranks
+from segnas.search.distributed import Ranks, job_ranks
 from segnas.search.live import LiveSearch
 from segnas.search.runner import run_search, write_outputs
 from segnas.utils.loggers import build_loggers
@@ -26,7 +26,11 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Build the problem from the config, search (+ random baseline), write the outputs, return results."""
-    ranks = init_ranks()
+    with job_ranks() as ranks:
+        return _search(cfg, ranks)
+
+
+def _search(cfg: DictConfig, ranks: Ranks) -> dict[str, Any]:
     if ranks.world_size > 1 and cfg.score.get("supernet") is not None and not cfg.score.supernet.ckpt:
         raise ValueError("a multi-process search needs score.supernet.ckpt: train the supernet first "
                          "(stage=supernet, with trainer=ddp or trainer=ddp_cpu on several processes)")
