@@ -124,6 +124,7 @@ def test_camvid_train_split_class_pixel_counts():
     assert set(np.unique(sample["mask"]).tolist()) <= set(range(11)) | {255}
 
 
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_camvid_datamodule_reduced_resolution_batches():
     root = shared_dataset("camvid")
     dm = CamVidDataModule(root, image_scale=0.25, crop_size=(64, 96), batch_size=2, val_batch_size=2, num_workers=0)

@@ -16,7 +16,8 @@ SMALL = {"hyctas": ({"layers": 4}, {"filter_multiplier": 2}), "fasterseg": ({"ma
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
-@pytest.mark.parametrize("space_name", sorted(SPACES))
+@pytest.mark.parametrize("space_name", [pytest.param(name, marks=pytest.mark.slow) if name.startswith("transnas")
+                                        else name for name in sorted(SPACES)])  # TNB nets export in 3-4 s each
 def test_sampled_genotypes_of_every_space_export_to_onnx(space_name, tmp_path):
     """Multi-branch HyCTAS genotypes included: their fusion edges pool to sizes that need not divide the
     input's (a 40x56 image: 5x7 at stride 8, 3x4 at 16, 2x2 at 32)."""

@@ -39,6 +39,7 @@ def test_iters_per_epoch_fixes_the_batches_of_an_epoch() -> None:
         SyntheticDataModule(iters_per_epoch=0)
 
 
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_a_lightning_epoch_is_iters_per_epoch_steps(tmp_path) -> None:
     cfg = compose_config(["stage=train", "debug=tiny", "+data.iters_per_epoch=7"], tmp_path)  # 16 images: 4 batches
     run_stage(cfg)

@@ -96,6 +96,7 @@ def test_model_head_reaches_profile_and_retrain() -> None:
     assert "head" not in net_config(compose_config(["stage=retrain", "arch=hyctas_m"]).stage)
 
 
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_table2_transformer_at_the_paper_width_and_the_explained_sa_row() -> None:
     rows = profile_ops([], ["self_attention_reference"], [1, 256, 32, 64], 2, torch.device("cpu"),
                        paper_transformer={"patch": 2, "num_heads": 8, "mlp_ratio": 4.0})

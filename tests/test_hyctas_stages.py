@@ -15,6 +15,7 @@ from conftest import compose_config
 TINY_SUPERNET = ["stage=supernet", "debug=tiny", "stage.module.val_archs=2"]
 
 
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_profile_stage_reports_table2_and_arch(tmp_path: Path) -> None:
     cfg = compose_config(
         [

@@ -22,6 +22,7 @@ def test_wandb_offline_and_tensorboard_loggers(tmp_path, monkeypatch):
     assert list((out_tb / "tensorboard").rglob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_distillation_from_a_teacher_checkpoint(tmp_path):
     teacher = run_stage(compose_config(TINY_TRAIN, tmp_path / "teacher"))
     student_cfg = [*TINY_TRAIN, f"stage.teacher_ckpt={teacher['last_ckpt']}", "optim.distill_weight=1.0",

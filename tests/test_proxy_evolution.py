@@ -342,6 +342,7 @@ def test_stage_end_to_end_on_a_tiny_budget(tmp_path: Path, sketch: int | None) -
 
 
 @pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_stage_resumes_a_killed_run_exactly(tmp_path: Path) -> None:
     from segnas.stages.proxy_evolution import run
 
@@ -365,6 +366,7 @@ def test_stage_resumes_a_killed_run_exactly(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_stage_refuses_an_archive_of_other_settings(tmp_path: Path) -> None:
     from segnas.stages.proxy_evolution import run
 
@@ -380,6 +382,7 @@ def test_stage_refuses_an_archive_of_other_settings(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_stage_searches_each_space_separately(tmp_path: Path) -> None:
     from segnas.stages.proxy_evolution import run
 

@@ -76,6 +76,7 @@ def test_a_run_resumed_with_another_schedule_length_is_refused_naming_the_key(tm
     assert run_stage(compose_config(overrides, tmp_path))["epochs"] == 1  # the same settings still resume
 
 
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_an_exponential_schedule_trained_further_is_the_uninterrupted_longer_run(tmp_path):
     overrides = [*TINY_TRAIN, "optim.lr_schedule=exponential"]
     straight = run_stage(compose_config([*overrides, "trainer.max_epochs=2"], tmp_path / "straight"))

@@ -127,6 +127,7 @@ def test_correlate_stage(tiny_supernet: Path, tmp_path: Path) -> None:
     assert set(out["strata"]) == {"1branch", "2branch", "3branch"} and out["seed_agreement"] == {}
 
 
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_correlate_shares_a_two_seed_ground_truth_between_runs(tiny_supernet: Path, tmp_path: Path) -> None:
     truth = tmp_path / "truth"
     common = ["stage=correlate", "debug=tiny", f"score.supernet.ckpt={tiny_supernet}", "stage.proxies=[]",
@@ -223,6 +224,7 @@ def test_ablate_takes_table7_searched_networks_from_a_search(first_search, tmp_p
     assert searched and "| Searched-" in (tmp_path / "ablation.md").read_text()
 
 
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_algorithm1_latency_filter_relative_to_the_largest_network(tiny_search, tmp_path: Path) -> None:
     cfg = compose_config([*tiny_search, *BUDGET, "search.generations=2", "search.random_baseline=false",
                           "search.initial=uniform", "search.max_latency_fraction=0.6"], tmp_path)

@@ -121,6 +121,7 @@ def test_seeded_build_does_not_depend_on_earlier_draws() -> None:
 
 
 @needs_csv
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_params_equal_naslib_exactly(reference: dict[str, list[benchmark.Record]]) -> None:
     for space in transnas.SPACES:
         for record in random.Random(1).sample(reference[space], 15):

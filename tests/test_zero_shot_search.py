@@ -70,6 +70,7 @@ def test_zero_shot_search_scores_on_a_data_batch(tmp_path: Path) -> None:
     assert config["score"]["batch"]["inputs"] == "data"
 
 
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_killed_zero_shot_search_resumes_to_the_uninterrupted_result(tmp_path: Path, monkeypatch) -> None:
     overrides = [*TINY_ZERO_SHOT, TINY_BUDGET, "search.num_evals=8"]
     straight = run_stage(compose_config(overrides, tmp_path / "straight"))
@@ -166,6 +167,7 @@ def proxy_inputs(cfg) -> str:
     return resolve_inputs(str(cfg.score.batch.inputs), cfg.get("data"))
 
 
+@pytest.mark.slow  # 4-14 s (make test-slow keeps make test under 6 min with the shared data)
 def test_saswot_is_calibrated_within_the_budget_and_rank_normalised(tmp_path: Path, monkeypatch) -> None:
     macs: list[float] = []
     original = scoring.calibrate_cached
