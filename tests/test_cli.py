@@ -46,19 +46,25 @@ def test_train_stage_writes_results_config_and_plain_outputs(trained):
 def test_evaluate_stage_reports_miou_macs_params_fps(trained, tmp_path):
     _, train_results = trained
     cfg = compose_config(["stage=evaluate", *TINY_TRAIN, f"ckpt_path={train_results['last_ckpt']}",
-                          "stage.latency_duration_s=0.05"], tmp_path)
+                          "speed.duration_s=0.05"], tmp_path)
     results = run_stage(cfg)
     assert results["val/mIoU"] == pytest.approx(train_results["val/mIoU"], abs=1e-4)
     assert results["macs_g"] > 0 and results["flops_g"] == results["macs_g"] and results["params_m"] > 0 and results["fps"] > 0
     assert results["input"] == "64x64"
     for name in ("results.json", "evaluation.md", "per_class_iou.png", "per_class_iou.csv"):
         assert (tmp_path / name).is_file(), name
+    # FPS one way (conf/speed): the training's callback and the evaluation time the same input, threads and
+    # warm-up, and the table says how
+    protocol = ("input_shape", "threads", "warmup", "device", "dtype")
+    assert {k: train_results["latency"][k] for k in protocol} == {k: results["latency"][k] for k in protocol}
+    assert results["latency"]["threads"] == 1 and tuple(results["latency"]["input_shape"]) == (1, 3, 64, 64)
+    assert "| FPS (cpu, float32, 1 thread, 64x64) |" in (tmp_path / "evaluation.md").read_text()
 
 
 def test_evaluate_on_the_test_split(trained, tmp_path):
     _, train_results = trained
     cfg = compose_config(["stage=evaluate", *TINY_TRAIN, f"ckpt_path={train_results['last_ckpt']}",
-                          "stage.latency_duration_s=0.05", "stage.split=test"], tmp_path)
+                          "speed.duration_s=0.05", "stage.split=test"], tmp_path)
     results = run_stage(cfg)
     assert results["split"] == "test" and "val/mIoU" not in results
     assert 0 <= results["test/mIoU"] <= 100  # a range: the 4-step model stays below chance (0.8 %)

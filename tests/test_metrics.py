@@ -101,6 +101,29 @@ def test_latency_result_fields_and_model_state_restored():
     assert model.training
 
 
+def test_speed_protocol_times_on_its_threads_and_restores_the_process_s() -> None:
+    from segnas.metrics.latency import SpeedProtocol, speed_label
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+
+    class Probe(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.get_num_threads())
+            return x
+
+    torch.set_num_threads(2)
+    try:
+        result = SpeedProtocol(warmup=2, duration_s=0.01, min_iters=3, threads=1).measure(Probe(), (1, 3, 8, 12))
+        assert set(seen) == {1} and len(seen) >= 5 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert (result.threads, result.warmup, result.n_iters >= 3) == (1, 2, True)
+    assert speed_label(result.as_dict()) == "cpu, float32, 1 thread, 8x12"
+    with pytest.raises(ValueError, match="speed.threads"):
+        SpeedProtocol(threads=0)
+
+
 def test_correlation_report_p_values_and_bootstrap_interval() -> None:
     from scipy import stats
 

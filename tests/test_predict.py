@@ -73,7 +73,7 @@ def test_stage_writes_label_ids_at_full_resolution_with_the_benchmark_names(tmp_
         assert (label_to_train_lut()[written] == expected).all()
     assert "test/mIoU" not in results["test"] and results["test"]["images"] == 1
     # the written val files score what stage=evaluate measures on the network
-    evaluate = run_stage(compose_config(["stage=evaluate", "stage.latency_duration_s=0.05", *data], tmp_path / "ev"))
+    evaluate = run_stage(compose_config(["stage=evaluate", "speed.duration_s=0.05", *data], tmp_path / "ev"))
     assert 0.0 < results["val"]["val/mIoU"] == pytest.approx(evaluate["val/mIoU"], abs=1e-6)
     assert json.loads((tmp_path / "val" / "results.json").read_text())["scored_images"] == 1
 

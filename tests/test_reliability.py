@@ -95,7 +95,7 @@ def test_rerunning_a_finished_training_with_other_settings_reports_its_final_wei
     metrics = (out / "csv" / "metrics.csv").read_text().splitlines()
     per_class = (out / "per_class_iou.csv").read_text()
     again = run_stage(compose_config([*TINY_TRAIN, "trainer.max_epochs=2",
-                                      "callbacks.latency_monitor.duration_s=0.06"], out))
+                                      "speed.duration_s=0.06"], out))
     assert again["val/mIoU"] == pytest.approx(first["val/mIoU"], abs=1e-6)
     assert again["val/per_class_iou"] == pytest.approx(first["val/per_class_iou"], nan_ok=True)
     assert (again["epochs"], again["global_step"]) == (first["epochs"], first["global_step"])
@@ -111,7 +111,7 @@ def test_rerunning_a_finished_supernet_is_a_no_op_and_other_settings_report_the_
     before = _snapshot(tmp_path)
     assert run_stage(compose_config(TINY_SUPERNET, tmp_path))["val/mIoU"] == pytest.approx(first["val/mIoU"])
     assert _snapshot(tmp_path) == before
-    again = run_stage(compose_config([*TINY_SUPERNET, "callbacks.latency_monitor.duration_s=0.06"], tmp_path))
+    again = run_stage(compose_config([*TINY_SUPERNET, "speed.duration_s=0.06"], tmp_path))
     assert again["val/mIoU"] == pytest.approx(first["val/mIoU"], abs=1e-6)
     assert again["global_step"] == first["global_step"]
     assert (tmp_path / "csv" / "metrics.csv").read_bytes().startswith(before["csv/metrics.csv"][1])

@@ -143,8 +143,11 @@ RULES: dict[str, Rule] = {
     "optim.lr_gamma": FRACTION,
     "optim.distill_weight": NON_NEGATIVE_NUMBER,
     "optim.distill_temperature": POSITIVE,
-    # callbacks
-    "callbacks.latency_monitor.duration_s": POSITIVE,
+    # the FPS protocol and callbacks
+    "speed.duration_s": POSITIVE,
+    "speed.warmup": NON_NEGATIVE,
+    "speed.min_iters": COUNT,
+    "speed.threads": OPTIONAL_COUNT,
     "callbacks.latency_monitor.every_n_epochs": NON_NEGATIVE,
     # search (stage=search, zero_shot_search)
     "search.population": COUNT,

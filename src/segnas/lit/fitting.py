@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -18,6 +19,8 @@ from omegaconf import DictConfig
 from segnas.callbacks.csv_log import ResumingCSVLogger
 from segnas.data.base import SegmentationDataModule
 from segnas.lit.inference import read_checkpoint
+from segnas.metrics import count_macs_params
+from segnas.models import deploy_net
 from segnas.utils import Refused
 from segnas.utils.integrity import non_finite
 from segnas.utils.loggers import build_loggers
@@ -154,3 +157,28 @@ def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
         if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path:
             paths["best_ckpt" if ckpt.monitor else "last_ckpt"] = ckpt.best_model_path
     return paths
+
+
+def eval_input_shape(cfg: DictConfig, datamodule: SegmentationDataModule) -> tuple[int, int, int, int]:
+    """The input a stage reports MACs and FPS at: ``stage.input_size`` ([H, W]), else the first validation
+    image's size."""
+    size = cfg.stage.get("input_size") or datamodule.val_set[0]["image"].shape[-2:]
+    height, width = (int(s) for s in size)
+    return 1, 3, height, width
+
+
+def deployed_cost(net: torch.nn.Module, input_shape: tuple[int, ...], speed: DictConfig) -> dict[str, Any]:
+    """MACs, params, latency and FPS of the deployed ``net`` (no auxiliary heads) at ``input_shape``, timed
+    with the ``speed`` protocol (its settings are in ``latency``)."""
+    deployed = deploy_net(net).eval()
+    macs, params = count_macs_params(deployed, input_shape)
+    latency = instantiate(speed).measure(deployed, input_shape)
+    return {
+        "macs_g": macs / 1e9,
+        "flops_g": macs / 1e9,  # deprecated alias of macs_g (GMACs), removed in 0.3
+        "params_m": params / 1e6,
+        "latency_ms": latency.median_ms,
+        "fps": latency.fps,
+        "latency": latency.as_dict(),
+        "input": "x".join(str(s) for s in input_shape[-2:]),
+    }

@@ -16,10 +16,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from segnas.callbacks.history import write_rows_csv
-from segnas.lit.fitting import build_datamodule
+from segnas.lit.fitting import build_datamodule, deployed_cost, eval_input_shape
 from segnas.lit.inference import load_checkpoint
-from segnas.metrics import count_macs_params, measure_latency
-from segnas.models import deploy_net
+from segnas.metrics.latency import speed_label
 from segnas.utils.run import output_dir
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"| MACs (G) @ {results['input']} | {results['macs_g']:.3f} |",
         f"| params (M) | {results['params_m']:.3f} |",
         f"| latency (ms, median) | {results['latency_ms']:.2f} |",
-        f"| FPS ({results['latency']['device']}, {results['latency']['dtype']}) | {results['fps']:.1f} |",
+        f"| FPS ({speed_label(results['latency'])}) | {results['fps']:.1f} |",
         "",
         "| class | IoU (%) |",
         "|---|---|",
@@ -80,24 +79,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     trainer.validate(module, datamodule=datamodule, verbose=False)
     per_class = dict(zip(meta["class_names"], module.last_per_class, strict=True))
 
-    stage = cfg.stage
-    height, width = stage.input_size or datamodule.val_set[0]["image"].shape[-2:]
-    shape = (1, 3, int(height), int(width))
-    net = deploy_net(module.net).eval()
-    macs, params = count_macs_params(net, shape)
-    latency = measure_latency(net, shape, device=stage.latency_device, duration_s=stage.latency_duration_s)
+    shape = eval_input_shape(cfg, datamodule)
     results = {
         "split": split,
         f"{split}/mIoU": float(trainer.callback_metrics["val/mIoU"]),
         f"{split}/pixel_acc": float(trainer.callback_metrics["val/pixel_acc"]),
         f"{split}/per_class_iou": per_class,
-        "macs_g": macs / 1e9,
-        "flops_g": macs / 1e9,  # deprecated alias of macs_g (GMACs), removed in 0.3
-        "params_m": params / 1e6,
-        "latency_ms": latency.median_ms,
-        "fps": latency.fps,
-        "latency": latency.as_dict(),
-        "input": f"{height}x{width}",
+        **deployed_cost(module.net, shape, cfg.speed),
         "ckpt_path": str(cfg.ckpt_path),
     }
     write_rows_csv(out / "per_class_iou.csv", [{"class": k, "iou": v} for k, v in per_class.items()])

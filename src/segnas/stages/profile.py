@@ -14,10 +14,12 @@ import logging
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from segnas.metrics.latency import SpeedProtocol
 from segnas.spaces import load_genotype
-from segnas.spaces.hyctas.profile import Timing, markdown, profile_arch, profile_ops
+from segnas.spaces.hyctas.profile import markdown, profile_arch, profile_ops
 from segnas.utils.config import to_container
 from segnas.utils.run import output_dir
 
@@ -34,8 +36,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Profile the operators (and ``cfg.arch`` when set); write ``profile.md``."""
     stage = cfg.stage
     device = _device(stage.device)
-    timing = Timing(stage.latency_warmup, stage.latency_duration_s, stage.latency_min_iters) \
-        if stage.latency else None
+    timing = SpeedProtocol(stage.latency_warmup, stage.latency_duration_s, stage.latency_min_iters,
+                           threads=instantiate(cfg.speed).threads) if stage.latency else None
     results: dict[str, Any] = {
         "ops": profile_ops(stage.ops, stage.stride2_ops, stage.op_input, stage.scale, device, timing,
                            to_container(stage.paper_transformer) if stage.get("paper_transformer") else None),

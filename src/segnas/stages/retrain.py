@@ -12,12 +12,16 @@ from omegaconf import DictConfig
 from segnas.callbacks.drop_path import DropPathSchedule
 from segnas.callbacks.history import write_rows_csv
 from segnas.data.base import SegmentationDataModule
-from segnas.lit.fitting import build_datamodule, build_trainer, checkpoint_paths, fit
+from segnas.lit.fitting import (
+    build_datamodule,
+    build_trainer,
+    checkpoint_paths,
+    deployed_cost,
+    eval_input_shape,
+    fit,
+)
 from segnas.lit.inference import load_checkpoint
 from segnas.lit.retrain import RetrainModule
-from segnas.lit.segmentation import SegmentationModule
-from segnas.metrics import count_macs_params, measure_latency
-from segnas.models import deploy_net
 from segnas.spaces import as_genotype, network_options
 from segnas.utils.config import to_container
 from segnas.utils.run import output_dir
@@ -72,23 +76,6 @@ def build_module(cfg: DictConfig, datamodule: SegmentationDataModule) -> Retrain
     )
 
 
-def cost(module: SegmentationModule, input_shape: tuple[int, ...], stage: DictConfig) -> dict[str, Any]:
-    """MACs, params and latency of the deployed network (no auxiliary heads) at ``input_shape``."""
-    net = deploy_net(module.net).eval()
-    macs, params = count_macs_params(net, input_shape)
-    latency = measure_latency(
-        net, input_shape, device=stage.latency_device, duration_s=stage.latency_duration_s
-    )
-    return {
-        "macs_g": macs / 1e9,
-        "flops_g": macs / 1e9,  # deprecated alias of macs_g (GMACs), removed in 0.3
-        "params_m": params / 1e6,
-        "fps": latency.fps,
-        "latency": latency.as_dict(),
-        "input": "x".join(str(s) for s in input_shape[-2:]),
-    }
-
-
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Retrain, then return val mIoU (%) (last, best), per-class IoU, MACs, params, FPS and checkpoints."""
     out = output_dir(cfg)
@@ -102,7 +89,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     names = datamodule.metadata()["class_names"]
     per_class = dict(zip(names, module.last_per_class, strict=True)) if module.last_per_class else {}
     write_rows_csv(out / "per_class_iou.csv", [{"class": k, "iou": v} for k, v in per_class.items()])
-    height, width = stage.input_size or datamodule.val_set[0]["image"].shape[-2:]
     results: dict[str, Any] = {
         "val/mIoU": float(trainer.callback_metrics.get("val/mIoU", float("nan"))),
         "val/mIoU_best": module.best_miou,
@@ -113,7 +99,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "net": {k: v for k, v in module.hparams.net_config.items() if k != "genotype"},
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
-        **cost(module, (1, 3, int(height), int(width)), stage),
+        **deployed_cost(module.net, eval_input_shape(cfg, datamodule), cfg.speed),
         **checkpoint_paths(trainer),
     }
     log.info(

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 
-from segnas.metrics import attention_macs, count_macs_params, measure_latency, peak_memory_mb
+from segnas.metrics import attention_macs, count_macs_params, peak_memory_mb
 from segnas.metrics.complexity import flop_analysis
+from segnas.metrics.latency import SpeedProtocol
 from segnas.nn import MultiHeadSelfAttention, PatchTransformer, build_op
 from segnas.spaces.hyctas import build
 from segnas.spaces.hyctas.genotype import HyCTASGenotype
@@ -58,25 +59,15 @@ REFERENCE_TABLE3 = {
 }
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Latency protocol of a profile (see :func:`~segnas.metrics.measure_latency`)."""
-
-    warmup: int = 2
-    duration_s: float = 1.0
-    min_iters: int = 3
-
-
 def profile_model(
-    model: nn.Module, shape: Sequence[int], device: torch.device, timing: Timing | None = None
+    model: nn.Module, shape: Sequence[int], device: torch.device, timing: SpeedProtocol | None = None
 ) -> dict[str, Any]:
     """GMACs, M params, the input shape, latency (with ``timing``) and peak CUDA memory of ``model``."""
     macs, params = count_macs_params(model.to(device), shape)
     out: dict[str, Any] = {"macs_g": macs / 1e9, "params_m": params / 1e6, "input": list(shape)}
     if timing is not None:
-        lat = measure_latency(model, shape, device=device, warmup=timing.warmup, duration_s=timing.duration_s,
-                              min_iters=timing.min_iters)
-        out.update(latency_ms=lat.median_ms, fps=lat.fps, device=lat.device)
+        lat = replace(timing, device=str(device)).measure(model, shape)
+        out.update(latency_ms=lat.median_ms, fps=lat.fps, device=lat.device, threads=lat.threads)
     out["peak_memory_mb"] = peak_memory_mb(model, shape, device)
     return out
 
@@ -97,7 +88,7 @@ def profile_op(
     shape: Sequence[int],
     scale: int,
     device: torch.device,
-    timing: Timing | None = None,
+    timing: SpeedProtocol | None = None,
     op: nn.Module | None = None,
 ) -> dict[str, Any]:
     """The row of operator ``name`` (``C -> C`` channels, ``stride``; or the module ``op``) at ``shape`` and at
@@ -128,7 +119,7 @@ def profile_ops(
     shape: Sequence[int],
     scale: int,
     device: torch.device,
-    timing: Timing | None = None,
+    timing: SpeedProtocol | None = None,
     paper_transformer: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Rows of every operator of ``ops`` (and of ``stride2_ops`` at stride 2, as ``NAME/s2``) and, with
@@ -154,7 +145,7 @@ def profile_arch(
     output_stride: int,
     shape: Sequence[int],
     device: torch.device,
-    timing: Timing | None = None,
+    timing: SpeedProtocol | None = None,
     head: str = "segnas",
 ) -> dict[str, Any]:
     """The row of the standalone network of ``genotype`` (called ``name``; ``head``: segnas's network or the
