@@ -120,7 +120,7 @@ def test_speed_protocol_times_on_its_threads_and_restores_the_process_s() -> Non
         torch.set_num_threads(before)
     assert (result.threads, result.warmup, result.n_iters >= 3) == (1, 2, True)
     assert speed_label(result.as_dict()) == "cpu, float32, 1 thread, 8x12"
-    with pytest.raises(ValueError, match="speed.threads"):
+    with pytest.raises(ValueError, match=r"speed\.threads"):
         SpeedProtocol(threads=0)
 
 

@@ -78,13 +78,30 @@ def test_supernet_miou_recalibrates_a_copy_and_leaves_the_supernet_untouched(spa
     supernet = HyCTASSupernet.from_space(space, num_classes=dm.num_classes)
     before = {k: v.clone() for k, v in supernet.state_dict().items()}
     objective = SupernetMIoU(supernet, recal, val, dm.num_classes)
-    g = space.sample(np.random.default_rng(0))
-    score = objective(g)
-    net = supernet.extract(g)
-    bn_recalibrate(net, [x for x, _ in recal])
-    assert score == pytest.approx(evaluate_miou(net, val, dm.num_classes))
-    assert 0.0 <= score <= 100.0 and objective(g) == score  # an untrained supernet: a range
+    rng = np.random.default_rng(0)
+    for g in [space.sample(rng) for _ in range(4)]:
+        score = objective(g)  # the stem's outputs computed once (SharedStemOutputs): the same score exactly
+        net = supernet.extract(g)
+        bn_recalibrate(net, [x for x, _ in recal])
+        assert score == evaluate_miou(net, val, dm.num_classes)
+        assert 0.0 <= score <= 100.0 and objective(g) == score  # an untrained supernet: a range
     assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items())
+
+
+def test_shared_stem_outputs_are_the_stems_in_each_mode_and_refuse_other_inputs(space) -> None:
+    from segnas.search.objectives import SharedStemOutputs
+
+    torch.manual_seed(0)
+    stem = HyCTASSupernet.from_space(space, num_classes=3).extract(space.sample(np.random.default_rng(0))).stem
+    recal, val = [torch.randn(2, 3, 32, 48) for _ in range(2)], [torch.randn(2, 3, 32, 48)]
+    shared = SharedStemOutputs(stem, recal, val)
+    bn_recalibrate(stem, recal)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(shared.eval()(val[0]), stem(val[0]), strict=True))
+        stem.train()
+        assert all(torch.equal(a, b) for a, b in zip(shared.train()(recal[1]), stem(recal[1]), strict=True))
+    with pytest.raises(KeyError, match="only answers"):
+        shared.eval()(recal[0])  # a recalibration batch in eval mode: not one it holds
 
 
 def test_macs_and_params_objectives_count_the_standalone_network(space) -> None:

@@ -17,6 +17,7 @@ Cost (the standalone network from a ``build`` callable, e.g. ``partial(build_net
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -89,6 +90,41 @@ def evaluate_miou(net: nn.Module, batches: Iterable[Batch], num_classes: int, ig
     return miou(confmat)[0]
 
 
+class SharedStemOutputs(nn.Module):
+    """A stand-in for the stem of every network extracted from one supernet: the stem's outputs on the fixed
+    recalibration images (train mode: batch statistics) and validation images (eval mode: the statistics
+    recalibrated on those images), computed once. The stem is not searched, so its weights and its
+    recalibrated BatchNorm statistics are the same for every candidate and the scores are bit-identical to
+    running it each time (~20 % of the default search's time). It has no BatchNorm of its own, so
+    :func:`bn_recalibrate` leaves it alone; any other input fails loudly."""
+
+    def __init__(self, stem: nn.Module, recalibration: Sequence[Tensor], validation: Sequence[Tensor]) -> None:
+        super().__init__()
+        stem = copy.deepcopy(stem)
+        norms = [m for m in stem.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        with torch.no_grad():
+            stem.train()
+            train = {self._key(x, True): stem(x) for x in recalibration}
+            stem.eval()
+            val = {self._key(x, False): stem(x) for x in validation}
+        self.outputs = {**train, **val}
+
+    @staticmethod
+    def _key(x: Tensor, training: bool) -> tuple[int, tuple[int, ...], bool]:
+        return x.data_ptr(), tuple(x.shape), training
+
+    def forward(self, x: Tensor) -> Any:
+        """The stem's outputs for one of the fixed batches, in this module's train/eval mode."""
+        key = self._key(x, self.training)
+        if key not in self.outputs:
+            raise KeyError("SharedStemOutputs only answers the recalibration (train mode) and validation (eval "
+                           "mode) batches it was built with")
+        return self.outputs[key]
+
+
 class SupernetMIoU:
     """Supernet-estimated mIoU (%) of a genotype: extract its weights, recalibrate BN, validate.
 
@@ -112,9 +148,13 @@ class SupernetMIoU:
         self.recalibration = [images.to(device) for images, _ in recalibration]
         self.validation = [(images.to(device), masks.to(device)) for images, masks in validation]
         self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.stem: SharedStemOutputs | None = None  # built from the first extracted network's stem
 
     def __call__(self, genotype: HyCTASGenotype) -> float:
         net = self.supernet.extract(genotype)
+        if self.stem is None:
+            self.stem = SharedStemOutputs(net.stem, self.recalibration, [images for images, _ in self.validation])
+        net.stem = self.stem
         bn_recalibrate(net, self.recalibration)
         return evaluate_miou(net, self.validation, self.num_classes, self.ignore_index)
 
