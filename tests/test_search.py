@@ -340,3 +340,25 @@ def test_pareto_indices_and_hypervolume_by_hand() -> None:
         expected
     )
     assert hypervolume([], [], 1.0) == 0.0
+
+
+def test_the_hypervolume_reference_is_fixed_per_space_and_cost_not_per_run(space) -> None:
+    from segnas.search.goal import hv_reference
+
+    def cost(genotype: HyCTASGenotype) -> float:  # grows with depth, width and branches, as MACs do
+        return float(sum(sum(b.widths) for b in genotype.branches))
+
+    auto = hv_reference(SearchGoal(), space, cost)
+    largest = [g for n in (1, 2, 3) for g in space.largest(n)]
+    assert auto.cost == max(cost(g) for g in largest) and "largest" in auto.source
+    rng = np.random.default_rng(5)
+    assert all(cost(space.sample(rng)) <= auto.cost for _ in range(200))  # nothing sampled lies beyond it
+    assert hv_reference(SearchGoal(), space.with_branches(1), cost).cost == max(cost(g) for g in space.largest(1))
+    assert hv_reference(SearchGoal(hv_ref_cost=3.5), space, cost).cost == 3.5
+    legacy = hv_reference(SearchGoal(hv_ref_cost=None), space, cost)
+    assert legacy.cost is None and legacy.resolve([1.0, 4.0]) == 4.0
+    fasterseg = get_space("fasterseg")  # no largest networks: a fixed sample, the same for every run
+    first, again = (hv_reference(SearchGoal(), fasterseg, lambda g: float(len(genotype_key(g)))) for _ in range(2))
+    assert first == again and "32 genotypes drawn with seed 0" in first.source
+    with pytest.raises(ValueError, match="hv_ref_cost"):
+        SearchGoal(hv_ref_cost="largest")

@@ -30,7 +30,7 @@ class Rule:
     low_open: bool = False
     high_open: bool = False
     nullable: bool = False
-    extra: tuple[int, ...] = ()
+    extra: tuple[int | str, ...] = ()
 
     def describe(self) -> str:
         """The allowed values in words, e.g. ``an integer >= 1 (or null)``."""
@@ -49,10 +49,10 @@ class Rule:
         """Whether ``value`` satisfies the rule."""
         if value is None:
             return self.nullable
+        if value in self.extra and not isinstance(value, bool):
+            return True
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
-        if value in self.extra:
-            return True
         if self.integer and not isinstance(value, int):
             return False
         if not math.isfinite(value):
@@ -166,7 +166,7 @@ RULES: dict[str, Rule] = {
     "search.max_macs_g": OPTIONAL_POSITIVE,
     "search.max_params_m": OPTIONAL_POSITIVE,
     "search.min_miou": Rule(integer=False, low=0, high=100, nullable=True),
-    "search.hv_ref_cost": OPTIONAL_POSITIVE,
+    "search.hv_ref_cost": Rule(integer=False, low=0, low_open=True, nullable=True, extra=("auto",)),
     "score.epochs": COUNT,
     "stage.top_n": NON_NEGATIVE,
     "stage.latency.warmup": NON_NEGATIVE,

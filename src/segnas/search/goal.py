@@ -46,7 +46,7 @@ class SearchGoal:
     warm_start_proxy: str = "synflow"
     warm_start_batch: Mapping[str, Any] = field(default_factory=dict)
     random_baseline: bool = True
-    hv_ref_cost: float | None = None
+    hv_ref_cost: float | str | None = "auto"
 
     def __post_init__(self) -> None:
         if self.objective not in COSTS:
@@ -64,6 +64,8 @@ class SearchGoal:
             raise ValueError(f"search.s_max must be one of {list(S_MAX_READINGS)}, got {self.s_max!r}")
         if self.filters_on not in FILTERS_ON:
             raise ValueError(f"search.filters_on must be one of {list(FILTERS_ON)}, got {self.filters_on!r}")
+        if isinstance(self.hv_ref_cost, str) and self.hv_ref_cost != "auto":
+            raise ValueError(f"search.hv_ref_cost must be 'auto', a cost > 0 or null, got {self.hv_ref_cost!r}")
 
     @property
     def cost_metric(self) -> str:
@@ -77,6 +79,33 @@ class SearchGoal:
 
 
 GOAL_KEYS = tuple(f.name for f in dataclasses.fields(SearchGoal))
+
+
+@dataclass(frozen=True)
+class HVReference:
+    """The hypervolume's reference cost (None: the largest cost evaluated in the run, known at its end) and
+    where it comes from."""
+
+    cost: float | None
+    source: str
+
+    def resolve(self, evaluated_costs: Sequence[float]) -> float:
+        """The reference cost, the largest of ``evaluated_costs`` when none is fixed."""
+        return float(self.cost) if self.cost is not None else float(max(evaluated_costs))
+
+
+def hv_reference(goal: SearchGoal, space: SearchSpace, cost: Callable[[Any], float]) -> HVReference:
+    """``search.hv_ref_cost``: a number as given; ``auto``, the largest ``cost`` of the space's reference
+    networks (:meth:`~segnas.spaces.base.SearchSpace.reference_genotypes`: fixed per space, cost model and
+    input, so runs and seeds compare); null, the largest cost evaluated in the run (runs do not compare)."""
+    if goal.hv_ref_cost is None:
+        return HVReference(None, "the largest cost evaluated in this run")
+    if goal.hv_ref_cost != "auto":
+        return HVReference(float(goal.hv_ref_cost), "search.hv_ref_cost")
+    genotypes, source = space.reference_genotypes()
+    reference = HVReference(max(float(cost(g)) for g in genotypes), source)
+    log.info("hypervolume reference %s = %.4g: %s", goal.cost_metric, reference.cost, source)
+    return reference
 
 
 def split_search_config(search: DictConfig) -> tuple[SearchGoal, DictConfig]:

@@ -16,7 +16,7 @@ from segnas.callbacks.history import write_rows_csv
 from segnas.search import report
 from segnas.search.algorithms import GenerationCallback, RandomSearch, SearchAlgorithm, unique
 from segnas.search.costs import agreement
-from segnas.search.goal import RelativeLatencyBudget
+from segnas.search.goal import HVReference, RelativeLatencyBudget, hv_reference
 from segnas.search.pareto import hypervolume
 from segnas.search.plot import plot_search
 from segnas.search.problem import Evaluated, SearchProblem
@@ -64,13 +64,21 @@ def run_search(problem: SearchProblem, algorithm: SearchAlgorithm,
     return SearchOutcome(distinct, baseline, result.extra, warm, seconds, n_computed)
 
 
+def search_hv_reference(problem: SearchProblem) -> HVReference:
+    """The problem's hypervolume reference (``search.hv_ref_cost``, see :func:`segnas.search.goal.hv_reference`);
+    every rank of a job calls it in step (a latency table prices on rank 0)."""
+    setup = problem.assembly
+    return hv_reference(setup.goal, problem.space, setup.costs.objectives[setup.goal.cost_metric])
+
+
 def write_outputs(out: Path, problem: SearchProblem, algorithm: SearchAlgorithm, outcome: SearchOutcome,
-                  table: str, top_n: int, retrain: str | None, check_archs: int = 0) -> dict[str, Any]:
+                  table: str, top_n: int, retrain: str | None, check_archs: int = 0,
+                  reference: HVReference | None = None) -> dict[str, Any]:
     """``pareto.csv``, ``genotypes/{arch,rank,random}_NN.yaml``, the evaluations table, ``best_so_far.csv`` (the
     running best score per evaluation) and ``pareto.png``; returns the results (hypervolumes with their
     reference, front, top picks, best score, summaries, counts, with a benchmark table the ground truth of the
     top picks and, with a latency table and ``check_archs``, its agreement with measured latency on that many
-    networks)."""
+    networks). ``reference``: the hypervolume reference (:func:`search_hv_reference`; None: computed here)."""
     setup, goal = problem.assembly, problem.assembly.goal
     score, cost = setup.score_metric, goal.cost_metric
     distinct, baseline = outcome.evaluated, outcome.baseline
@@ -83,7 +91,8 @@ def write_outputs(out: Path, problem: SearchProblem, algorithm: SearchAlgorithm,
     png = plot_search(distinct, cost, out / "pareto.png", baseline, score=score, min_score=goal.min_miou,
                       title=f"{problem.space.name} {algorithm.name} search")
     everything = distinct + baseline
-    ref_cost = float(goal.hv_ref_cost or max(e.metrics[cost] for e in everything))
+    reference = reference or search_hv_reference(problem)
+    ref_cost = reference.resolve([e.metrics[cost] for e in everything])
     score_range = (0.0, 100.0) if score == "miou" else _score_range(everything, score)
     results: dict[str, Any] = {
         "space": problem.space.name,
@@ -96,7 +105,8 @@ def write_outputs(out: Path, problem: SearchProblem, algorithm: SearchAlgorithm,
                     for m, b in problem.budgets.items()},
         "n_evaluated": len(distinct),
         "hypervolume": _hypervolume(front, score, cost, ref_cost, score_range),
-        "hv_reference": {score: score_range[0], cost: ref_cost, "score_range": list(score_range)},
+        "hv_reference": {score: score_range[0], cost: ref_cost, "score_range": list(score_range),
+                         "source": reference.source},
         "pareto": front_rows,
         "top": top,
         "summary": report.summary(distinct, score, cost),

@@ -34,6 +34,9 @@ class Genotype(Protocol):
     def rule_violations(self) -> list[str]: ...
 
 
+REFERENCE_SAMPLE = 32  # genotypes behind the hypervolume reference of a space without largest networks
+
+
 class SearchSpace(ABC):
     """A space of genotypes: sampling, an integer-vector encoding, genetic operators and constraints.
 
@@ -160,3 +163,11 @@ class SearchSpace(ABC):
     def strata(self) -> list[tuple[str, SearchSpace]]:
         """Sub-spaces searched separately when a search is stratified (e.g. HyCTAS per branch count)."""
         return [("all", self)]
+
+    def reference_genotypes(self) -> tuple[list[Any], str]:
+        """The networks whose largest cost is the hypervolume reference of every search of this space (the
+        same for every run and seed, so hypervolumes compare), and how they were chosen. Default:
+        ``REFERENCE_SAMPLE`` genotypes drawn with seed 0; a space that knows its largest networks returns them."""
+        rng = np.random.default_rng(0)
+        return ([self.sample(rng) for _ in range(REFERENCE_SAMPLE)],
+                f"the costliest of {REFERENCE_SAMPLE} genotypes drawn with seed 0")

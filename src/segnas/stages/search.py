@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from segnas.search import build_algorithm, build_problem
 from segnas.search.distributed import Ranks, job_ranks
 from segnas.search.live import LiveSearch
-from segnas.search.runner import run_search, write_outputs
+from segnas.search.runner import run_search, search_hv_reference, write_outputs
 from segnas.utils.loggers import build_loggers
 from segnas.utils.run import output_dir
 
@@ -40,7 +40,8 @@ def _search(cfg: DictConfig, ranks: Ranks) -> dict[str, Any]:
     setup = problem.assembly
     score, cost, goal = setup.score_metric, setup.goal.cost_metric, setup.goal
     loggers = (setup.score.loggers() or build_loggers(cfg)) if ranks.is_main else []
-    live = LiveSearch(loggers, score, cost, goal.hv_ref_cost, (0.0, 100.0) if score == "miou" else None,
+    reference = search_hv_reference(problem)
+    live = LiveSearch(loggers, score, cost, reference.cost, (0.0, 100.0) if score == "miou" else None,
                       goal.min_miou)
     outcome = run_search(problem, algorithm, live)
     per_rank = ranks.gather(problem.evaluator.n_computed_here)
@@ -48,7 +49,7 @@ def _search(cfg: DictConfig, ranks: Ranks) -> dict[str, Any]:
         return {"rank": ranks.rank, "world_size": ranks.world_size, "evaluated_per_rank": per_rank}
     retrain = str(cfg.stage.retrain_command) if cfg.stage.get("retrain_command") else None
     results = write_outputs(out, problem, algorithm, outcome, str(cfg.stage.table), int(cfg.stage.top_n), retrain,
-                            check_archs=int(cfg.stage.latency.check_archs))
+                            check_archs=int(cfg.stage.latency.check_archs), reference=reference)
     results.update(world_size=ranks.world_size, evaluated_per_rank=per_rank,
                    n_computed_this_run=problem.evaluator.n_computed)
     live.finish({key: results.get(key) for key in ("hypervolume", "hypervolume_random", "n_evaluated")}

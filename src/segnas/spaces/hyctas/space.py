@@ -350,6 +350,12 @@ class HyCTASSpace(SearchSpace):
             ))
         ]
 
+    def reference_genotypes(self) -> tuple[list[HyCTASGenotype], str]:
+        """The largest networks of every branch count this space holds (Algorithm 1's S_max candidates): the
+        hypervolume reference is the costliest of them."""
+        counts = [self.fixed_branches] if self.fixed_branches else [n for n, p in enumerate(self.branch_prior, 1) if p > 0]
+        return [g for n in counts for g in self.largest(n)], "the costliest of the space's largest networks (S_max)"
+
     def smallest(self) -> list[HyCTASGenotype]:
         """Candidates for the smallest network whose cells all compute (the sandwich rule's smallest path): one
         stride-8 branch of the shallowest depth, every cell at the narrowest width, gates off, one candidate per
