@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from scipy import stats
+
+from segnas.metrics.correlation import paired_kendall_difference
 
 HERE = Path(__file__).resolve().parent
 SPEC = json.loads((HERE / "variants.json").read_text())
@@ -40,24 +41,6 @@ def paths_per_step(supernet: dict) -> int:
     if supernet["sampling"] == "sandwich":
         return 2 + int(supernet["sandwich_random"])
     return 1 + bool(supernet["inplace_distill"])
-
-
-def _kendall(x: np.ndarray, y: np.ndarray) -> float:
-    return float(stats.kendalltau(x, y, variant="b").statistic)
-
-
-def paired_differences(scores: dict[str, np.ndarray], truth: np.ndarray, baseline: str) -> dict[str, list[float]]:
-    """95 % percentile bootstrap interval of each score's Kendall minus ``baseline``'s, networks resampled
-    together (the same resamples for every score)."""
-    rng = np.random.default_rng(SEED)
-    n = len(truth)
-    draws = [idx for idx in (rng.integers(0, n, n) for _ in range(BOOTSTRAP)) if np.ptp(truth[idx]) > 0]
-    out = {}
-    for name, values in scores.items():
-        diffs = np.array([_kendall(values[i], truth[i]) - _kendall(scores[baseline][i], truth[i]) for i in draws])
-        diffs = diffs[np.isfinite(diffs)]
-        out[name] = [float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))]
-    return out
 
 
 def _brief(report: dict) -> dict:
@@ -96,8 +79,8 @@ def summary(out: Path) -> dict:
                       and v["compute_path_epochs"] == variant["compute_path_epochs"]), None)
         if prior is not None:
             variant["equal_compute_prior"] = prior
-            variant["kendall_minus_prior_ci"] = paired_differences({name: scores[name], prior: scores[prior]},
-                                                                   truth, prior)[name]
+            variant["kendall_minus_prior_ci"] = paired_kendall_difference(scores[name], scores[prior], truth,
+                                                                          BOOTSTRAP, seed=SEED)
     agreement = next(iter(first["seed_agreement"].values()), None)
     return {
         "command": SPEC["command"], "networks": len(truth), "train_epochs": first["train_epochs"],

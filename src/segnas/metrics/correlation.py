@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import Any
@@ -53,6 +54,21 @@ def correlation_report(
         report[f"{name}_ci"] = ([float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))]
                                 if len(values) else [float("nan"), float("nan")])
     return report
+
+
+def paired_kendall_difference(score: Sequence[float], baseline: Sequence[float], truth: Sequence[float],
+                              bootstrap: int = 2000, confidence: float = 0.95, seed: int = 0) -> list[float]:
+    """Percentile bootstrap interval of Kendall(``score``, ``truth``) minus Kendall(``baseline``, ``truth``),
+    the networks resampled together (paired: both scores rank the same networks); resamples whose truth is
+    constant are skipped."""
+    a, b, t = (np.asarray(v, dtype=float) for v in (score, baseline, truth))
+    rng = np.random.default_rng(seed)
+    draws = [idx for idx in (rng.integers(0, len(t), len(t)) for _ in range(bootstrap)) if np.ptp(t[idx]) > 0]
+    diffs = np.array([stats.kendalltau(a[i], t[i], variant="b").statistic
+                      - stats.kendalltau(b[i], t[i], variant="b").statistic for i in draws])
+    diffs = diffs[np.isfinite(diffs)]
+    tail = (1 - confidence) / 2
+    return [float(np.quantile(diffs, tail)), float(np.quantile(diffs, 1 - tail))] if len(diffs) else [math.nan] * 2
 
 
 def _resampled_correlations(a: np.ndarray, b: np.ndarray, resamples: np.ndarray,
