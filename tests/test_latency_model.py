@@ -47,6 +47,7 @@ def test_calibrated_table_corrects_the_sum_and_caches_the_fit(tmp_path: Path) ->
     cached = LatencyTable(tmp_path, INPUT, 2, 5, calibration=calibration, calibration_s=0.0,
                           calibration_rounds=1, **FAST)
     assert cached(genotype) == value and cached.fit == fit and cached.n_measured == 0
+    assert cached.identity() == table.identity() and "fit" in cached.identity()  # a cached fit: the same table
     plain = LatencyTable(tmp_path, INPUT, 2, 5, **FAST)
     assert plain.path != table.path and plain.fit is None
     assert plain(genotype) == pytest.approx(plain.sum_ms(genotype))
@@ -81,6 +82,9 @@ def test_a_table_calibrated_on_a_busy_machine_is_flagged_and_never_cached(tmp_pa
     assert info["reliable"] is False and info["repeat_spread"] > 0.1 and info["load_when_built"]["cpus"] >= 1
     again = LatencyTable(tmp_path, INPUT, 2, 5, **settings)
     assert again.path == table.path and again.entries == table.entries and again.fit is None  # calibrated anew
+    rounds = iter([1.0, 1.0, 2.0, 2.0])  # fitted anew (as unreliable): another fit, another identity, so an
+    assert again.identity()["fit"] != table.identity()["fit"]  # archive priced with the first one is refused
+    assert again.identity()["id"] == table.identity()["id"]
     rebuilt = LatencyTable(tmp_path, INPUT, 2, 5, rebuild=True, **settings)
     assert rebuilt.entries == {} and table.path.with_name(table.path.name + ".stale").is_file()
 

@@ -236,10 +236,16 @@ class LatencyTable:
 
     # ---------------------------------------------------------------------------------- public
     def identity(self) -> dict[str, str]:
-        """What an archive of this table's latencies depends on: its file (device, input, network settings) and
-        its id, drawn when the file was started; entries are measured once and never change, so a table with
-        the id has the same values, and a rebuilt or replaced table of the same name has another id."""
-        return {"file": self.path.name, "id": self.table_id}
+        """What an archive of this table's latencies depends on: its file (device, input, network settings), its
+        id, drawn when the file was started (entries are measured once and never change, so a table with the id
+        has the same entries; a rebuilt or replaced table of the same name has another id) and, with calibration
+        networks, the fit's digest (fitted here if it is not yet: a fit measured anew, after one too noisy to
+        cache, gives another identity, so no archive mixes latencies of two fits)."""
+        identity = {"file": self.path.name, "id": self.table_id}
+        if self.calibration:
+            fit = self._fitted()
+            identity["fit"] = data_sha1([fit["offset_ms"], fit["scale"]], 10)
+        return identity
 
     def __call__(self, genotype: HyCTASGenotype) -> float:
         """Predicted latency (ms): ``offset + scale x`` :meth:`sum_ms` with calibration networks (fitted and
@@ -247,6 +253,11 @@ class LatencyTable:
         total = self.sum_ms(genotype)
         if not self.calibration:
             return total
+        fit = self._fitted()
+        return fit["offset_ms"] + fit["scale"] * total
+
+    def _fitted(self) -> dict[str, Any]:
+        """The calibration fit, measured (and cached when reliable) the first time it is needed."""
         if self.fit is None:
             self.fit = self._calibrate()
             if self.fit["repeat_spread"] <= MAX_REPEAT_SPREAD:
@@ -256,7 +267,7 @@ class LatencyTable:
                             "(load %.1f on %d CPUs): the machine is busy and latencies are unreliable; the fit is "
                             "not cached (stage.latency.rebuild=true re-measures the entries too)", self.path,
                             100 * self.fit["repeat_spread"], self.fit["load"]["load_1min"], self.fit["load"]["cpus"])
-        return self.fit["offset_ms"] + self.fit["scale"] * total
+        return self.fit
 
     def describe(self) -> dict[str, Any]:
         """The table's file, size, content hash, machine load when built and, once calibrated, whether its
