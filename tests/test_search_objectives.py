@@ -267,3 +267,31 @@ def test_variants_that_do_not_apply_are_none_and_random_architectures(space) -> 
     randoms = random_architectures(space, 2, rng)
     assert sorted(randoms) == [f"random{n}_{k}" for n in (1, 2, 3) for k in (0, 1)]
     assert all(g.num_branches == int(name[6]) and not space.violations(g) for name, g in randoms.items())
+
+
+def test_each_branch_count_is_costed_at_its_own_deployed_network(tmp_path: Path) -> None:
+    from segnas.search import build_problem
+
+    from conftest import compose_config
+
+    strata = {"1branch": (2, 8), "2branch": (3, 4), "3branch": (4, 4)}  # (F, OS) of each branch count
+    by_stratum = ", ".join(f"{k}: {{filter_multiplier: {f}, output_stride: {os}}}" for k, (f, os) in strata.items())
+    common = ["stage=search", "score=proxy", "search.objective=macs", "stage.extra_metrics=[params_m]",
+              "stage.latency.calibration_archs=0", f"stage.latency.lut_dir={tmp_path / 'lut'}"]
+    problem = build_problem(compose_config([*common, f"stage.cost_network_by_stratum={{{by_stratum}}}"], tmp_path),
+                            tmp_path / "run")
+    setup, rng = problem.assembly, np.random.default_rng(0)
+    for n, (name, (f, os)) in enumerate(strata.items(), 1):
+        g = problem.space.with_branches(n).sample(rng)
+        build = functools.partial(build_network, num_classes=setup.num_classes, filter_multiplier=f, output_stride=os)
+        shape = setup.cost_input
+        assert problem.space.stratum(g) == name
+        assert setup.costs.objectives["macs_g"](g) == Macs(build, shape)(g)
+        assert setup.costs.objectives["params_m"](g) == Params(build, shape)(g)
+    assert setup.context["cost_network"]["by_stratum"]["3branch"]["filter_multiplier"] == 4  # in the archive's context
+    with pytest.raises(ValueError, match="one entry per stratum"):
+        build_problem(compose_config([*common, "stage.cost_network_by_stratum={1branch: {output_stride: 4}}"],
+                                     tmp_path), tmp_path / "bad")
+    with pytest.raises(ValueError, match=r"stage\.cost_network_by_stratum\.1branch: \['width'\]"):
+        build_problem(compose_config([*common, "stage.cost_network_by_stratum={1branch: {width: 4}}"], tmp_path),
+                      tmp_path / "bad")

@@ -22,7 +22,7 @@ from segnas.lit.fitting import instantiate_unwrapped
 from segnas.search.algorithms import SearchAlgorithm
 from segnas.search.archive import Archive
 from segnas.search.benchmark import BenchmarkTable, ground_truth_table
-from segnas.search.costs import CostModels, build_costs, latency_model
+from segnas.search.costs import CostModels, build_costs, build_stratified_costs, latency_model
 from segnas.search.distributed import Ranks
 from segnas.search.evaluator import Evaluator
 from segnas.search.goal import RelativeLatencyBudget, SearchGoal, split_search_config
@@ -75,10 +75,15 @@ def build_problem(cfg: DictConfig, out: Path, ranks: Ranks | None = None, archiv
     ground_truth = ground_truth or getattr(score, "table", None)  # score=benchmark: its own table
     num_classes = score.num_classes(run)
     network = {**space.build_options(), **scored_options}
-    cost_network = {**network, **_cost_overrides(cfg.stage.get("cost_network"), network, space)}
+    cost_network = {**network, **_cost_overrides(cfg.stage.get("cost_network"), network, space, "stage.cost_network")}
+    by_stratum = {name: {**cost_network, **_cost_overrides(node, network, space, f"stage.cost_network_by_stratum.{name}")}
+                  for name, node in (cfg.stage.get("cost_network_by_stratum") or {}).items()}
+    if by_stratum:  # each stratum (hyctas: branch count) costed as it is deployed
+        cost_network = {**cost_network, "by_stratum": by_stratum}
     cost_input = _cost_input(cfg, score)
-    costs = build_costs(space, num_classes, cost_network, cost_input, run.device, to_container(cfg.stage.latency),
-                        ranks)
+    latency = to_container(cfg.stage.latency)
+    costs = (build_stratified_costs(space, num_classes, by_stratum, cost_input, run.device, latency, ranks)
+             if by_stratum else build_costs(space, num_classes, cost_network, cost_input, run.device, latency, ranks))
     budgets: dict[str, Any] = goal.fixed_budgets()
     if goal.max_latency_fraction is not None:
         budgets["latency_ms"] = RelativeLatencyBudget(space, costs.objectives["latency_ms"],
@@ -129,11 +134,12 @@ def evaluation_context(cfg: DictConfig, space: SearchSpace, score: Any, run: Run
     }
 
 
-def _cost_overrides(overrides: DictConfig | None, network: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+def _cost_overrides(overrides: DictConfig | None, network: dict[str, Any], space: SearchSpace,
+                    key: str) -> dict[str, Any]:
     given = {k: v for k, v in to_container(overrides).items() if v is not None}
     unknown = sorted(set(given) - set(network))
     if unknown:
-        raise ValueError(f"stage.cost_network: {unknown} are not options of a {space.name} network "
+        raise ValueError(f"{key}: {unknown} are not options of a {space.name} network "
                          f"(it takes {sorted(network)})")
     return given
 

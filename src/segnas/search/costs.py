@@ -33,6 +33,21 @@ def latency_model(space: SearchSpace, model: str) -> str:
     return model
 
 
+class PerStratum:
+    """An objective that prices each genotype with its stratum's own objective (``space.stratum``: e.g. each
+    HyCTAS branch count at the filter multiplier and output stride it is deployed with)."""
+
+    def __init__(self, stratum: Callable[[Any], str], objectives: Mapping[str, Callable[[Any], float]]) -> None:
+        self.stratum, self.objectives = stratum, dict(objectives)
+
+    def __call__(self, genotype: Any) -> float:
+        return self.objectives[self.stratum(genotype)](genotype)
+
+    def describe(self) -> dict[str, Any]:
+        """Each stratum's table description (for a per-stratum latency table)."""
+        return {name: fn.describe() for name, fn in self.objectives.items()}
+
+
 @dataclass
 class CostModels:
     """Cost objectives by metric name, the latency lookup table (rank 0's; None: measured, or another rank), its
@@ -40,7 +55,7 @@ class CostModels:
 
     objectives: dict[str, Objective]
     table: Any | None
-    measured: MeasuredLatency
+    measured: Callable[[Any], float]
     table_identity: dict[str, Any] | None = None
 
     def describe(self) -> dict[str, Any] | None:
@@ -76,6 +91,27 @@ def build_costs(space: SearchSpace, num_classes: int, network: Mapping[str, Any]
     }
     if hasattr(space, "memory_mb"):
         objectives["memory_mb"] = ActivationMemory(space.memory_mb)
+    return CostModels(objectives, table, measured, identity)
+
+
+def build_stratified_costs(space: SearchSpace, num_classes: int, networks: Mapping[str, Mapping[str, Any]],
+                           input_shape: Sequence[int], device: torch.device, latency: Mapping[str, Any],
+                           ranks: Ranks) -> CostModels:
+    """:func:`build_costs` per stratum of ``space`` (``networks``: the deployed network options of each stratum,
+    one per name of ``space.strata()``), combined so that every cost prices a genotype with its stratum's
+    models (:class:`PerStratum`); the latency tables, one per stratum's network, are described per stratum."""
+    names = [name for name, _ in space.strata()]
+    if sorted(networks) != sorted(names):
+        raise ValueError(f"stage.cost_network_by_stratum needs one entry per stratum of the {space.name} space "
+                         f"{names}, got {sorted(networks)}")
+    models = {name: build_costs(space, num_classes, networks[name], input_shape, device, latency, ranks)
+              for name in names}
+    objectives = {metric: PerStratum(space.stratum, {name: m.objectives[metric] for name, m in models.items()})
+                  for metric in models[names[0]].objectives}
+    tables = {name: m.table for name, m in models.items()}
+    table = PerStratum(space.stratum, tables) if all(t is not None for t in tables.values()) else None
+    measured = PerStratum(space.stratum, {name: m.measured for name, m in models.items()})
+    identity = {name: m.table_identity for name, m in models.items()} if models[names[0]].table_identity else None
     return CostModels(objectives, table, measured, identity)
 
 

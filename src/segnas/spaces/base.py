@@ -164,6 +164,13 @@ class SearchSpace(ABC):
         """Sub-spaces searched separately when a search is stratified (e.g. HyCTAS per branch count)."""
         return [("all", self)]
 
+    def stratum(self, genotype: Any) -> str:
+        """The name (of :meth:`strata`) of the sub-space ``genotype`` belongs to."""
+        name = next((name for name, sub in self.strata() if sub.is_valid(genotype)), None)
+        if name is None:
+            raise ValueError(f"{genotype!r} is in no stratum of the {self.name} space: {self.violations(genotype)}")
+        return name
+
     def reference_genotypes(self) -> tuple[list[Any], str]:
         """The networks whose largest cost is the hypervolume reference of every search of this space (the
         same for every run and seed, so hypervolumes compare), and how they were chosen. Default:

@@ -378,6 +378,10 @@ class HyCTASSpace(SearchSpace):
         """One sub-space per branch count (the paper's per-branch search)."""
         return [(f"{n}branch", self.with_branches(n)) for n in range(1, MAX_BRANCHES + 1)]
 
+    def stratum(self, genotype: HyCTASGenotype) -> str:
+        """``<n>branch``: the genotype's branch count, as :meth:`strata` names it."""
+        return f"{genotype.num_branches}branch"
+
     # -------------------------------------------------------------------------------- constraints
     def violations(self, genotype: HyCTASGenotype) -> list[str]:
         """The genotype's own rules plus this space's depth range, operators, widths and memory limit."""
