@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -158,3 +159,25 @@ def test_version_prints_the_package_version():
     proc = _cli("--version", timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == f"segnas {segnas.__version__}"
     assert segnas.__version__ == importlib.metadata.version("segnas")
+
+
+@pytest.mark.parametrize("damage", ["bit_flip", "nan"])
+def test_evaluate_refuses_a_damaged_checkpoint_before_writing_results(trained, tmp_path, damage):
+    """Issue 23's interface: stage=evaluate fails on a bit-flipped or non-finite checkpoint, naming it."""
+    import torch
+
+    _, train_results = trained
+    path = tmp_path / "damaged.ckpt"
+    if damage == "bit_flip":
+        data = bytearray(Path(train_results["last_ckpt"]).read_bytes())
+        data[len(data) // 2] ^= 0x10  # one bit in the middle of the weights
+        path.write_bytes(bytes(data))
+    else:
+        checkpoint = torch.load(train_results["last_ckpt"], weights_only=False)
+        name = next(k for k, v in checkpoint["state_dict"].items() if v.is_floating_point() and v.numel() > 8)
+        checkpoint["state_dict"][name][0] = float("nan")
+        torch.save(checkpoint, path)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=rf"checkpoint {path} (is corrupt|holds non-finite weights)"):
+        run_stage(compose_config(["stage=evaluate", *TINY_TRAIN, f"ckpt_path={path}"], out))
+    assert not (out / "results.json").exists() and not (out / "evaluation.md").exists()
