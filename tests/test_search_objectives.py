@@ -24,6 +24,7 @@ from segnas.search.objectives import (
     Macs,
     Params,
     ProxyScore,
+    SharedStemOutputs,
     SupernetMIoU,
     bn_recalibrate,
     evaluate_miou,
@@ -89,7 +90,7 @@ def test_supernet_miou_recalibrates_a_copy_and_leaves_the_supernet_untouched(spa
 
 
 def test_shared_stem_outputs_are_the_stems_in_each_mode_and_refuse_other_inputs(space) -> None:
-    from segnas.search.objectives import SharedStemOutputs
+    from segnas.search.objectives import stem_output_mb
 
     torch.manual_seed(0)
     stem = HyCTASSupernet.from_space(space, num_classes=3).extract(space.sample(np.random.default_rng(0))).stem
@@ -102,6 +103,24 @@ def test_shared_stem_outputs_are_the_stems_in_each_mode_and_refuse_other_inputs(
         assert all(torch.equal(a, b) for a, b in zip(shared.train()(recal[1]), stem(recal[1]), strict=True))
     with pytest.raises(KeyError, match="only answers"):
         shared.eval()(recal[0])  # a recalibration batch in eval mode: not one it holds
+    per_image = sum(t.numel() * 4 for t in stem.eval()(val[0][:1])) / 2**20
+    assert stem_output_mb(stem, [*recal, *val]) == pytest.approx(6 * per_image)
+
+
+def test_supernet_miou_recomputes_the_stem_when_its_outputs_would_not_fit(space, monkeypatch) -> None:
+    from segnas.search import objectives
+
+    dm = SyntheticDataModule(num_train=4, num_val=2, height=32, width=48, crop_size=(32, 48))
+    dm.setup("fit")
+    recal, val = load_batches(dm.train_set, range(4), 2), load_batches(dm.val_set, range(2), 2)
+    torch.manual_seed(0)
+    supernet = HyCTASSupernet.from_space(space, num_classes=dm.num_classes)
+    g = space.sample(np.random.default_rng(3))
+    kept = objectives.SupernetMIoU(supernet, recal, val, dm.num_classes)
+    score = kept(g)  # the stem's outputs are built at the first call
+    monkeypatch.setattr(objectives, "STEM_CACHE_LIMIT_MB", 0.0)
+    recomputed = objectives.SupernetMIoU(supernet, recal, val, dm.num_classes)
+    assert recomputed(g) == score and recomputed.stem is False and isinstance(kept.stem, SharedStemOutputs)
 
 
 def test_macs_and_params_objectives_count_the_standalone_network(space) -> None:

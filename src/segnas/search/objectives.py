@@ -90,6 +90,19 @@ def evaluate_miou(net: nn.Module, batches: Iterable[Batch], num_classes: int, ig
     return miou(confmat)[0]
 
 
+STEM_CACHE_LIMIT_MB = 2048.0  # SupernetMIoU keeps the stem's outputs when they take at most this much memory
+
+
+@torch.no_grad()
+def stem_output_mb(stem: nn.Module, batches: Sequence[Tensor]) -> float:
+    """Megabytes the stem's outputs on ``batches`` take, extrapolated from one image of the first batch."""
+    if not batches:
+        return 0.0
+    outputs = copy.deepcopy(stem).eval()(batches[0][:1])
+    per_image = sum(t.numel() * t.element_size() for t in outputs)
+    return per_image * sum(len(x) for x in batches) / 2**20
+
+
 class SharedStemOutputs(nn.Module):
     """A stand-in for the stem of every network extracted from one supernet: the stem's outputs on the fixed
     recalibration images (train mode: batch statistics) and validation images (eval mode: the statistics
@@ -148,13 +161,20 @@ class SupernetMIoU:
         self.recalibration = [images.to(device) for images, _ in recalibration]
         self.validation = [(images.to(device), masks.to(device)) for images, masks in validation]
         self.num_classes, self.ignore_index = num_classes, ignore_index
-        self.stem: SharedStemOutputs | None = None  # built from the first extracted network's stem
+        self.stem: SharedStemOutputs | bool | None = None  # from the first extracted network; False: not kept
 
     def __call__(self, genotype: HyCTASGenotype) -> float:
         net = self.supernet.extract(genotype)
         if self.stem is None:
-            self.stem = SharedStemOutputs(net.stem, self.recalibration, [images for images, _ in self.validation])
-        net.stem = self.stem
+            images = [*self.recalibration, *(x for x, _ in self.validation)]
+            megabytes = stem_output_mb(net.stem, images)
+            keep = megabytes <= STEM_CACHE_LIMIT_MB
+            self.stem = SharedStemOutputs(net.stem, self.recalibration, [x for x, _ in self.validation]) if keep \
+                else False
+            log.info("stem outputs of the fixed images: %.0f MB, %s", megabytes,
+                     "computed once" if keep else f"over {STEM_CACHE_LIMIT_MB:.0f} MB: recomputed per candidate")
+        if isinstance(self.stem, SharedStemOutputs):
+            net.stem = self.stem
         bn_recalibrate(net, self.recalibration)
         return evaluate_miou(net, self.validation, self.num_classes, self.ignore_index)
 
