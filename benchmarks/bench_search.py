@@ -124,6 +124,39 @@ def search_latency_table_agreement() -> Table:
 
 
 @benchmark
+def search_supernet_scoring() -> Table:
+    """Seconds per candidate of `SupernetMIoU` (extract, BN recalibration on 64 images, validation on 32) with the
+    stem's outputs computed once per search (`SharedStemOutputs`) vs the stem run for every candidate (as before:
+    `STEM_CACHE_LIMIT_MB = 0`), the same 12 genotypes, interleaved; `same scores`: every score equal."""
+    from segnas.search import objectives
+
+    space, dm, supernet, recal, val = _setting()
+    genotypes = [space.sample(np.random.default_rng(0)) for _ in range(12)]
+    shared, per_candidate = (SupernetMIoU(supernet, recal, val, dm.num_classes) for _ in range(2))
+    shared(genotypes[0])  # the stem's outputs, once
+    limit, objectives.STEM_CACHE_LIMIT_MB = objectives.STEM_CACHE_LIMIT_MB, 0.0
+    try:
+        per_candidate(genotypes[0])
+        times: dict[str, list[float]] = {"shared": [], "per_candidate": []}
+        same = True
+        for g in genotypes:
+            scores = []
+            for name, objective in (("shared", shared), ("per_candidate", per_candidate)):
+                _sync()
+                start = time.perf_counter()
+                scores.append(objective(g))
+                _sync()
+                times[name].append(time.perf_counter() - start)
+            same &= scores[0] == scores[1]
+    finally:
+        objectives.STEM_CACHE_LIMIT_MB = limit
+    stem_s, shared_s = (float(np.median(times[k])) for k in ("per_candidate", "shared"))
+    return [{"input": "x".join(map(str, SIZE)), "candidates": len(genotypes), "stem per candidate s": f"{stem_s:.3f}",
+             "stem once s": f"{shared_s:.3f}", "speed-up": f"{stem_s / shared_s:.2f}", "same scores": same,
+             "load (1 min)": f"{os.getloadavg()[0]:.1f}"}]
+
+
+@benchmark
 def search_wall_time() -> Table:
     """NSGA-II wall time with the real objectives (supernet mIoU + lookup-table latency), 8 x 4 generations."""
     space, dm, supernet, recal, val = _setting()
