@@ -105,6 +105,7 @@ def test_export_deeplab_train_checkpoint_with_dynamic_onnx_shapes(tmp_path):
     )
 
 
+@pytest.mark.slow  # 3-7 s (make test-slow keeps make test under 6 min on a slow host)
 def test_export_fasterseg_retrain_checkpoint_without_aux_heads(tmp_path):
     torch.manual_seed(0)
     module = RetrainModule(

@@ -97,6 +97,7 @@ def test_search_weights_finds_the_mix() -> None:
 
 
 @pytest.mark.skipif(not DEV_CSV.exists(), reason="dev CSV not present")
+@pytest.mark.slow  # 3-7 s (make test-slow keeps make test under 6 min on a slow host)
 def test_stage_scores_proxy_file_with_its_own_protocol(tmp_path: Path) -> None:
     from segnas.stages.proxy_evaluate import run
 

@@ -284,6 +284,7 @@ def test_non_numeric_benchmark_cell_names_file_row_and_column(tmp_path: Path) ->
         benchmark.load(path)
 
 
+@pytest.mark.slow  # 3-7 s (make test-slow keeps make test under 6 min on a slow host)
 def test_the_best_checkpoint_of_the_last_epoch_is_a_link_not_a_copy(tmp_path: Path) -> None:
     exponential = ["stage=train", *TINY_TRAIN, "optim.lr_schedule=exponential"]  # a longer run may resume it
     run_stage(compose_config(exponential, tmp_path))

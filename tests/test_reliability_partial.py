@@ -86,6 +86,7 @@ def test_a_refused_rerun_leaves_the_folder_as_it_was(tmp_path: Path, stage: str)
         {k: v for k, v in before.items() if not k.endswith(".log")}
 
 
+@pytest.mark.slow  # 3-7 s (make test-slow keeps make test under 6 min on a slow host)
 def test_a_rerun_without_the_random_baseline_leaves_no_random_genotypes(tmp_path: Path) -> None:
     first = run_stage(compose_config(ZERO_SHOT, tmp_path))
     assert first["random_picks"] and list((tmp_path / "genotypes").glob("random_*.yaml"))

@@ -288,6 +288,7 @@ def test_variants_that_do_not_apply_are_none_and_random_architectures(space) -> 
     assert all(g.num_branches == int(name[6]) and not space.violations(g) for name, g in randoms.items())
 
 
+@pytest.mark.slow  # 3-7 s (make test-slow keeps make test under 6 min on a slow host)
 def test_each_branch_count_is_costed_at_its_own_deployed_network(tmp_path: Path) -> None:
     from segnas.search import build_problem
 

@@ -144,6 +144,7 @@ def test_correlate_shares_a_two_seed_ground_truth_between_runs(tiny_supernet: Pa
     assert [r["standalone_miou"] for r in other["networks"]] == [r["standalone_miou"] for r in rows]
 
 
+@pytest.mark.slow  # 3-7 s (make test-slow keeps make test under 6 min on a slow host)
 def test_ablate_stage(tmp_path: Path) -> None:
     out = run_stage(compose_config(["stage=ablate", "debug=tiny"], tmp_path))  # one random network per count
     names = [n["name"] for n in out["networks"]]
@@ -184,6 +185,7 @@ def test_sweep_over_the_three_objectives_with_the_local_launcher(tiny_search, tm
         assert costs == sorted(costs) and len(rows) >= 1
 
 
+@pytest.mark.slow  # 3-7 s (make test-slow keeps make test under 6 min on a slow host)
 def test_another_supernet_in_the_same_folder_is_refused(tiny_search, tiny_supernet: Path, tmp_path: Path) -> None:
     common = [*tiny_search, *BUDGET, "search.generations=1", "search.random_baseline=false"]
     run_stage(compose_config(common, tmp_path))
