@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import lightning as L
 
+from segnas.data.base import SegmentationDataModule
 from segnas.metrics.latency import SpeedProtocol
 
 
@@ -29,11 +30,10 @@ class LatencyMonitor(L.Callback):
         if self.input_shape is not None:
             return self.input_shape
         datamodule = trainer.datamodule
-        if datamodule is None or getattr(datamodule, "val_set", None) is None:
-            raise ValueError("callbacks.latency_monitor.input_shape is needed when the trainer has no datamodule "
-                             "with a validation set")
-        height, width = datamodule.val_set[0]["image"].shape[-2:]
-        return 1, 3, int(height), int(width)
+        if not isinstance(datamodule, SegmentationDataModule) or datamodule.val_set is None:
+            raise ValueError("callbacks.latency_monitor.input_shape is needed when the trainer has no segnas "
+                             "datamodule with a validation set")
+        return datamodule.eval_input_shape()
 
     def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
         result = self.speed.measure(pl_module, self._shape(trainer)).as_dict()

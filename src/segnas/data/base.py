@@ -245,6 +245,15 @@ class SegmentationDataModule(L.LightningDataModule, ABC):
         sampler = SeededShuffleSampler(len(self.val_set), self.seed, shuffle=False)
         return self._loader(self.val_set, self.val_batch_size, sampler, drop_last=False)
 
+    def eval_input_shape(self, input_size: Sequence[int] | None = None) -> tuple[int, int, int, int]:
+        """The input stages report MACs and FPS at: ``input_size`` ([H, W]), else the first validation image's
+        size (after :meth:`setup`)."""
+        if input_size is None:
+            assert self.val_set is not None, "call setup() first"
+            input_size = self.val_set[0]["image"].shape[-2:]
+        height, width = (int(s) for s in input_size)
+        return 1, 3, height, width
+
     def metadata(self) -> dict[str, Any]:
         """Number of classes, class names and ignore index, for models and reports."""
         return {"num_classes": self.num_classes, "class_names": list(self.class_names), "ignore_index": self.ignore_index}

@@ -159,14 +159,6 @@ def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
     return paths
 
 
-def eval_input_shape(cfg: DictConfig, datamodule: SegmentationDataModule) -> tuple[int, int, int, int]:
-    """The input a stage reports MACs and FPS at: ``stage.input_size`` ([H, W]), else the first validation
-    image's size."""
-    size = cfg.stage.get("input_size") or datamodule.val_set[0]["image"].shape[-2:]
-    height, width = (int(s) for s in size)
-    return 1, 3, height, width
-
-
 def deployed_cost(net: torch.nn.Module, input_shape: tuple[int, ...], speed: DictConfig) -> dict[str, Any]:
     """MACs, params, latency and FPS of the deployed ``net`` (no auxiliary heads) at ``input_shape``, timed
     with the ``speed`` protocol (its settings are in ``latency``)."""

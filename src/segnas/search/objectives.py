@@ -163,18 +163,22 @@ class SupernetMIoU:
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.stem: SharedStemOutputs | bool | None = None  # from the first extracted network; False: not kept
 
-    def __call__(self, genotype: HyCTASGenotype) -> float:
-        net = self.supernet.extract(genotype)
+    def _shared_stem(self, stem: nn.Module) -> SharedStemOutputs | bool:
+        """The stem's outputs on the fixed images, built once, or False when they would exceed
+        :data:`STEM_CACHE_LIMIT_MB` (the stem then runs per candidate)."""
         if self.stem is None:
-            images = [*self.recalibration, *(x for x, _ in self.validation)]
-            megabytes = stem_output_mb(net.stem, images)
+            images = [x for x, _ in self.validation]
+            megabytes = stem_output_mb(stem, [*self.recalibration, *images])
             keep = megabytes <= STEM_CACHE_LIMIT_MB
-            self.stem = SharedStemOutputs(net.stem, self.recalibration, [x for x, _ in self.validation]) if keep \
-                else False
+            self.stem = SharedStemOutputs(stem, self.recalibration, images) if keep else False
             log.info("stem outputs of the fixed images: %.0f MB, %s", megabytes,
                      "computed once" if keep else f"over {STEM_CACHE_LIMIT_MB:.0f} MB: recomputed per candidate")
-        if isinstance(self.stem, SharedStemOutputs):
-            net.stem = self.stem
+        return self.stem
+
+    def __call__(self, genotype: HyCTASGenotype) -> float:
+        net = self.supernet.extract(genotype)
+        if shared := self._shared_stem(net.stem):
+            net.stem = shared
         bn_recalibrate(net, self.recalibration)
         return evaluate_miou(net, self.validation, self.num_classes, self.ignore_index)
 

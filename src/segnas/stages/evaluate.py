@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from segnas.callbacks.history import write_rows_csv
-from segnas.lit.fitting import build_datamodule, deployed_cost, eval_input_shape
+from segnas.lit.fitting import build_datamodule, deployed_cost
 from segnas.lit.inference import load_checkpoint
 from segnas.metrics.latency import speed_label
 from segnas.utils.run import output_dir
@@ -79,7 +79,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     trainer.validate(module, datamodule=datamodule, verbose=False)
     per_class = dict(zip(meta["class_names"], module.last_per_class, strict=True))
 
-    shape = eval_input_shape(cfg, datamodule)
+    shape = datamodule.eval_input_shape(cfg.stage.input_size)
     results = {
         "split": split,
         f"{split}/mIoU": float(trainer.callback_metrics["val/mIoU"]),

@@ -14,7 +14,6 @@ import logging
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from segnas.metrics.latency import SpeedProtocol
@@ -37,7 +36,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     stage = cfg.stage
     device = _device(stage.device)
     timing = SpeedProtocol(stage.latency_warmup, stage.latency_duration_s, stage.latency_min_iters,
-                           threads=instantiate(cfg.speed).threads) if stage.latency else None
+                           threads=cfg.speed.threads) if stage.latency else None
     results: dict[str, Any] = {
         "ops": profile_ops(stage.ops, stage.stride2_ops, stage.op_input, stage.scale, device, timing,
                            to_container(stage.paper_transformer) if stage.get("paper_transformer") else None),

@@ -17,7 +17,6 @@ from segnas.lit.fitting import (
     build_trainer,
     checkpoint_paths,
     deployed_cost,
-    eval_input_shape,
     fit,
 )
 from segnas.lit.inference import load_checkpoint
@@ -99,7 +98,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "net": {k: v for k, v in module.hparams.net_config.items() if k != "genotype"},
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
-        **deployed_cost(module.net, eval_input_shape(cfg, datamodule), cfg.speed),
+        **deployed_cost(module.net, datamodule.eval_input_shape(stage.input_size), cfg.speed),
         **checkpoint_paths(trainer),
     }
     log.info(
