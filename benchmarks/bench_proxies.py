@@ -25,7 +25,7 @@ from torch import nn
 
 from segnas.proxies import AvtRanges, ProxyResult, available, evaluate
 from segnas.proxies.proxy_file import load_proxy_file
-from segnas.proxies.stats import default_loss
+from segnas.proxies.stats import default_loss, scoring_net
 from segnas.search.scoring import proxy_file_objective
 from segnas.spaces import load_genotype, transnas
 from segnas.spaces.fasterseg import FasterSegNet
@@ -223,7 +223,9 @@ FILE_REPEATS = 1 if QUICK else 2
 
 def _file_paths(genotype: Any) -> dict[str, Callable[[], float]]:
     """best_proxy.yaml's score of ``genotype``'s network by the former path (build, then
-    ``ProxyFile.score``: a copy for the pass, flops traced) and by :class:`ProxyFileScore`; and the build alone."""
+    ``ProxyFile.score``: a copy for the pass, flops traced) and by :class:`ProxyFileScore`; the build alone;
+    and the floor: the build and the passes the six terms' definitions need (one train-mode forward, the
+    loss's backward to the scored weights, the output sum's backward to the input), nothing measured."""
     objective = proxy_file_objective(load_proxy_file(BEST_PROXY), {})
 
     def old() -> float:
@@ -235,7 +237,16 @@ def _file_paths(genotype: Any) -> dict[str, Callable[[], float]]:
         objective.build(genotype)
         return 0.0
 
-    return {"old": old, "new": lambda: objective(genotype), "build": build}
+    def floor() -> float:
+        torch.manual_seed(objective.file.protocol.seed)
+        net = scoring_net(objective.build(genotype), disposable=True)
+        x = objective.inputs.clone().requires_grad_(True)
+        out = net(x)
+        default_loss()(out, objective.targets).backward(retain_graph=True)
+        torch.autograd.grad(out.sum(), x)
+        return 0.0
+
+    return {"old": old, "new": lambda: objective(genotype), "build": build, "floor": floor}
 
 
 def _file_row(arch: str, genotype: Any) -> dict[str, object]:
@@ -243,7 +254,7 @@ def _file_row(arch: str, genotype: Any) -> dict[str, object]:
     times: dict[str, list[float]] = {k: [] for k in paths}
     values: dict[str, float] = {}
     for repeat in range(FILE_REPEATS):  # interleaved, the order alternating, so load changes hit both alike
-        for key in (("old", "new", "build") if repeat % 2 == 0 else ("new", "old", "build")):
+        for key in (("old", "new", "build", "floor") if repeat % 2 == 0 else ("new", "old", "floor", "build")):
             start = _now()
             values[key] = paths[key]()
             times[key].append(_now() - start)
@@ -251,6 +262,8 @@ def _file_row(arch: str, genotype: Any) -> dict[str, object]:
     old, new = (statistics.median(times[k]) for k in ("old", "new"))
     return {"arch": arch, "old s": f"{old:.3f}", "new s": f"{new:.3f}", "speed-up": f"{old / new:.2f}",
             "build s": f"{statistics.median(times['build']):.3f}",
+            "floor s": f"{statistics.median(times['floor']):.3f}",
+            "old / floor": f"{old / statistics.median(times['floor']):.2f}",
             "abs diff": f"{abs(values['old'] - values['new']):.1e}"}
 
 
@@ -262,8 +275,11 @@ def proxy_file_scoring() -> Table:
     `random.Random(0)`). Old: build, then `ProxyFile.score` (deep copy for the shared pass, gradients of every
     parameter, flops traced by fvcore). New: `ProxyFileScore` (pass on the network built for it, gradients of
     the scored weights only, flops from the analytic cost model). `build s`: the seeded network construction
-    alone (RNG-bound, part of both). `abs diff`: |old - new| of the score (NaN: jacov undefined on that net).
-    Load: the 1-minute load average before and after (2 shared cores)."""
+    alone (RNG-bound, part of both). `floor s`: the build and the three passes the terms' definitions need
+    (train-mode forward, the loss's backward to the scored weights, the output sum's backward to the input),
+    no statistic computed: no path with the same values can be faster, so `old / floor` bounds the speed-up.
+    `abs diff`: |old - new| of the score (NaN: jacov undefined on that net). Load: the 1-minute load average
+    before and after (2 shared cores)."""
     logging.getLogger("segnas.proxies").setLevel(logging.ERROR)  # jacov undefined on a few micro nets
     rng = random.Random(0)
     genotypes = {transnas.sample(rng, s): s for s in ("micro", "macro") for _ in range(FILE_ARCHS_PER_SPACE)}
@@ -271,8 +287,9 @@ def proxy_file_scoring() -> Table:
     _file_paths(classes["micro"]("64-41414-2_02_020"))["new"]()  # warm-up
     load_before = os.getloadavg()[0]
     rows = [_file_row(arch, classes[space](arch)) for arch, space in genotypes.items()]
-    total = {k: sum(float(r[k]) for r in rows) / len(rows) for k in ("old s", "new s", "build s")}
+    total = {k: sum(float(r[k]) for r in rows) / len(rows) for k in ("old s", "new s", "build s", "floor s")}
     rows.append({"arch": f"mean of {len(rows)}", **{k: f"{v:.3f}" for k, v in total.items()},
                  "speed-up": f"{total['old s'] / total['new s']:.2f}",
+                 "old / floor": f"{total['old s'] / total['floor s']:.2f}",
                  "abs diff": f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}"})
     return rows
