@@ -82,7 +82,8 @@ def test_gradient_proxies_match_softmax_regression_formula() -> None:
     assert got["snip"] == pytest.approx(np.abs(w * grad).sum(), rel=1e-5)
     assert got["plain"] == pytest.approx((w * grad).sum(), rel=1e-4, abs=1e-7)
     soft = np.exp(w) / np.exp(w).sum(0, keepdims=True)
-    assert got["saswot_minus"] == (soft < np.maximum(grad, 0)).sum()
+    per_image = grad * float((y != 255).sum()) / x.shape[0]  # the default loss_reduction: CE summed per image
+    assert got["saswot_minus"] == (soft < np.maximum(per_image, 0)).sum()
 
 
 def test_saswot_minus_reductions() -> None:
@@ -93,7 +94,7 @@ def test_saswot_minus_reductions() -> None:
         net[0].weight.mul_(10)
     loss = F.cross_entropy(net(x), y, reduction="sum")
     grads = torch.autograd.grad(loss, [net[0].weight, net[1].weight])
-    scale = x.shape[0] * x.shape[2] * x.shape[3]
+    scale = x.shape[0]  # the default loss_reduction: the CE summed over each image, averaged over the batch
     masks = [
         (torch.softmax(m.weight, 0) < torch.relu(g / scale)).double() for m, g in zip(net, grads, strict=True)
     ]

@@ -106,7 +106,7 @@ def test_yaml_round_trip_and_loading_as_a_proxy(tmp_path: Path) -> None:
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 5, 1))
     x, y = torch.randn(2, 3, 8, 8), torch.randint(0, 5, (2, 8, 8))
     loss = nn.CrossEntropyLoss(reduction="sum")  # large gradients, so the comparison is not all-false
-    opts = {"saswot_minus": {"elem_reduce": "mean"}}
+    opts = {"saswot_minus": {"elem_reduce": "mean", "loss_reduction": "mean"}}  # the pass's gradient as it is
     got = compute([name, "saswot_minus"], net, x, y, loss, options=opts)
     assert got[name] == pytest.approx(got["saswot_minus"]) and got[name] > 0
     assert get(name).fn.expression == SASWOT

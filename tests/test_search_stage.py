@@ -242,3 +242,15 @@ def test_correlate_rejects_an_unknown_proxy_before_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"stage\.proxies: \['not_a_proxy'\]"):
         run_stage(cfg)
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ("{flops:{loss_reduction:mean}}", r"stage\.proxy_options: options of \['flops'\]"),
+    ("{saswot:{loss_reduce:mean}}", r"stage\.proxy_options\.saswot: \['loss_reduce'\]"),
+])  # fmt: skip
+def test_correlate_rejects_bad_proxy_options_before_work(tmp_path: Path, options: str, match: str) -> None:
+    cfg = compose_config(["stage=correlate", "debug=tiny", "stage.proxies=[saswot,nwot]",
+                          f"stage.proxy_options={options}"], tmp_path)
+    with pytest.raises(ValueError, match=match):
+        run_stage(cfg)
+    assert not (tmp_path / "checkpoints").exists()

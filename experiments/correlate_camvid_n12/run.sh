@@ -14,5 +14,5 @@ CAMVID=(data=camvid "data.root=$DATA" data.image_scale=0.25 "data.crop_size=[96,
 $PY -m segnas stage=supernet "${CAMVID[@]}" trainer.max_epochs=20 hydra.run.dir=$SUPERNET
 $PY -m segnas stage=correlate "${CAMVID[@]}" "score.supernet.ckpt=$SUPERNET/checkpoints/last.ckpt" \
   stage.num_archs=12 stage.train_epochs=6 score.evaluation.val_images=101 score.evaluation.recalibration_images=64 \
-  hydra.run.dir=$OUT
+  'stage.proxy_options={saswot:{loss_reduction:mean}}' hydra.run.dir=$OUT
 cp $OUT/correlation.md $OUT/correlation.csv $OUT/correlation.png $OUT/results.json experiments/correlate_camvid_n12/

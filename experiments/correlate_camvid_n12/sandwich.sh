@@ -17,6 +17,6 @@ for variant in prior sandwich; do
   $PY -m segnas stage=supernet "${CAMVID[@]}" ${SUPERNET_ARGS[$variant]} hydra.run.dir=$OUT/supernet_$variant
   $PY -m segnas stage=correlate "${CAMVID[@]}" "score.supernet.ckpt=$OUT/supernet_$variant/checkpoints/last.ckpt" \
     stage.num_archs=12 stage.train_epochs=6 score.evaluation.val_images=101 score.evaluation.recalibration_images=64 \
-    stage.truth_dir=$OUT/ground_truth hydra.run.dir=$OUT/correlate_$variant
+    'stage.proxy_options={saswot:{loss_reduction:mean}}' stage.truth_dir=$OUT/ground_truth hydra.run.dir=$OUT/correlate_$variant
 done
 $PY experiments/correlate_camvid_n12/summarize_sandwich.py "$OUT"

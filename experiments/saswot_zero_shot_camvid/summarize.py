@@ -36,6 +36,7 @@ NUM_CLASSES = 11
 EVOLVED = Path("experiments/saswot_proxy_evolution/best_proxy.yaml")
 COMMITTED = Path("experiments/saswot_proxy_evolution/dev_sketch256_b8_r64/best_proxy.yaml")
 PROXIES = ["saswot_minus", "nwot", "synflow_log"]
+LOSS_REDUCTION = "mean"  # saswot_minus as recorded: the library default until 2026-12-06 (now image)
 
 
 def build(genotype: Any, seed: int = 0) -> torch.nn.Module:
@@ -53,12 +54,13 @@ def calibration(x: torch.Tensor, y: torch.Tensor, n: int, exclude: set[str]) -> 
         genotype = space.sample(rng)
         if space.key(genotype) not in exclude and macs(genotype) <= 2.0:
             models.append(build(genotype, seed=len(models)))
-    return calibrate(models, x, y)
+    return calibrate(models, x, y, loss_reduction=LOSS_REDUCTION)
 
 
 def score(genotype: Any, x: torch.Tensor, y: torch.Tensor, evolved: dict[str, str]) -> dict[str, float]:
     """Every proxy of one freshly initialised network on one batch (NaN when it does not apply)."""
-    values = proxies.compute(PROXIES, build(genotype), x, y)
+    values = proxies.compute(PROXIES, build(genotype), x, y,
+                             options={"saswot_minus": {"loss_reduction": LOSS_REDUCTION}})
     image = proxies.compute(["saswot_minus"], build(genotype), x, y,
                             options={"saswot_minus": {"loss_reduction": "image"}})
     values["saswot_minus_image"] = image["saswot_minus"]

@@ -9,7 +9,7 @@ within the budgets. Every metric goes through one archive (``OUT/archive.jsonl``
 the repository root:
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/saswot_zero_shot_search/compare_seeds.py \
-        --seeds 3 search.num_evals=96
+        --seeds 3 search.num_evals=96 +score.options.loss_reduction=mean
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ out=${1:?output folder}; epochs=${2:-6}; shift $(( $# >= 2 ? 2 : 1 ))
 py=${PYTHON:-.venv/bin/python}
 if [[ ! -f "$out/search/results.json" ]]; then
   $py -m segnas stage=zero_shot_search score.batch.inputs=data score.batch.resolution=[128,128] stage.top_n=3 \
-    num_threads=1 "$@" hydra.run.dir="$out/search"
+    +score.options.loss_reduction=mean num_threads=1 "$@" hydra.run.dir="$out/search"
 fi
 for seed in ${TRAIN_SEEDS:-0}; do
   for pick in rank_00 rank_01 rank_02 random_00 random_01 random_02; do

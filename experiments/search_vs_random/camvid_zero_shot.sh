@@ -12,7 +12,7 @@ HERE=experiments/search_vs_random
 export OMP_NUM_THREADS=1
 
 $PY -m segnas stage=zero_shot_search data=camvid "data.root=$DATA" data.num_workers=0 num_threads=1 seed=0 \
-  stage.progress=false hydra.run.dir=$OUT/search
+  +score.options.loss_reduction=mean stage.progress=false hydra.run.dir=$OUT/search
 $PY $HERE/pick.py $OUT/search $HERE/camvid_zero_shot --mode top --score score --n 3
 for genotype in $HERE/camvid_zero_shot/*.yaml; do
   name=$(basename "$genotype" .yaml)

@@ -32,7 +32,8 @@ def commands(out: str, names: list[str], train_epochs: int) -> list[str]:
     unknown = set(names) - {v["name"] for v in SPEC["variants"]}
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}")
-    return [SPEC["command"].format(**{"proxies": "[]", **v, "out": out, "train_epochs": train_epochs})
+    defaults = {"proxies": "[]", "proxy_options": "null"}  # a variant that scores no proxy sets no options
+    return [SPEC["command"].format(**{**defaults, **v, "out": out, "train_epochs": train_epochs})
             for v in SPEC["variants"] if not names or v["name"] in names]
 
 

@@ -18,7 +18,9 @@ from segnas.proxies.registry import (
     compute,
     evaluate,
     get,
+    proxies_options,
     register,
+    resolved_options,
 )
 from segnas.proxies.saswot import AvtRanges, calibrate, calibrate_cached
 
@@ -36,6 +38,8 @@ __all__ = [
     "evaluate",
     "get",
     "load_expression_proxy",
+    "proxies_options",
     "register",
     "register_expression",
+    "resolved_options",
 ]

@@ -22,7 +22,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,10 +128,11 @@ class BenchmarkArchs:
             out.append(layers if sketch is None else sketch_statistics(layers, sketch, self.seed))
         return out
 
-    def exact_scores(self, exprs: dict[str, Expression], hand: list[str], records: list[Record],
-                     desc: str) -> dict[str, list[float]]:  # fmt: skip
-        """Scores (NaN where undefined) of each expression and registered proxy ``hand`` on every record, from
-        exact statistics computed one architecture at a time and dropped (they are large)."""
+    def exact_scores(self, exprs: dict[str, Expression], hand: Mapping[str, Mapping[str, Any]],
+                     records: list[Record], desc: str) -> dict[str, list[float]]:  # fmt: skip
+        """Scores (NaN where undefined) of each expression and registered proxy of ``hand`` (name -> its
+        options) on every record, from exact statistics computed one architecture at a time and dropped (they
+        are large)."""
         pool = {e.activation_pool for e in exprs.values()}
         if len(pool) != 1:
             raise ValueError("the expressions must share their activation pooling")
@@ -145,12 +146,12 @@ class BenchmarkArchs:
                 except InvalidExpression:
                     scores[name].append(math.nan)
             del layers
-            for name, value in compute(hand, model, *self.batch).items():
+            for name, value in compute(list(hand), model, *self.batch, options=hand).items():
                 scores[name].append(value)
         return scores
 
-    def kendall_table(self, exprs: dict[str, Expression], hand: list[str], records: list[Record],
-                      desc: str) -> dict[str, dict[str, float]]:  # fmt: skip
+    def kendall_table(self, exprs: dict[str, Expression], hand: Mapping[str, Mapping[str, Any]],
+                      records: list[Record], desc: str) -> dict[str, dict[str, float]]:  # fmt: skip
         """Per scored name (:meth:`exact_scores`): Kendall per space, their ``mean`` and the number of archs
         where the score is ``undefined`` (left out of the Kendall)."""
         out = {}
@@ -244,7 +245,7 @@ def select(ranked: list[tuple[Expression, float]], saswot_expr: Expression, sasw
         return Selection(best, fitness, saswot_search, [])
     candidates = {f"candidate_{i}": e for i, (e, _) in enumerate(ranked[:top])}
     exprs = {**candidates, "_saswot_expression": saswot_expr}
-    table = archs.kendall_table(exprs, [], archs.train, "exact train")
+    table = archs.kendall_table(exprs, {}, archs.train, "exact train")
     rows = [
         {"expression": str(e), "kendall_sketch": f, "kendall_exact": table[name]["mean"],
          "undefined_exact": table[name]["undefined"]}
@@ -289,8 +290,10 @@ class HeldOut:
         }
 
 
-def heldout(best: Expression, saswot_expr: Expression, hand: list[str], archs: BenchmarkArchs) -> HeldOut:
-    """``best``, SasWOT's expression and the registered proxies ``hand`` on the held-out archs."""
+def heldout(best: Expression, saswot_expr: Expression, hand: Mapping[str, Mapping[str, Any]],
+            archs: BenchmarkArchs) -> HeldOut:
+    """``best``, SasWOT's expression and the registered proxies of ``hand`` (name -> options) on the held-out
+    archs."""
     table = archs.kendall_table({"_evolved": best, "_saswot_expression": saswot_expr}, hand, archs.heldout,
                                 "held-out")  # fmt: skip
     rows = {n: table[n] for n in hand}

@@ -34,7 +34,7 @@ import yaml
 from torch import nn
 
 from segnas.proxies.expression import Expression, layer_statistics
-from segnas.proxies.registry import available, compute
+from segnas.proxies.registry import available, compute, resolved_options
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +135,15 @@ class ProxyFile:
             return math.nan
 
     def context(self) -> dict[str, Any]:
-        """What its scores depend on (for score caches): kind, definition and protocol."""
+        """What its scores depend on (for score caches): kind, definition, protocol and the options (their
+        defaults) of a combination's leaves that take any."""
+        combination = isinstance(self.definition, Combination)
+        leaves = {p: resolved_options(p) for p in self.definition.proxies} if combination else {}
         return {
-            "kind": "combination" if isinstance(self.definition, Combination) else "expression",
+            "kind": "combination" if combination else "expression",
             "definition": self.definition.to_dict(),
             "protocol": asdict(self.protocol),
+            **({"leaf_options": {p: o for p, o in leaves.items() if o}} if any(leaves.values()) else {}),
         }
 
 

@@ -117,6 +117,25 @@ def check_options(name: str, options: Mapping[str, Any] | None, key: str) -> dic
     return given
 
 
+def proxies_options(names: Iterable[str], options: Mapping[str, Any] | None, key: str) -> dict[str, dict[str, Any]]:
+    """Per proxy of ``names``, its keyword options from ``options`` (config ``key``: proxy name -> options);
+    an option of a proxy not in ``names``, or one the proxy does not take, fails naming it."""
+    names, given = [str(n) for n in names], dict(options or {})
+    stray = sorted(set(given) - set(names))
+    if stray:
+        raise ValueError(f"{key}: options of {stray}, which are not among the scored proxies {names}")
+    return {n: check_options(n, given.get(n), f"{key}.{n}") for n in names}
+
+
+def resolved_options(name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every keyword option of proxy ``name`` with its value: ``options`` over the function's defaults
+    (``ranges``, computed data, left out). What a score depends on beyond the batch: archives key on it, so a
+    changed default never reuses scores computed under the old one."""
+    defaults = {k: p.default for k, p in inspect.signature(get(name).fn).parameters.items()
+                if k not in ("ctx", "ranges") and p.default is not inspect.Parameter.empty}
+    return {**defaults, **{k: v for k, v in (options or {}).items() if k != "ranges"}}
+
+
 def _run(spec: ProxySpec, ctx: Context, options: Mapping[str, Any]) -> ProxyResult:
     try:
         value = float(spec.fn(ctx, **options))

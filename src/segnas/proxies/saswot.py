@@ -4,10 +4,12 @@
   (softmax over the output-channel axis), reduced per layer by ``elem_reduce`` (``sum`` = count,
   ``mean`` = fraction) and over layers by ``layer_reduce`` (``sum`` as in the paper's formula, or ``mean``).
   ``loss_reduction`` says which reduction of the per-pixel cross-entropy ``dL/dW`` belongs to (the paper does
-  not say, and the comparison with ``softmax(W)`` depends on the gradient's scale): ``mean`` (default: the
-  gradient of the pass's loss, the mean over the labelled pixels), ``image`` (summed over each image's
-  pixels, averaged over the batch, i.e. the per-sample loss averaged over the batch as in classification) or
-  ``sum`` (summed over all pixels). Both rescale the same gradient exactly, so the pass is shared.
+  not say, and the comparison with ``softmax(W)`` depends on the gradient's scale): ``image`` (default: summed
+  over each image's pixels, averaged over the batch, i.e. the per-sample loss averaged over the batch as in
+  the classification code SasWOT was searched with), ``mean`` (the gradient of the pass's loss, the mean over
+  the labelled pixels) or ``sum`` (summed over all pixels). Each rescales the same gradient exactly, so the
+  pass is shared. ``mean`` makes the gradients 10-1000x smaller than ``softmax(W)``: the count is a few stem
+  weights, 0 on many small networks (``experiments/saswot_proxy_correlations/saswot_minus_variants.md``).
 * ``saswot`` (eq. 3-4): ``norm_avt(saswot_minus) + norm_avt(nwot)``, where
   ``norm_avt(p) = (p - min) / (max - min)`` with min/max estimated once on sampled architectures
   (:func:`calibrate`, cached on disk by :func:`calibrate_cached`); ``normalize="rank"`` replaces each
@@ -36,6 +38,7 @@ from segnas.utils.jsonl import RecordLog
 
 REDUCTIONS = ("sum", "mean")
 LOSS_REDUCTIONS = ("mean", "image", "sum")
+DEFAULT_LOSS_REDUCTION = "image"
 NORMALIZATIONS = ("avt", "rank")
 
 
@@ -74,11 +77,11 @@ def grad_scale(ctx: Context, loss_reduction: str) -> float:
 
 @register("saswot_minus", needs=[WEIGHT_GRADS])
 def saswot_minus(
-    ctx: Context, elem_reduce: str = "sum", layer_reduce: str = "sum", loss_reduction: str = "mean"
+    ctx: Context, elem_reduce: str = "sum", layer_reduce: str = "sum", loss_reduction: str = DEFAULT_LOSS_REDUCTION
 ) -> float:
     """``reduce_layers reduce_elems [softmax(W, dim=0) < ReLU(s * dL/dW)]`` over scored layers.
 
-    ``s`` = :func:`grad_scale` (1 for the default ``loss_reduction="mean"``).
+    ``s`` = :func:`grad_scale` (the per-image pixel count for the default ``loss_reduction="image"``).
     """
     stats = ctx.require_stats()
     if not all(bool(torch.isfinite(g).all()) for g in stats.grads):
@@ -149,7 +152,7 @@ def saswot(
     ranges: AvtRanges | None = None,
     elem_reduce: str = "sum",
     layer_reduce: str = "sum",
-    loss_reduction: str = "mean",
+    loss_reduction: str = DEFAULT_LOSS_REDUCTION,
     normalize: str = "avt",
 ) -> float:
     """``norm(saswot_minus) + norm(nwot)`` with ``norm`` = :func:`norm_avt` (``normalize="avt"``, the paper)
@@ -175,7 +178,7 @@ def calibrate(
     loss_fn: LossFn | None = None,
     elem_reduce: str = "sum",
     layer_reduce: str = "sum",
-    loss_reduction: str = "mean",
+    loss_reduction: str = DEFAULT_LOSS_REDUCTION,
 ) -> AvtRanges:
     """AVT ranges and samples from the saswot_minus and nwot scores of ``models`` (invalid scores skipped)."""
     seen: dict[str, list[float]] = {"saswot_minus": [], "nwot": []}
@@ -204,14 +207,15 @@ def calibrate_cached(
     loss_fn: LossFn | None = None,
     elem_reduce: str = "sum",
     layer_reduce: str = "sum",
-    loss_reduction: str = "mean",
+    loss_reduction: str = DEFAULT_LOSS_REDUCTION,
 ) -> AvtRanges:
     """:func:`calibrate` on ``num_archs`` models drawn by ``sample_model(rng)``, cached in a JSONL record file
     (:class:`~segnas.utils.jsonl.RecordLog`: a torn last record is dropped, an unreadable file rebuilt).
 
     The cache key covers ``space`` (name whatever restricts the sampled architectures in it, e.g. a budget),
     ``num_archs``, ``seed``, the reductions and the batch contents (``loss_reduction`` only when it is not
-    the default); a record without the calibration samples (rank normalisation needs them) is recomputed.
+    ``mean``, the default until segnas 0.3, so older records keep their key); a record without the calibration
+    samples (rank normalisation needs them) is recomputed.
     """
     parts = [
         space,

@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from segnas.proxies import check_options
 from segnas.spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class SearchGoal:
     warm_start_pool: int = 48
     warm_start_select: str = "pareto"
     warm_start_proxy: str = "synflow"
+    warm_start_options: Mapping[str, Any] | None = None
     warm_start_batch: Mapping[str, Any] = field(default_factory=dict)
     random_baseline: bool = True
     hv_ref_cost: float | str | None = "auto"
@@ -53,6 +55,8 @@ class SearchGoal:
             raise ValueError(f"search.objective must be one of {sorted(COSTS)}, got {self.objective!r}")
         if self.warm_start not in (None, "proxy"):
             raise ValueError(f"search.warm_start must be null or 'proxy', got {self.warm_start!r}")
+        if self.warm_start == "proxy":
+            check_options(self.warm_start_proxy, self.warm_start_options, "search.warm_start_options")
         if self.warm_start_select not in WARM_START_SELECTIONS:
             raise ValueError(f"search.warm_start_select must be one of {list(WARM_START_SELECTIONS)}, "
                              f"got {self.warm_start_select!r}")

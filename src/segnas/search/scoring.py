@@ -34,7 +34,7 @@ from segnas.lit.inference import read_checkpoint
 from segnas.lit.segmentation import SegmentationModule
 from segnas.lit.supernet import SupernetModule
 from segnas.models import build_network
-from segnas.proxies import calibrate_cached, check_options
+from segnas.proxies import calibrate_cached, check_options, resolved_options
 from segnas.proxies.batch import resolve_inputs, scoring_batch
 from segnas.proxies.proxy_file import ProxyFile, is_proxy_file, load_proxy_file
 from segnas.proxies.saswot import NORMALIZATIONS
@@ -196,7 +196,7 @@ class ProxyScoring:
     def context(self, run: RunSetup) -> dict[str, Any]:
         if self.file is not None:
             return {"proxy_file": self.file.context()}
-        return {"proxy_batch": self.batch}
+        return {"proxy_batch": self.batch, "proxy_options": resolved_options(self.proxy, self.options)}
 
     def report(self) -> dict[str, Any]:
         return {"proxy_file": str(self.file.path)} if self.file is not None else {}

@@ -11,6 +11,7 @@ from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 
+from segnas.proxies import resolved_options
 from segnas.search.archive import Archive
 from segnas.search.evaluator import Evaluator
 from segnas.search.problem import SearchProblem
@@ -42,20 +43,22 @@ def select_initial(
 
 def warm_start(problem: SearchProblem, n: int) -> tuple[list[Any], dict[str, Any]]:
     """``n`` genotypes of ``search.warm_start_pool`` random ones within the budgets, chosen by the zero-cost
-    proxy ``search.warm_start_proxy`` on the ``search.warm_start_batch`` batch (scores archived in
-    ``warm_start.jsonl``, so a resumed run does not score them again): ``search.warm_start_select=top`` keeps the
-    ``n`` best proxy scores, ``pareto`` NSGA-II's rank-and-crowding survival over (proxy up, cost down), which
-    keeps the first population spread over the cost range. ``problem`` comes from ``build_problem``."""
+    proxy ``search.warm_start_proxy`` (options ``search.warm_start_options``) on the ``search.warm_start_batch``
+    batch (scores archived in ``warm_start.jsonl``, so a resumed run does not score them again):
+    ``search.warm_start_select=top`` keeps the ``n`` best proxy scores, ``pareto`` NSGA-II's rank-and-crowding
+    survival over (proxy up, cost down), which keeps the first population spread over the cost range. ``problem`` comes from ``build_problem``."""
     setup = problem.assembly
     goal, run, space = setup.goal, setup.run, problem.space
     pool_size, proxy, cost = int(goal.warm_start_pool), str(goal.warm_start_proxy), goal.cost_metric
     if pool_size < n:
         raise ValueError(f"search.warm_start_pool ({pool_size}) must be at least the population ({n})")
-    score = proxy_objective(proxy, {}, "avt", goal.warm_start_batch, run, space, setup.network,
+    options = dict(goal.warm_start_options or {})
+    score = proxy_objective(proxy, options, "avt", goal.warm_start_batch, run, space, setup.network,
                             setup.costs.objectives, goal.fixed_budgets())
     archive = Archive(run.out / "warm_start.jsonl", key=space.key,
                       context={**setup.context, "proxy": proxy, "pool": pool_size,
-                               "proxy_batch": dict(goal.warm_start_batch)}, writable=run.ranks.is_main)
+                               "proxy_batch": dict(goal.warm_start_batch),
+                               "proxy_options": resolved_options(proxy, options)}, writable=run.ranks.is_main)
     evaluator = Evaluator({"proxy": score}, archive, run.ranks)
     rng = np.random.default_rng([run.seed, 17])
     accept = functools.partial(problem.accepts, initial=True, generation=0, search="warm_start")  # P_0's candidates

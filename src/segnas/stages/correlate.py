@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from segnas.callbacks.history import write_rows_csv
 from segnas.lit.fitting import instantiate_unwrapped
 from segnas.metrics.correlation import correlation_table, ranking_report
-from segnas.proxies import available
+from segnas.proxies import available, proxies_options, resolved_options
 from segnas.search.archive import Archive
 from segnas.search.distributed import Ranks
 from segnas.search.evaluator import Evaluator
@@ -47,11 +47,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     unknown = sorted(set(stage.proxies) - set(available()))
     if unknown:
         raise ValueError(f"stage.proxies: {unknown} are not zero-cost proxies; choose from {available()}")
+    options = proxies_options(list(stage.proxies), to_container(stage.proxy_options), "stage.proxy_options")
     seeds = [int(s) for s in stage.train_seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"stage.train_seeds: need one or more distinct seeds, got {seeds}")
     setup = RunSetup(cfg, output_dir(cfg), Ranks(), device_of(str(stage.device)))
-    space, network, evaluator = _scores(cfg, setup)
+    space, network, evaluator = _scores(cfg, setup, options)
     rng = np.random.default_rng([int(cfg.seed), 7])
     n = int(stage.num_archs)
     genotypes = space.draw_stratified(rng, n) if stage.stratified else space.draw_unique(rng, n)
@@ -75,19 +76,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return {**results, "n_computed_this_run": evaluator.n_computed + trained, "n_trained_this_run": trained}
 
 
-def _scores(cfg: DictConfig, setup: RunSetup) -> tuple[SearchSpace, dict[str, Any], Evaluator]:
-    """The supernet's space, its networks' options and an evaluator of ``proxy_<name>`` and ``supernet_miou``
-    over ``correlation.jsonl``."""
+def _scores(cfg: DictConfig, setup: RunSetup,
+            options: dict[str, dict[str, Any]]) -> tuple[SearchSpace, dict[str, Any], Evaluator]:
+    """The supernet's space, its networks' options and an evaluator of ``proxy_<name>`` (with its ``options``)
+    and ``supernet_miou`` over ``correlation.jsonl``."""
     stage = cfg.stage
     supernet = instantiate_unwrapped(cfg.score, _convert_="all")
     space, scored = supernet.space(setup)
     network = {**space.build_options(), **scored}
     batch = to_container(stage.batch)
-    objectives = {f"proxy_{p}": proxy_objective(str(p), {}, str(stage.normalize), batch, setup, space,
-                                                network, {}, {}) for p in stage.proxies}
+    objectives = {f"proxy_{p}": proxy_objective(p, options[p], str(stage.normalize), batch, setup, space,
+                                                network, {}, {}) for p in options}
     objectives["supernet_miou"] = supernet.objective(setup, space, network, {}, {})
     context = {**supernet.context(setup), "data": to_container(cfg.data), "seed": int(cfg.seed), "network": network,
-               "proxy_batch": {**batch, "normalize": str(stage.normalize)} if stage.proxies else None}
+               "proxy_batch": {**batch, "normalize": str(stage.normalize)} if stage.proxies else None,
+               "proxy_options": {p: resolved_options(p, o) for p, o in options.items()}}
     return space, network, Evaluator(objectives, Archive(setup.out / "correlation.jsonl", key=space.key,
                                                          context=context))
 

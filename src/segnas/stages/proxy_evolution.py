@@ -26,12 +26,14 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, open_dict
 
 from segnas.proxies import evolution as evo
+from segnas.proxies import proxies_options
 from segnas.proxies.batch import benchmark_batch
 from segnas.proxies.benchmark import load
 from segnas.proxies.expression_space import ExpressionSpace
 from segnas.search import Archive, Evaluated, Evaluator, Goal, SearchProblem, SearchResult, build_algorithm
 from segnas.search.live import LiveSearch
 from segnas.spaces import transnas
+from segnas.utils.config import to_container
 from segnas.utils.loggers import build_loggers
 from segnas.utils.run import output_dir
 
@@ -96,6 +98,7 @@ def _problem(
 def _evolve(cfg: DictConfig) -> dict[str, Any]:
     """One search whose fitness is the mean over ``cfg.stage.spaces`` of each space's Kendall."""
     stage, out = cfg.stage, output_dir(cfg)
+    hand = proxies_options(list(stage.hand_proxies), to_container(stage.proxy_options), "stage.proxy_options")
     archs, problem, fitness, context = _problem(cfg, out)
     sketch = context["sketch_columns"]
     evaluator, saswot_expr = problem.evaluator, evo.saswot_expression(problem.space)
@@ -108,7 +111,7 @@ def _evolve(cfg: DictConfig) -> dict[str, Any]:
     fitness.release()  # free the memory before the exact passes
     chosen = evo.select(ranked, saswot_expr, saswot_search, sketch, int(stage.rerank_top), archs)
     t3 = time.perf_counter()
-    held = evo.heldout(chosen.best, saswot_expr, list(stage.hand_proxies), archs)
+    held = evo.heldout(chosen.best, saswot_expr, hand, archs)
     t4 = time.perf_counter()
     evo.write_outputs(out, chosen, held, evo.search_history(result))
     live.finish(held.summary(chosen.train_kendall), images={"search_curve": out / "search_curve.png"})
