@@ -8,12 +8,15 @@ read from the run's ``best_so_far.csv`` (anytime performance). ``check``: the sa
 queries for a few seeds, to confirm that reading a 200-query run at 50 equals a 50-query run (random, topk).
 ``zeroshot``: a fixed random subset of each space's table (disjoint from the archs ``best_proxy.yaml`` was fitted
 on) scored once by flops, nwot, saswot and best_proxy with best_proxy's protocol (scores cached, resumable).
+``zeroshot_saswot_image``: the same subset scored by saswot (and saswot_minus) at today's default
+``loss_reduction=image`` (calibrated likewise), cached beside (``zeroshot/saswot_image.jsonl``).
 ``zeroshot_search``: the engine's zero-shot search, top-k scored by best_proxy.yaml (50 networks), with the
 dev table's ground truth of its picks reported beside (``stage.ground_truth``), never used by the search.
 
     OMP_NUM_THREADS=1 python experiments/tnb_search/run.py searches --seeds 25
     OMP_NUM_THREADS=1 python experiments/tnb_search/run.py check --seeds 3
     OMP_NUM_THREADS=1 python experiments/tnb_search/run.py zeroshot --subset 200
+    OMP_NUM_THREADS=1 python experiments/tnb_search/run.py zeroshot_saswot_image --subset 200
     OMP_NUM_THREADS=1 python experiments/tnb_search/run.py zeroshot_search --seeds 3
     python experiments/tnb_search/summarize.py        # -> summary.json, results.md, *.png
 """
@@ -26,6 +29,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -139,17 +143,8 @@ def zeroshot(out: Path, subset: int) -> None:
     done = {r["arch"] for r in cache}
     names = sorted({*pf.definition.proxies, "flops", "nwot", "saswot"})
     for space_name in SPACES:
-        space = get_space(f"transnas_{space_name}")
-        table = sorted(r.arch for r in load(REPO / CSV, space=space_name) if r.arch not in fitted)
-        chosen = [table[i] for i in np.random.default_rng(22).choice(len(table), subset, replace=False)]
-
-        def sample_model(rng, space=space):  # saswot's calibration: random archs of the whole space
-            torch.manual_seed(rng.randrange(2**31))
-            return build_network(space.sample(np.random.default_rng(rng.randrange(2**31))), 17, bn_quirk=True)
-
-        ranges = calibrate_cached(sample_model, 8, inputs, targets, space=f"transnas-{space_name}-bn_quirk",
-                                  cache=folder / "saswot_avt.jsonl", seed=protocol.seed,
-                                  loss_reduction=LOSS_REDUCTION)
+        space, chosen = _zero_shot_archs(space_name, subset, fitted)
+        ranges = _saswot_ranges(space, space_name, inputs, targets, folder, protocol.seed, LOSS_REDUCTION)
         for i, arch in enumerate(chosen):
             if arch in done:
                 continue
@@ -163,9 +158,58 @@ def zeroshot(out: Path, subset: int) -> None:
             log.warning("zero-shot %s %d/%d %s", space_name, i + 1, subset, record)
 
 
+def _zero_shot_archs(space_name: str, subset: int, fitted: set[str]) -> tuple[Any, list[str]]:
+    """The space and its ``subset`` table archs scored zero-shot (drawn with seed 22, none of ``fitted``)."""
+    table = sorted(r.arch for r in load(REPO / CSV, space=space_name) if r.arch not in fitted)
+    return get_space(f"transnas_{space_name}"), [table[i] for i in
+                                                 np.random.default_rng(22).choice(len(table), subset, replace=False)]
+
+
+def _saswot_ranges(space: Any, space_name: str, inputs: torch.Tensor, targets: torch.Tensor, folder: Path,
+                   seed: int, loss_reduction: str) -> Any:
+    """saswot's calibration on 8 random archs of the whole space (cached in ``folder/saswot_avt.jsonl``)."""
+    def sample_model(rng):
+        torch.manual_seed(rng.randrange(2**31))
+        return build_network(space.sample(np.random.default_rng(rng.randrange(2**31))), 17, bn_quirk=True)
+
+    return calibrate_cached(sample_model, 8, inputs, targets, space=f"transnas-{space_name}-bn_quirk",
+                            cache=folder / "saswot_avt.jsonl", seed=seed, loss_reduction=loss_reduction)
+
+
+def zeroshot_saswot_image(out: Path, subset: int) -> None:
+    """The ``zeroshot`` subset scored by saswot and saswot_minus at ``loss_reduction=image`` (today's default),
+    on the same batch and initialisation; cached in ``zeroshot/saswot_image.jsonl``."""
+    protocol = load_proxy_file(BEST_PROXY).protocol
+    inputs, targets, _ = scoring_batch(None, protocol.inputs, protocol.batch_size,
+                                       (protocol.resolution, protocol.resolution), 17, protocol.seed)
+    with FITTED_ON.open() as f:
+        fitted = {r["arch"] for r in csv.DictReader(f)}
+    folder = out / "zeroshot"
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = RecordLog(folder / "saswot_image.jsonl", context={"protocol": protocol.seed, "subset": subset,
+                                                               "loss_reduction": "image"})
+    done = {r["arch"] for r in cache}
+    for space_name in SPACES:
+        space, chosen = _zero_shot_archs(space_name, subset, fitted)
+        ranges = _saswot_ranges(space, space_name, inputs, targets, folder, protocol.seed, "image")
+        options = {"saswot": {"ranges": ranges, "loss_reduction": "image"},
+                   "saswot_minus": {"loss_reduction": "image"}}
+        for i, arch in enumerate(chosen):
+            if arch in done:
+                continue
+            torch.manual_seed(protocol.seed)
+            net = build_network(space.genotype_cls(arch), 17, bn_quirk=protocol.bn_quirk)
+            scores = compute(["saswot", "saswot_minus"], net, inputs, targets, options=options, disposable=True)
+            record = {"space": space_name, "arch": arch, "saswot_image": scores["saswot"],
+                      "saswot_minus_image": scores["saswot_minus"]}
+            cache.append(record)
+            log.warning("saswot image %s %d/%d %s", space_name, i + 1, subset, record)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("phase", choices=("searches", "check", "zeroshot", "zeroshot_search"))
+    parser.add_argument("phase", choices=("searches", "check", "zeroshot", "zeroshot_saswot_image",
+                                          "zeroshot_search"))
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "tnb_search", help="inside the repository")
     parser.add_argument("--seeds", type=int, default=25)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -181,6 +225,8 @@ def main() -> None:
         check(args.out, args.seeds)
     elif args.phase == "zeroshot_search":
         zeroshot_search(args.out, args.seeds)
+    elif args.phase == "zeroshot_saswot_image":
+        zeroshot_saswot_image(args.out, args.subset)
     else:
         zeroshot(args.out, args.subset)
 

@@ -137,6 +137,13 @@ def zero_shot(out: Path, tables: dict[str, Table], seeds: int) -> dict:
     if not path.is_file():
         return {}
     records = list(RecordLog(path))
+    proxies = ZERO_SHOT
+    extra = out / "zeroshot" / "saswot_image.jsonl"  # saswot at today's default loss_reduction, when scored
+    if extra.is_file():
+        image = {r["arch"]: r["saswot_image"] for r in RecordLog(extra)}
+        if all(r["arch"] in image for r in records):
+            records = [{**r, "saswot_image": image[r["arch"]]} for r in records]
+            proxies = (*ZERO_SHOT, "saswot_image")
     summary = {}
     for k, space in enumerate(SPACES):
         t = tables[space]
@@ -144,23 +151,24 @@ def zero_shot(out: Path, tables: dict[str, Table], seeds: int) -> dict:
         if len(rows) < POOL:
             continue
         truth = np.array([t.acc[r["arch"]] for r in rows])
-        scores = {p: np.array([r[p] if r[p] is not None else math.nan for r in rows], dtype=float) for p in ZERO_SHOT}
-        picks: dict[str, list[float]] = {p: [] for p in (*ZERO_SHOT, "random", "oracle")}
+        scores = {p: np.array([r[p] if r[p] is not None else math.nan for r in rows], dtype=float) for p in proxies}
+        picks: dict[str, list[float]] = {p: [] for p in (*proxies, "random", "oracle")}
         for seed in range(seeds):
             pool = np.random.default_rng([seed, k]).choice(len(rows), POOL, replace=False)
             picks["random"].append(float(np.mean([t.percentile(v) for v in truth[pool]])))  # expected random pick
             picks["oracle"].append(t.percentile(truth[pool].max()))
-            for p in ZERO_SHOT:
+            for p in proxies:
                 s = np.where(np.isfinite(scores[p][pool]), scores[p][pool], -np.inf)
                 picks[p].append(t.percentile(truth[pool[int(np.argmax(s))]]))
         kendall = {}
-        for p in ZERO_SHOT:
+        for p in proxies:
             ok = np.isfinite(scores[p])
             kendall[p] = {"tau": float(stats.kendalltau(scores[p][ok], truth[ok]).statistic), "n": int(ok.sum())}
         summary[space] = {
-            "scored_archs": len(rows), "pool": POOL, "seeds": seeds, "kendall_over_scored": kendall,
+            "scored_archs": len(rows), "pool": POOL, "seeds": seeds, "proxies": list(proxies),
+            "kendall_over_scored": kendall,
             "pick_percentile": {p: mean_se(v) for p, v in picks.items()},
-            "vs_random_pick": {p: paired(picks[p], picks["random"]) for p in (*ZERO_SHOT, "oracle")},
+            "vs_random_pick": {p: paired(picks[p], picks["random"]) for p in (*proxies, "oracle")},
         }
     return summary
 
@@ -206,10 +214,10 @@ def plot_curves(curves: dict, summary: dict, path: Path) -> None:
 
 def plot_zero_shot(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    names = ("random", *ZERO_SHOT, "oracle")
     for ax, space in zip(axes, SPACES, strict=True):
         if space not in summary:
             continue
+        names = ("random", *summary[space]["proxies"], "oracle")
         stats_ = summary[space]["pick_percentile"]
         ax.bar(names, [stats_[n]["mean"] for n in names], yerr=[stats_[n]["se"] for n in names], capsize=3)
         ax.axhline(50, color="grey", lw=0.8, ls="--")
@@ -258,7 +266,7 @@ def markdown(summary: dict) -> str:
                   f"{z['scored_archs']} scored archs)", "",
                   "| proxy | Kendall tau (scored archs) | pick percentile | vs random pick (paired) | Wilcoxon p |"
                   " wins/ties/losses |", "|---|---|---|---|---|---|"]
-        for p in (*ZERO_SHOT, "random", "oracle"):
+        for p in (*z["proxies"], "random", "oracle"):
             pct = z["pick_percentile"][p]
             tau = f"{z['kendall_over_scored'][p]['tau']:.3f}" if p in z["kendall_over_scored"] else "-"
             d = z["vs_random_pick"].get(p)
