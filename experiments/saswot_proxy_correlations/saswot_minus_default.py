@@ -1,7 +1,8 @@
 """Is SasWOT- degenerate at the default? Its count per network under each ``loss_reduction``, per search space.
 
-Per space, ``--per-space`` genotypes drawn with ``np.random.default_rng(0)`` are built with seed 0 (TNB: the BN
-quirk, 17 classes; the others 19 classes) and scored on the default proxy batch of ``score=proxy``
+Per space, ``--per-space`` genotypes drawn with ``np.random.default_rng(0)`` are built with seed 0 and the space's
+build options, as ``stage=search score=proxy`` builds them (HyCTAS: F=8, OS 8; TNB: the BN quirk, 17 classes; the
+others 19 classes), and scored on the default proxy batch of ``score=proxy``
 (``conf/proxy_batch/default.yaml``: 4 N(0, 1) images of 64x128, uniform labels, seed 0; TNB: 8 images of 64x64,
 best_proxy.yaml's protocol, as its macro space needs multiples of 64). Writes ``saswot_minus_default.md``
 beside this file: how many networks score exactly 0, the median count and the median number of scored weights.
@@ -26,18 +27,19 @@ from segnas.proxies.stats import scored_layers
 from segnas.spaces import get_space
 
 HERE = Path(__file__).resolve().parent
-SETTINGS = {  # space: (classes, batch size, (H, W), network options)
-    "hyctas": (19, 4, (64, 128), {}),
-    "fasterseg": (19, 4, (64, 128), {}),
-    "transnas_micro": (17, 8, (64, 64), {"bn_quirk": True}),
-    "transnas_macro": (17, 8, (64, 64), {"bn_quirk": True}),
+SETTINGS = {  # space: (classes, batch size, (H, W))
+    "hyctas": (19, 4, (64, 128)),
+    "fasterseg": (19, 4, (64, 128)),
+    "transnas_micro": (17, 8, (64, 64)),
+    "transnas_macro": (17, 8, (64, 64)),
 }
 
 
 def counts(space_name: str, n: int) -> dict[str, list[float]]:
     """saswot_minus of ``n`` random networks of the space under every loss reduction, and their weights."""
-    classes, batch, size, options = SETTINGS[space_name]
+    classes, batch, size = SETTINGS[space_name]
     space = get_space(space_name)
+    options = space.build_options()
     x, y, _ = scoring_batch(None, "random", batch, size, classes, 0)
     rng = np.random.default_rng(0)
     out: dict[str, list[float]] = {how: [] for how in (*LOSS_REDUCTIONS, "weights")}
@@ -61,7 +63,7 @@ def main() -> None:
              f"saswot_minus_default.py --per-space {args.per_space}`)", "",
              "| space | batch | reduction | networks scoring 0 | median count | median scored weights |",
              "|---|---|---|---|---|---|"]
-    for space_name, (_, batch, size, _) in SETTINGS.items():
+    for space_name, (_, batch, size) in SETTINGS.items():
         result = counts(space_name, args.per_space)
         weights = statistics.median(result["weights"])
         for how in LOSS_REDUCTIONS:
