@@ -1,11 +1,12 @@
-"""Is SasWOT- degenerate at the default? Its count per network under each ``loss_reduction``, per search space.
+"""Is SasWOT- degenerate at the default? Its count per network under each ``loss_reduction``, per space.
 
-Per space, ``--per-space`` genotypes drawn with ``np.random.default_rng(0)`` are built with seed 0 and the space's
-build options, as ``stage=search score=proxy`` builds them (HyCTAS: F=8, OS 8; TNB: the BN quirk, 17 classes; the
-others 19 classes), and scored on the default proxy batch of ``score=proxy``
-(``conf/proxy_batch/default.yaml``: 4 N(0, 1) images of 64x128, uniform labels, seed 0; TNB: 8 images of 64x64,
-best_proxy.yaml's protocol, as its macro space needs multiples of 64). Writes ``saswot_minus_default.md``
-beside this file: how many networks score exactly 0, the median count and the median number of scored weights.
+Per space, ``--per-space`` genotypes drawn with ``np.random.default_rng(0)`` are built with seed 0 and the
+space's build options, as ``stage=search score=proxy`` builds them (HyCTAS: F=8, OS 8; TNB: the BN quirk, 17
+classes; the others 19 classes), and scored on the default proxy batch of ``score=proxy``
+(``conf/proxy_batch/default.yaml``: 4 N(0, 1) images of 64x128, uniform labels, seed 0; TNB: 8 images of
+64x64, best_proxy.yaml's protocol, as its macro space needs multiples of 64). Writes
+``saswot_minus_default.md`` beside this file: how many networks score exactly 0, the median count and the
+median number of scored weights.
 
     OMP_NUM_THREADS=1 python experiments/saswot_proxy_correlations/saswot_minus_default.py --per-space 16
 """
@@ -49,7 +50,8 @@ def counts(space_name: str, n: int) -> dict[str, list[float]]:
             torch.manual_seed(0)
             net = build_network(genotype, classes, **options)
             opts = {"saswot_minus": {"loss_reduction": how}}
-            out[how].append(compute(["saswot_minus"], net, x, y, options=opts, disposable=True)["saswot_minus"])
+            scores = compute(["saswot_minus"], net, x, y, options=opts, disposable=True)
+            out[how].append(scores["saswot_minus"])
         out["weights"].append(sum(layer.weight.numel() for layer in scored_layers(net)))
     return out
 

@@ -46,7 +46,8 @@ def warm_start(problem: SearchProblem, n: int) -> tuple[list[Any], dict[str, Any
     proxy ``search.warm_start_proxy`` (options ``search.warm_start_options``) on the ``search.warm_start_batch``
     batch (scores archived in ``warm_start.jsonl``, so a resumed run does not score them again):
     ``search.warm_start_select=top`` keeps the ``n`` best proxy scores, ``pareto`` NSGA-II's rank-and-crowding
-    survival over (proxy up, cost down), which keeps the first population spread over the cost range. ``problem`` comes from ``build_problem``."""
+    survival over (proxy up, cost down), which keeps the first population spread over the cost range.
+    ``problem`` comes from ``build_problem``."""
     setup = problem.assembly
     goal, run, space = setup.goal, setup.run, problem.space
     pool_size, proxy, cost = int(goal.warm_start_pool), str(goal.warm_start_proxy), goal.cost_metric

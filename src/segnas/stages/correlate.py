@@ -90,7 +90,7 @@ def _scores(cfg: DictConfig, setup: RunSetup,
     objectives["supernet_miou"] = supernet.objective(setup, space, network, {}, {})
     context = {**supernet.context(setup), "data": to_container(cfg.data), "seed": int(cfg.seed), "network": network,
                "proxy_batch": {**batch, "normalize": str(stage.normalize)} if stage.proxies else None,
-               "proxy_options": {p: resolved_options(p, o) for p, o in options.items()}}
+               "proxy_options": {p: resolved_options(p, o) for p, o in options.items()} if options else None}
     return space, network, Evaluator(objectives, Archive(setup.out / "correlation.jsonl", key=space.key,
                                                          context=context))
 
