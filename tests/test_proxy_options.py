@@ -58,3 +58,20 @@ def test_a_proxy_files_context_holds_its_leaves_options(tmp_path: Path) -> None:
 
     assert "leaf_options" not in context("nwot")  # leaves without options: the context as before
     assert context("saswot_minus")["leaf_options"] == {"saswot_minus": resolved_options("saswot_minus")}
+
+
+def test_hand_designed_proxies_are_scored_with_their_options() -> None:
+    """stage=proxy_evolution's held-out table scores saswot_minus with `stage.proxy_options`, not the default."""
+    from segnas.proxies.batch import benchmark_batch
+    from segnas.proxies.benchmark import Record
+    from segnas.proxies.evolution import BenchmarkArchs, saswot_expression
+    from segnas.proxies.expression_space import ExpressionSpace
+
+    records = [Record("64-41414-2_02_020", "micro", 0.4)]
+    archs = BenchmarkArchs(records, records, ["micro"], benchmark_batch(None, "random", 2, 64, 17, 0), seed=0,
+                           bn_quirk=True, progress=False)
+    exprs = {"saswot_expression": saswot_expression(ExpressionSpace(2, "mean", "sum", 8))}
+    scores = archs.exact_scores(exprs, {"saswot_minus": {}, "nwot": {}}, records, "t")
+    pinned = archs.exact_scores(exprs, {"saswot_minus": {"loss_reduction": "mean"}, "nwot": {}}, records, "t")
+    assert pinned["saswot_minus"][0] < scores["saswot_minus"][0]  # the pixel mean's gradients are far smaller
+    assert pinned["nwot"] == scores["nwot"] and pinned["saswot_expression"] == scores["saswot_expression"]
