@@ -1,7 +1,8 @@
 """The supernet ranking study (issue 24): its commands, and its summary.
 
 ``python experiments/supernet_ranking/study.py commands OUT [VARIANT ...]`` prints each variant's command (the
-template of ``variants.json`` filled in). ``... summary OUT`` reads every variant's ``OUT/<name>/results.json``
+template of ``variants.json`` filled in); ``... replicates OUT`` gathers the supernet-seed replicates
+(``replicates.sh``) into ``replicates.json``. ``... summary OUT`` reads every variant's ``OUT/<name>/results.json``
 and writes ``summary.json`` here (and a copy in ``truth_e<epochs>/``, one per ground truth): per variant its Kendall (with the 95 % bootstrap interval), Spearman, Pearson,
 the same within each branch count, its training compute (epochs x paths per step) and the paired bootstrap
 interval of its Kendall minus that of the paper's sampling at the same compute (``equal_compute_prior``: same
@@ -109,9 +110,32 @@ def table(summary: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def replicates(out: Path) -> dict:
+    """Per replicated variant (``OUT/replicates/<variant>_s<seed>/truth_e<epochs>/results.json``), each supernet
+    seed's Kendall against each ground truth, and their mean and range."""
+    found: dict = {}
+    for path in sorted(out.glob("replicates/*_s*/truth_e*/results.json")):
+        variant, seed = path.parents[1].name.rsplit("_s", 1)
+        truth = path.parent.name.removeprefix("truth_")
+        found.setdefault(variant, {}).setdefault(truth, {})[f"seed_{seed}"] = json.loads(path.read_text())["kendall"]
+    for truths in found.values():
+        for seeds in truths.values():
+            values = list(seeds.values())
+            seeds.update({"mean": float(np.mean(values)), "range": [min(values), max(values)]})
+    return found
+
+
 def main(argv: list[str]) -> None:
-    if len(argv) < 2 or argv[0] not in ("commands", "summary"):
+    if len(argv) < 2 or argv[0] not in ("commands", "summary", "replicates"):
         raise SystemExit(__doc__)
+    if argv[0] == "replicates":
+        result = replicates(Path(argv[1]))
+        (HERE / "replicates.json").write_text(json.dumps(result, indent=1) + "\n")
+        for variant, truths in result.items():
+            for truth, seeds in truths.items():
+                print(variant, truth, {k: round(v, 3) for k, v in seeds.items() if k.startswith("seed")},
+                      f"mean {seeds['mean']:+.3f}")
+        return
     if argv[0] == "commands":
         print("\n".join(commands(argv[1], argv[2:], int(os.environ.get("TRAIN_EPOCHS", SPEC["train_epochs"])))))
         return
