@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from segnas.models import build_network
-from segnas.proxies import compute
+from segnas.proxies import Context
 from segnas.proxies.batch import scoring_batch
-from segnas.proxies.saswot import LOSS_REDUCTIONS
-from segnas.proxies.stats import scored_layers
+from segnas.proxies.saswot import LOSS_REDUCTIONS, saswot_minus
+from segnas.proxies.stats import WEIGHT_GRADS, collect, default_loss, scored_layers
 from segnas.spaces import get_space
 
 HERE = Path(__file__).resolve().parent
@@ -44,14 +44,13 @@ def counts(space_name: str, n: int) -> dict[str, list[float]]:
     x, y, _ = scoring_batch(None, "random", batch, size, classes, 0)
     rng = np.random.default_rng(0)
     out: dict[str, list[float]] = {how: [] for how in (*LOSS_REDUCTIONS, "weights")}
+    loss = default_loss()
     for _ in range(n):
-        genotype = space.sample(rng)
+        torch.manual_seed(0)
+        net = build_network(space.sample(rng), classes, **options)
+        ctx = Context(net, x, y, loss, collect(net, x, y, loss, [WEIGHT_GRADS], disposable=True))  # one pass
         for how in LOSS_REDUCTIONS:
-            torch.manual_seed(0)
-            net = build_network(genotype, classes, **options)
-            opts = {"saswot_minus": {"loss_reduction": how}}
-            scores = compute(["saswot_minus"], net, x, y, options=opts, disposable=True)
-            out[how].append(scores["saswot_minus"])
+            out[how].append(saswot_minus(ctx, loss_reduction=how))
         out["weights"].append(sum(layer.weight.numel() for layer in scored_layers(net)))
     return out
 

@@ -132,7 +132,7 @@ def zeroshot(out: Path, subset: int) -> None:
     best_proxy's protocol batch (networks seeded with its seed); cached in ``zeroshot/scores.jsonl``."""
     pf = load_proxy_file(BEST_PROXY)
     protocol = pf.protocol
-    inputs, targets, fitted, folder = _zero_shot_setup(out)
+    inputs, targets, fitted, folder = _zero_shot_setup(out, protocol)
     cache = RecordLog(folder / "scores.jsonl", context={"protocol": protocol.seed, "proxies": ZERO_SHOT_PROXIES,
                                                         "best_proxy": pf.context(), "subset": subset})
     done = {r["arch"] for r in cache}
@@ -153,9 +153,8 @@ def zeroshot(out: Path, subset: int) -> None:
             log.warning("zero-shot %s %d/%d %s", space_name, i + 1, subset, record)
 
 
-def _zero_shot_setup(out: Path) -> tuple[torch.Tensor, torch.Tensor, set[str], Path]:
-    """best_proxy's protocol batch, the archs it was fitted on and the zero-shot folder (created)."""
-    protocol = load_proxy_file(BEST_PROXY).protocol
+def _zero_shot_setup(out: Path, protocol: Any) -> tuple[torch.Tensor, torch.Tensor, set[str], Path]:
+    """best_proxy's ``protocol`` batch, the archs it was fitted on and the zero-shot folder (created)."""
     inputs, targets, _ = scoring_batch(None, protocol.inputs, protocol.batch_size,
                                        (protocol.resolution, protocol.resolution), 17, protocol.seed)
     with FITTED_ON.open() as f:
@@ -187,7 +186,7 @@ def zeroshot_saswot_image(out: Path, subset: int) -> None:
     """The ``zeroshot`` subset scored by saswot and saswot_minus at ``loss_reduction=image`` (today's default),
     on the same batch and initialisation; cached in ``zeroshot/saswot_image.jsonl``."""
     protocol = load_proxy_file(BEST_PROXY).protocol
-    inputs, targets, fitted, folder = _zero_shot_setup(out)
+    inputs, targets, fitted, folder = _zero_shot_setup(out, protocol)
     cache = RecordLog(folder / "saswot_image.jsonl", context={"protocol": protocol.seed, "subset": subset,
                                                                "loss_reduction": "image"})
     done = {r["arch"] for r in cache}

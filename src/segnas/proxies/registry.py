@@ -106,10 +106,16 @@ def get(name: str) -> ProxySpec:
         raise KeyError(f"unknown proxy {name!r}; available: {available()}") from None
 
 
+def _options_of(name: str) -> dict[str, Any]:
+    """The keyword options proxy ``name`` takes (``ctx`` and the computed ``ranges`` aside), with their
+    defaults (``inspect.Parameter.empty`` where it has none)."""
+    return {k: p.default for k, p in inspect.signature(get(name).fn).parameters.items() if k not in ("ctx", "ranges")}
+
+
 def check_options(name: str, options: Mapping[str, Any] | None, key: str) -> dict[str, Any]:
     """``options`` (config ``key``) as keyword arguments of proxy ``name``; an unknown proxy or keyword fails
     naming it."""
-    accepted = set(inspect.signature(get(name).fn).parameters) - {"ctx", "ranges"}
+    accepted = set(_options_of(name))
     given = dict(options or {})
     unknown = sorted(set(given) - accepted)
     if unknown:
@@ -131,8 +137,7 @@ def resolved_options(name: str, options: Mapping[str, Any] | None = None) -> dic
     """Every keyword option of proxy ``name`` with its value: ``options`` over the function's defaults
     (``ranges``, computed data, left out). What a score depends on beyond the batch: archives key on it, so a
     changed default never reuses scores computed under the old one."""
-    defaults = {k: p.default for k, p in inspect.signature(get(name).fn).parameters.items()
-                if k not in ("ctx", "ranges") and p.default is not inspect.Parameter.empty}
+    defaults = {k: v for k, v in _options_of(name).items() if v is not inspect.Parameter.empty}
     return {**defaults, **{k: v for k, v in (options or {}).items() if k != "ranges"}}
 
 
